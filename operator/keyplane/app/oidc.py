@@ -1,0 +1,198 @@
+"""OpenID Connect authorization-code flow with PKCE, on httpx and joserfc.
+
+The ID token's signature is verified with the provider's JWKS (joserfc, asymmetric algorithms
+only), and its claims with joserfc's registry: ``iss``, ``aud``, ``exp``, ``iat`` and the
+``nonce`` bound to the browser's login, with a small clock-skew leeway.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from keyplane.app.bundle import IdentityProvider
+from keyplane.app.clock import Clock, utcnow
+from keyplane.app.errors import LoginError
+
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+@dataclass(frozen=True)
+class PendingOidcLogin:
+    """What the browser's login started with; kept in a signed cookie until the callback."""
+
+    state: str
+    nonce: str
+    code_verifier: str
+    next: str = "/"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"state": self.state, "nonce": self.nonce, "verifier": self.code_verifier, "next": self.next}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PendingOidcLogin:
+        return cls(str(data["state"]), str(data["nonce"]), str(data["verifier"]), str(data.get("next", "/")))
+
+
+@dataclass(frozen=True)
+class OidcIdentity:
+    identity_provider: str
+    subject: str
+    email: str | None
+    groups: tuple[str, ...]
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+def pkce_challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+class OidcLogin:
+    """The relying-party side of one OIDC IdentityProvider.
+
+    :param http: the httpx client used for discovery, token and JWKS requests.
+    :param leeway: clock-skew tolerance for ``exp``/``iat``/``nbf``, in seconds.
+    """
+
+    def __init__(self, idp: IdentityProvider, http: httpx.AsyncClient, *, clock: Clock = utcnow,
+                 leeway: int = 60) -> None:
+        if idp.oidc is None:
+            raise ValueError(f"identity provider {idp.name} is not OIDC")
+        self.idp = idp
+        self.config: dict[str, Any] = dict(idp.oidc)
+        self.http = http
+        self.clock = clock
+        self.leeway = leeway
+        self._metadata: dict[str, Any] | None = None
+        self._jwks: KeySet | None = None
+        self._jwks_fetched = 0.0
+
+    @property
+    def client_id(self) -> str:
+        return str(self.config["clientID"])
+
+    async def metadata(self) -> dict[str, Any]:
+        """Endpoints from the bundle; what it leaves out comes from the issuer's discovery document."""
+        if self._metadata is None:
+            metadata: dict[str, Any] = {}
+            keys = {"authorizationEndpoint": "authorization_endpoint", "tokenEndpoint": "token_endpoint",
+                    "jwksURI": "jwks_uri", "userinfoEndpoint": "userinfo_endpoint"}
+            if not all(self.config.get(k) for k in ("authorizationEndpoint", "tokenEndpoint", "jwksURI")):
+                url = str(self.config["issuer"]).rstrip("/") + "/.well-known/openid-configuration"
+                response = await self.http.get(url)
+                response.raise_for_status()
+                metadata = response.json()
+                if metadata.get("issuer") != self.config["issuer"]:
+                    raise LoginError("OIDC discovery document names another issuer", status=502)
+            for ours, theirs in keys.items():
+                if self.config.get(ours):
+                    metadata[theirs] = self.config[ours]
+            self._metadata = metadata
+        return self._metadata
+
+    async def start(self, next_url: str = "/", *, login_hint: str | None = None
+                    ) -> tuple[str, PendingOidcLogin]:
+        """The authorization URL to redirect to, and the pending login to keep for the callback."""
+        metadata = await self.metadata()
+        pending = PendingOidcLogin(secrets.token_urlsafe(32), secrets.token_urlsafe(32),
+                                   secrets.token_urlsafe(64), next_url)
+        query = {
+            "response_type": "code",
+            "client_id": self.client_id,
+            "redirect_uri": self.config["redirectURI"],
+            "scope": " ".join(self.config.get("scopes") or ["openid", "email", "profile"]),
+            "state": pending.state,
+            "nonce": pending.nonce,
+            "code_challenge": pkce_challenge(pending.code_verifier),
+            "code_challenge_method": "S256",
+        }
+        if login_hint:
+            query["login_hint"] = login_hint
+        return f"{metadata['authorization_endpoint']}?{urlencode(query)}", pending
+
+    async def finish(self, params: Mapping[str, str], pending: PendingOidcLogin) -> OidcIdentity:
+        """Handle the callback: check state, redeem the code with the verifier, validate the ID token."""
+        if "error" in params:
+            raise LoginError(f"the identity provider refused the login: {params['error']}")
+        state = params.get("state", "")
+        if not state or not hmac.compare_digest(state.encode(), pending.state.encode()):
+            raise LoginError("OIDC state mismatch: this callback does not belong to this browser's login")
+        code = params.get("code")
+        if not code:
+            raise LoginError("OIDC callback without a code", status=400)
+        metadata = await self.metadata()
+        try:
+            response = await self.http.post(
+                metadata["token_endpoint"],
+                data={"grant_type": "authorization_code", "code": code,
+                      "redirect_uri": self.config["redirectURI"], "code_verifier": pending.code_verifier},
+                auth=(self.client_id, str(self.config.get("clientSecret") or "")),
+                headers={"Accept": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            raise LoginError(f"OIDC token endpoint unreachable: {type(exc).__name__}", status=502) from exc
+        if response.status_code != 200:
+            raise LoginError(f"OIDC token endpoint answered {response.status_code}", status=502)
+        id_token = response.json().get("id_token")
+        if not isinstance(id_token, str):
+            raise LoginError("OIDC token response has no id_token", status=502)
+        claims = await self.validate_id_token(id_token, pending.nonce)
+        mapping = self.idp.attribute_mapping
+        email = claims.get(mapping.get("email", "email"))
+        if claims.get("email_verified") is False:
+            raise LoginError("the identity provider says this email address is not verified")
+        groups = claims.get(mapping.get("groups", "groups")) or []
+        if isinstance(groups, str):
+            groups = [groups]
+        return OidcIdentity(self.idp.name, str(claims["sub"]),
+                            str(email).strip().lower() if email else None,
+                            tuple(str(g) for g in groups), claims)
+
+    async def _keys(self, refresh: bool = False) -> KeySet:
+        if self._jwks is None or (refresh and time.monotonic() - self._jwks_fetched > 10):
+            metadata = await self.metadata()
+            response = await self.http.get(metadata["jwks_uri"])
+            response.raise_for_status()
+            self._jwks = KeySet.import_key_set(response.json())
+            self._jwks_fetched = time.monotonic()
+        return self._jwks
+
+    async def validate_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
+        keys = await self._keys()
+        try:
+            try:
+                token = jwt.decode(id_token, keys, algorithms=list(ALGORITHMS))
+            except JoseError:
+                # The provider may have rotated its keys: fetch the JWKS again, once.
+                token = jwt.decode(id_token, await self._keys(refresh=True), algorithms=list(ALGORITHMS))
+            registry = jwt.JWTClaimsRegistry(
+                now=lambda: int(self.clock().timestamp()),
+                leeway=self.leeway,
+                iss={"essential": True, "value": str(self.config["issuer"])},
+                aud={"essential": True, "value": self.client_id},
+                sub={"essential": True},
+                exp={"essential": True},
+                iat={"essential": True},
+                nonce={"essential": True, "value": nonce},
+            )
+            registry.validate(token.claims)
+        except JoseError as exc:
+            raise LoginError(f"ID token refused: {exc.error}: {exc.description or ''}".strip()) from exc
+        claims = dict(token.claims)
+        audiences: Sequence[str] = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if len(audiences) > 1 and claims.get("azp") != self.client_id:
+            raise LoginError("ID token refused: several audiences and azp is not this client")
+        return claims

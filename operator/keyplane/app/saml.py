@@ -1,0 +1,135 @@
+"""SAML 2.0 SP per IdentityProvider, on python3-saml: AuthnRequest, ACS validation, SP metadata.
+
+python3-saml validates signatures (xmlsec), audience, destination, conditions (with its
+``ALLOWED_CLOCK_DRIFT`` clock-skew tolerance, 300 s) and InResponseTo. What it leaves to its
+users is added here: replay protection (consumed assertion IDs are remembered until their
+``NotOnOrAfter``) and refusing unsolicited (IdP-initiated) responses unless ``allowIdPInitiated``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from lxml import etree
+from onelogin.saml2.auth import OneLogin_Saml2_Auth
+from onelogin.saml2.constants import OneLogin_Saml2_Constants
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
+
+from keyplane.app.bundle import IdentityProvider
+from keyplane.app.errors import LoginError
+from keyplane.app.replay import ReplayCache
+
+#: python3-saml's tolerance for clock differences with the IdP, in seconds.
+CLOCK_SKEW_SECONDS = OneLogin_Saml2_Constants.ALLOWED_CLOCK_DRIFT
+
+
+@dataclass(frozen=True)
+class SamlIdentity:
+    """What a validated assertion says about the user."""
+
+    identity_provider: str
+    name_id: str | None
+    email: str | None
+    groups: tuple[str, ...]
+    attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    session_index: str | None = None
+
+
+def request_data(url: str, post_data: Mapping[str, str] | None = None,
+                 get_data: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """python3-saml's request description for a URL the SP declared (not what a proxy forwarded).
+
+    The ACS URL comes from the settings the operator rendered, so Destination and Recipient are
+    checked against the URL the IdP was told to post to, whatever the reverse proxies in between.
+    """
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    return {
+        "https": "on" if https else "off",
+        "http_host": parts.hostname or "",
+        "server_port": str(port),
+        "script_name": parts.path,
+        "get_data": dict(get_data or {}),
+        "post_data": dict(post_data or {}),
+    }
+
+
+class SamlLogin:
+    """The SP side of one SAML IdentityProvider."""
+
+    def __init__(self, idp: IdentityProvider, replay: ReplayCache) -> None:
+        if idp.saml is None:
+            raise ValueError(f"identity provider {idp.name} is not SAML")
+        self.idp = idp
+        self.replay = replay
+        self.settings = OneLogin_Saml2_Settings(dict(idp.saml), sp_validation_only=False)
+
+    @property
+    def acs_url(self) -> str:
+        return str(self.idp.saml["sp"]["assertionConsumerService"]["url"])  # type: ignore[index]
+
+    def login_url(self, relay_state: str, *, login_hint: str | None = None) -> tuple[str, str]:
+        """The IdP URL to redirect the browser to, and the AuthnRequest ID to expect back."""
+        auth = OneLogin_Saml2_Auth(request_data(self.acs_url), self.settings)
+        parameters = {"login_hint": login_hint} if login_hint else {}
+        url = auth.login(return_to=relay_state, set_nameid_policy=True, parameters=parameters)
+        return str(url), str(auth.get_last_request_id())
+
+    def metadata(self) -> str:
+        """The SP metadata XML (validated by python3-saml)."""
+        xml = self.settings.get_sp_metadata()
+        errors = self.settings.validate_metadata(xml)
+        if errors:
+            raise LoginError(f"invalid SP metadata: {', '.join(errors)}", status=500)
+        return xml.decode() if isinstance(xml, bytes) else str(xml)
+
+    def consume(self, saml_response: str, request_id: str | None) -> SamlIdentity:
+        """Validate a posted ``SAMLResponse`` and return the identity it asserts.
+
+        :param request_id: the ID of the AuthnRequest this browser started (from the signed
+            RelayState), or None for an IdP-initiated login.
+        """
+        if request_id is None and not self.idp.allow_idp_initiated:
+            raise LoginError("unsolicited SAML response refused: IdP-initiated login is not allowed")
+        auth = OneLogin_Saml2_Auth(request_data(self.acs_url, {"SAMLResponse": saml_response}),
+                                   self.settings)
+        try:
+            auth.process_response(request_id=request_id)
+        except Exception as exc:  # python3-saml raises on malformed input
+            raise LoginError(f"invalid SAML response: {exc}") from exc
+        if auth.get_errors() or not auth.is_authenticated():
+            raise LoginError(f"SAML response refused: {auth.get_last_error_reason() or auth.get_errors()}")
+        if request_id is not None and _in_response_to(saml_response) != request_id:
+            raise LoginError("SAML response refused: it does not answer this browser's request")
+        assertion_id = auth.get_last_assertion_id()
+        not_on_or_after = auth.get_last_assertion_not_on_or_after()
+        expiry = (datetime.datetime.fromtimestamp(not_on_or_after, datetime.UTC)
+                  if not_on_or_after else None)
+        if not assertion_id or not self.replay.remember(f"saml:{self.idp.name}:{assertion_id}", expiry):
+            raise LoginError("SAML assertion refused: it was already used (replay)")
+        attributes: dict[str, list[str]] = {k: [str(v) for v in vs] for k, vs in auth.get_attributes().items()}
+        mapping = self.idp.attribute_mapping
+        name_id = auth.get_nameid()
+        email = _first(attributes.get(mapping.get("email", "email"), []))
+        if email is None and name_id and "@" in name_id:
+            email = name_id
+        groups = tuple(attributes.get(mapping.get("groups", "groups"), []))
+        return SamlIdentity(self.idp.name, name_id, email.strip().lower() if email else None, groups,
+                            attributes, auth.get_session_index())
+
+
+def _first(values: Sequence[str]) -> str | None:
+    return values[0] if values else None
+
+
+def _in_response_to(saml_response: str) -> str | None:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    root = etree.fromstring(base64.b64decode(saml_response), parser)
+    value = root.get("InResponseTo")
+    return str(value) if value is not None else None

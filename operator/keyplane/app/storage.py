@@ -1,0 +1,340 @@
+"""Storage of provisioned users and groups: SQLAlchemy tables (SQLite by default, any URL works).
+
+The SCIM resources are kept as JSON documents with the columns the IdPs filter on
+(``userName``, ``externalId``, ``displayName``) stored in their comparable form and indexed, a
+table of unique values, and a membership table derived from the groups' ``members``. Every row
+belongs to a partition: the name of its SCIM connection, so two connections never see each
+other's users.
+
+This module is the app-facing half (queries, change listeners); ``scim_storage`` is the
+scim2-server backend that writes through it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger("keyplane.app.storage")
+
+metadata = MetaData()
+
+resources = Table(
+    "keyplane_scim_resources",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("partition", String(255), nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("last_modified", DateTime(timezone=True), nullable=False),
+    Column("user_name", String(1024)),
+    Column("external_id", String(1024)),
+    Column("display_name", String(1024)),
+    Column("label", String(1024)),
+    Column("email", String(1024)),
+    Column("active", Boolean),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("data", Text, nullable=False),
+    Index("ix_kp_scim_user_name", "partition", "resource_type", "user_name"),
+    Index("ix_kp_scim_external_id", "partition", "resource_type", "external_id"),
+    Index("ix_kp_scim_display_name", "partition", "resource_type", "display_name"),
+    Index("ix_kp_scim_email", "partition", "email"),
+    Index("ix_kp_scim_created", "partition", "resource_type", "created", "id"),
+)
+
+unique_values = Table(
+    "keyplane_scim_unique",
+    metadata,
+    Column("partition", String(255), primary_key=True),
+    Column("urn", String(512), primary_key=True),
+    Column("value", String(1024), primary_key=True),
+    Column("resource_id", String(64), nullable=False, index=True),
+)
+
+members = Table(
+    "keyplane_scim_members",
+    metadata,
+    Column("partition", String(255), primary_key=True),
+    Column("group_id", String(64), primary_key=True),
+    Column("user_id", String(64), primary_key=True),
+    Index("ix_kp_scim_members_user", "partition", "user_id"),
+)
+
+
+@dataclass(frozen=True)
+class ProvisionedUser:
+    """A user as the app sees it: identity, state, groups and the role they give."""
+
+    connection: str
+    id: str
+    user_name: str
+    email: str | None
+    external_id: str | None
+    display_name: str | None
+    active: bool
+    deleted: bool
+    groups: tuple[str, ...]
+    role: str | None
+    attributes: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ProvisionedGroup:
+    connection: str
+    id: str
+    display_name: str
+    external_id: str | None
+    member_ids: tuple[str, ...]
+
+
+ChangeAction = Literal["upsert", "deactivate", "delete"]
+
+
+@dataclass(frozen=True)
+class UserChange:
+    """What a SCIM request did to a user, for the app to mirror into its own user table.
+
+    ``upsert``: the user exists and is active (created, updated, or their role may have changed);
+    ``deactivate``: keep the user but block their login (deprovisionAction Deactivate);
+    ``delete``: remove the user (deprovisionAction Delete).
+    """
+
+    action: ChangeAction
+    user: ProvisionedUser
+
+
+Pending = tuple[ChangeAction, "ProvisionedUser | None"]
+ChangeListener = Callable[[UserChange], None]
+RoleFunction = Callable[[str, Sequence[str], bool], "str | None"]
+
+
+def _default_role(connection: str, groups: Sequence[str], active: bool) -> str | None:
+    return None
+
+
+class Storage:
+    """The SQL store shared by every SCIM connection of an app.
+
+    :param url: a SQLAlchemy URL; ``sqlite://`` (the default) is an in-memory database shared by
+        every thread, ``sqlite:///path.db`` a file, ``postgresql+psycopg://...`` works too.
+    """
+
+    def __init__(self, url: str = "sqlite://", *, engine: Engine | None = None) -> None:
+        if engine is None:
+            kwargs: dict[str, Any] = {}
+            if url.startswith("sqlite"):
+                kwargs["connect_args"] = {"check_same_thread": False}
+                if url in ("sqlite://", "sqlite:///:memory:"):
+                    kwargs["poolclass"] = StaticPool
+            engine = create_engine(url, **kwargs)
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        if self.is_sqlite:
+            event.listen(engine, "connect", _sqlite_pragmas)
+        metadata.create_all(engine)
+        # SQLite has one writer; serialising the operations avoids "database is locked".
+        self._write_lock: threading.RLock | None = threading.RLock() if self.is_sqlite else None
+        self._local = threading.local()
+        self._listeners: list[ChangeListener] = []
+        self.role_of: RoleFunction = _default_role
+
+    # -- transactions -------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction per SCIM operation; nested calls reuse the open one.
+
+        Changes collected during the transaction are sent to the listeners after commit.
+        """
+        current: Connection | None = getattr(self._local, "connection", None)
+        if current is not None:
+            yield current
+            return
+        lock = self._write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            self._local.pending = {}
+            with self.engine.begin() as connection:
+                self._local.connection = connection
+                try:
+                    yield connection
+                finally:
+                    self._local.connection = None
+            pending: dict[tuple[str, str], Pending] = self._local.pending
+        except BaseException:
+            self._local.pending = {}
+            raise
+        finally:
+            if lock is not None:
+                lock.release()
+        self._local.pending = {}
+        if pending and self._listeners:
+            self._notify(pending)
+
+    def touch(self, partition: str, user_id: str, action: ChangeAction = "upsert", *,
+              snapshot: bool = False) -> None:
+        """Record, within the open transaction, that a user changed (sent after commit).
+
+        ``snapshot`` captures the user now, for a user about to be removed.
+        """
+        pending: dict[tuple[str, str], Pending] | None = getattr(self._local, "pending", None)
+        connection: Connection | None = getattr(self._local, "connection", None)
+        if pending is None or connection is None or not self._listeners:
+            return
+        previous = pending.get((partition, user_id))
+        if previous is not None and previous[0] in ("delete", "deactivate") and action == "upsert":
+            return
+        captured = None
+        if snapshot:
+            row = connection.execute(select(resources).where(resources.c.id == user_id)).first()
+            captured = self._user_of(connection, partition, row) if row else None
+        pending[(partition, user_id)] = (action, captured)
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Register a callback called with a :class:`UserChange` after each committed change."""
+        self._listeners.append(listener)
+
+    def _notify(self, pending: dict[tuple[str, str], Pending]) -> None:
+        for (partition, user_id), (action, snapshot) in pending.items():
+            user = self.get_user(partition, user_id, include_deleted=True) or snapshot
+            if user is None:
+                continue
+            if action != "upsert":
+                user = replace(user, active=False, role=None)
+            if action == "upsert" and not user.active:
+                continue
+            for listener in self._listeners:
+                try:
+                    listener(UserChange(action, user))
+                except Exception:
+                    log.exception("user change listener failed")
+
+    # -- app-facing queries ---------------------------------------------------------
+
+    def _user_of(self, connection: Connection, partition: str, row: Any) -> ProvisionedUser:
+        group_names = tuple(sorted(
+            name or "" for (name,) in connection.execute(
+                select(resources.c.label)
+                .join(members, (members.c.group_id == resources.c.id) & (members.c.partition == partition))
+                .where(members.c.user_id == row.id)
+            ).all()
+        ))
+        data = json.loads(row.data)
+        active = bool(row.active) and not row.deleted
+        return ProvisionedUser(
+            connection=partition,
+            id=row.id,
+            user_name=data.get("userName", ""),
+            email=row.email,
+            external_id=data.get("externalId"),
+            display_name=data.get("displayName"),
+            active=active,
+            deleted=bool(row.deleted),
+            groups=group_names,
+            role=self.role_of(partition, group_names, active),
+            attributes=data,
+        )
+
+    def get_user(self, partition: str, user_id: str, *, include_deleted: bool = False) -> ProvisionedUser | None:
+        with self.transaction() as connection:
+            query = select(resources).where(
+                resources.c.partition == partition, resources.c.id == user_id,
+                resources.c.resource_type == "User")
+            if not include_deleted:
+                query = query.where(resources.c.deleted.is_(False))
+            row = connection.execute(query).first()
+            return self._user_of(connection, partition, row) if row else None
+
+    def find_user(self, partition: str, login: str,
+                  user_identifier: Literal["email", "userName"] = "email") -> ProvisionedUser | None:
+        """The user of a connection whose email (or userName) is ``login``, case-insensitively.
+
+        A live user wins over a deprovisioned (soft-deleted) one with the same login.
+        """
+        column = resources.c.email if user_identifier == "email" else resources.c.user_name
+        with self.transaction() as connection:
+            row = connection.execute(
+                select(resources)
+                .where(resources.c.partition == partition, resources.c.resource_type == "User",
+                       column == login.strip().lower())
+                .order_by(resources.c.deleted, resources.c.last_modified.desc())
+            ).first()
+            return self._user_of(connection, partition, row) if row else None
+
+    def list_users(self, partition: str, *, include_deleted: bool = False) -> list[ProvisionedUser]:
+        with self.transaction() as connection:
+            query = select(resources).where(
+                resources.c.partition == partition, resources.c.resource_type == "User")
+            if not include_deleted:
+                query = query.where(resources.c.deleted.is_(False))
+            rows = connection.execute(query.order_by(resources.c.created, resources.c.id)).all()
+            return [self._user_of(connection, partition, row) for row in rows]
+
+    def list_groups(self, partition: str) -> list[ProvisionedGroup]:
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(resources).where(resources.c.partition == partition,
+                                        resources.c.resource_type == "Group")
+                .order_by(resources.c.created, resources.c.id)).all()
+            result = []
+            for row in rows:
+                ids = connection.execute(
+                    select(members.c.user_id).where(members.c.partition == partition,
+                                                    members.c.group_id == row.id)
+                    .order_by(members.c.user_id)).scalars().all()
+                data = json.loads(row.data)
+                result.append(ProvisionedGroup(partition, row.id, row.label or "",
+                                               data.get("externalId"), tuple(ids)))
+            return result
+
+    def group_names_of(self, connection: Connection, partition: str, user_ids: Sequence[str]
+                       ) -> dict[str, list[tuple[str, str]]]:
+        """``{user_id: [(group_id, displayName), ...]}`` for the given users."""
+        if not user_ids:
+            return {}
+        rows = connection.execute(
+            select(members.c.user_id, resources.c.id, resources.c.label)
+            .join(resources, resources.c.id == members.c.group_id)
+            .where(members.c.partition == partition, members.c.user_id.in_(list(user_ids)))
+        ).all()
+        result: dict[str, list[tuple[str, str]]] = {}
+        for user_id, group_id, label in rows:
+            result.setdefault(user_id, []).append((group_id, label or ""))
+        return result
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)

@@ -1,0 +1,324 @@
+"""Starlette wiring: the SSO routes, the SCIM endpoints, and the :class:`Keyplane` facade.
+
+Routes (relative to where the app is served):
+``GET /sso/route?email=``, ``GET /sso/saml/<idp>/login``, ``POST /sso/saml/<idp>/acs``,
+``GET /sso/saml/<idp>/metadata``, ``GET /sso/oidc/<idp>/login``, ``GET /sso/oidc/<idp>/callback``,
+and SCIM at every connection's ``endpointPath``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from keyplane.app.bundle import Bundle, BundleStore
+from keyplane.app.clock import Clock, utcnow
+from keyplane.app.errors import LoginError
+from keyplane.app.login import LoginResult, resolve_login
+from keyplane.app.oidc import OidcLogin, PendingOidcLogin
+from keyplane.app.replay import ReplayCache
+from keyplane.app.roles import effective_role
+from keyplane.app.routing import LoginRoute, LoginRouter
+from keyplane.app.saml import SamlLogin
+from keyplane.app.scim import ScimRouter
+from keyplane.app.storage import ChangeListener, Storage
+
+log = logging.getLogger("keyplane.app")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+OnLogin = Callable[[Request, LoginResult], "Response | None | Awaitable[Response | None]"]
+
+SESSION_COOKIE = "keyplane_session"
+PENDING_MAX_AGE = 600
+
+
+def safe_next(value: str | None) -> str:
+    """Only same-site relative paths are followed after a login (no open redirect)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+class Keyplane:
+    """Everything the operator declared, for one web app.
+
+    :param bundle: the mounted ``identity.json`` path (reloaded when it changes), a
+        :class:`BundleStore`, or a fixed :class:`Bundle`.
+    :param database_url: SQLAlchemy URL of the SCIM store (``sqlite:///keyplane.db``, ``postgresql+psycopg://…``).
+    :param secret_key: signs the login cookies; defaults to ``$KEYPLANE_SECRET_KEY``.
+    :param on_login: ``(request, LoginResult) -> Response | None``; None keeps the default
+        (a signed ``keyplane_session`` cookie and a redirect to ``next``).
+    """
+
+    def __init__(self, bundle: str | os.PathLike[str] | BundleStore | Bundle, *,
+                 database_url: str = "sqlite://", storage: Storage | None = None,
+                 secret_key: str | None = None, clock: Clock = utcnow, on_login: OnLogin | None = None,
+                 http: httpx.AsyncClient | None = None, session_max_age: int = 8 * 3600) -> None:
+        if isinstance(bundle, BundleStore):
+            self.bundles = bundle
+        elif isinstance(bundle, Bundle):
+            self.bundles = BundleStore.from_bundle(bundle)
+        else:
+            self.bundles = BundleStore(Path(bundle))
+        key = secret_key or os.environ.get("KEYPLANE_SECRET_KEY")
+        if not key:
+            raise ValueError("Keyplane needs a secret_key (or $KEYPLANE_SECRET_KEY) to sign login cookies")
+        self.clock = clock
+        self.storage = storage or Storage(database_url)
+        self.storage.role_of = self._role_of
+        self.router = LoginRouter(self.bundles)
+        self.scim = ScimRouter(self.bundles, self.storage, clock=clock)
+        self.replay = ReplayCache(clock=clock)
+        self.on_login = on_login
+        self.session_max_age = session_max_age
+        self._http = http
+        self._signer = URLSafeTimedSerializer(key, salt="keyplane.app")
+        self._saml: dict[str, tuple[str, SamlLogin]] = {}
+        self._oidc: dict[str, tuple[str, OidcLogin]] = {}
+        self.sso = Starlette(routes=[
+            Route("/sso/route", self._route, methods=["GET"]),
+            Route("/sso/saml/{name}/login", self._saml_login, methods=["GET"]),
+            Route("/sso/saml/{name}/acs", self._saml_acs, methods=["POST"]),
+            Route("/sso/saml/{name}/metadata", self._saml_metadata, methods=["GET"]),
+            Route("/sso/oidc/{name}/login", self._oidc_login, methods=["GET"]),
+            Route("/sso/oidc/{name}/callback", self._oidc_callback, methods=["GET"]),
+        ])
+
+    # -- pure API ------------------------------------------------------------------
+
+    @property
+    def bundle(self) -> Bundle:
+        return self.bundles.bundle
+
+    def route(self, email: str) -> LoginRoute:
+        """Which IdP an email logs in with, and whether the app's local login is allowed."""
+        return self.router.route(email)
+
+    def local_login_allowed(self, email: str) -> bool:
+        return self.router.local_login_allowed(email)
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Mirror SCIM changes into the app's own user table (see :class:`UserChange`)."""
+        self.storage.add_listener(listener)
+
+    def _role_of(self, partition: str, groups: Any, active: bool) -> str | None:
+        bundle = self.bundles.bundle
+        connection = bundle.scim.get(partition)
+        if connection is None:
+            return None
+        return effective_role(bundle.roles, connection, groups, active=active)
+
+    def saml(self, name: str) -> SamlLogin:
+        bundle = self.bundle
+        idp = bundle.identity_providers.get(name)
+        if idp is None or idp.protocol != "SAML":
+            raise LoginError(f"no SAML identity provider named {name}", status=404)
+        cached = self._saml.get(name)
+        if cached is None or cached[0] != bundle.sha256 or not bundle.sha256:
+            cached = (bundle.sha256, SamlLogin(idp, self.replay))
+            self._saml[name] = cached
+        return cached[1]
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        return self._http
+
+    def oidc(self, name: str) -> OidcLogin:
+        bundle = self.bundle
+        idp = bundle.identity_providers.get(name)
+        if idp is None or idp.protocol != "OIDC":
+            raise LoginError(f"no OIDC identity provider named {name}", status=404)
+        cached = self._oidc.get(name)
+        if cached is None or cached[0] != bundle.sha256 or not bundle.sha256:
+            cached = (bundle.sha256, OidcLogin(idp, self.http, clock=self.clock))
+            self._oidc[name] = cached
+        return cached[1]
+
+    def current_user(self, request: Request) -> dict[str, Any] | None:
+        """The user of the ``keyplane_session`` cookie the default ``on_login`` sets, if valid."""
+        raw = request.cookies.get(SESSION_COOKIE)
+        if not raw:
+            return None
+        try:
+            return cast(dict[str, Any], self._signer.loads(raw, max_age=self.session_max_age,
+                                                           salt="keyplane.session"))
+        except BadSignature:
+            return None
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    # -- ASGI ------------------------------------------------------------------------
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        """Serve ``/sso/*`` and the SCIM endpoints in front of ``app``; everything else goes to it."""
+        scim = ScimRouter.__new__(ScimRouter)
+        scim.__dict__.update(self.scim.__dict__)
+        scim.fallback = app
+
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and _path(scope).startswith("/sso/"):
+                await self.sso(scope, receive, send)  # type: ignore[arg-type]
+                return
+            await scim(scope, receive, send)
+
+        return wrapped
+
+    def asgi(self) -> ASGIApp:
+        """A standalone ASGI app with only Keyplane's routes (404 elsewhere)."""
+        async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "lifespan":
+                message = await receive()
+                while True:
+                    reply = "lifespan.startup.complete" if message["type"] == "lifespan.startup" \
+                        else "lifespan.shutdown.complete"
+                    await send({"type": reply})
+                    if reply == "lifespan.shutdown.complete":
+                        return
+                    message = await receive()
+            response = PlainTextResponse("Not Found", status_code=404)
+            await response(scope, receive, send)  # type: ignore[arg-type]
+
+        return self.wrap(not_found)
+
+    # -- handlers ---------------------------------------------------------------------
+
+    async def _route(self, request: Request) -> Response:
+        email = request.query_params.get("email", "")
+        if "@" not in email:
+            return JSONResponse({"error": "pass ?email=user@domain"}, status_code=400)
+        return JSONResponse(self.route(email).as_dict())
+
+    def _cookie_secure(self, request: Request) -> bool:
+        return request.url.scheme == "https"
+
+    def _refuse(self, exc: LoginError, name: str) -> Response:
+        log.warning("login through %s refused: %s", name, exc.reason)
+        return PlainTextResponse(f"Login refused: {exc.reason}", status_code=exc.status)
+
+    async def _saml_login(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            saml = self.saml(name)
+            next_url = safe_next(request.query_params.get("next"))
+            url, request_id = saml.login_url(next_url, login_hint=request.query_params.get("email"))
+        except LoginError as exc:
+            return self._refuse(exc, name)
+        response = RedirectResponse(url, status_code=302)
+        pending = self._signer.dumps({"rid": request_id, "next": next_url}, salt=f"keyplane.saml.{name}")
+        # SameSite=None: the IdP posts the response cross-site, and the cookie must come along.
+        response.set_cookie(f"keyplane_saml_{name}", pending, max_age=PENDING_MAX_AGE,
+                            path=f"/sso/saml/{name}/", httponly=True,
+                            secure=self._cookie_secure(request),
+                            samesite="none" if self._cookie_secure(request) else "lax")
+        return response
+
+    async def _saml_acs(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        form = await request.form()
+        saml_response = form.get("SAMLResponse")
+        if not isinstance(saml_response, str):
+            return PlainTextResponse("missing SAMLResponse", status_code=400)
+        request_id: str | None = None
+        next_url = safe_next(str(form.get("RelayState") or "/"))
+        raw = request.cookies.get(f"keyplane_saml_{name}")
+        if raw:
+            try:
+                pending = self._signer.loads(raw, max_age=PENDING_MAX_AGE, salt=f"keyplane.saml.{name}")
+                request_id, next_url = pending["rid"], safe_next(pending["next"])
+            except BadSignature:
+                request_id = None
+        try:
+            identity = self.saml(name).consume(saml_response, request_id)
+            result = resolve_login(self.bundle, self.storage, name, identity.email, identity.groups,
+                                   subject=identity.name_id)
+        except LoginError as exc:
+            return self._refuse(exc, name)
+        response = await self._logged_in(request, result, next_url)
+        response.delete_cookie(f"keyplane_saml_{name}", path=f"/sso/saml/{name}/")
+        return response
+
+    async def _saml_metadata(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            return Response(self.saml(name).metadata(), media_type="application/samlmetadata+xml")
+        except LoginError as exc:
+            return self._refuse(exc, name)
+
+    async def _oidc_login(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            url, pending = await self.oidc(name).start(safe_next(request.query_params.get("next")),
+                                                       login_hint=request.query_params.get("email"))
+        except LoginError as exc:
+            return self._refuse(exc, name)
+        except httpx.HTTPError as exc:
+            return self._refuse(LoginError(f"OIDC discovery failed: {type(exc).__name__}", status=502), name)
+        response = RedirectResponse(url, status_code=302)
+        response.set_cookie(f"keyplane_oidc_{name}",
+                            self._signer.dumps(pending.as_dict(), salt=f"keyplane.oidc.{name}"),
+                            max_age=PENDING_MAX_AGE, path=f"/sso/oidc/{name}/", httponly=True,
+                            secure=self._cookie_secure(request), samesite="lax")
+        return response
+
+    async def _oidc_callback(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        raw = request.cookies.get(f"keyplane_oidc_{name}")
+        try:
+            if not raw:
+                raise LoginError("no OIDC login in progress in this browser", status=400)
+            try:
+                pending = PendingOidcLogin.from_dict(
+                    self._signer.loads(raw, max_age=PENDING_MAX_AGE, salt=f"keyplane.oidc.{name}"))
+            except BadSignature as exc:
+                raise LoginError("the OIDC login cookie is invalid or expired", status=400) from exc
+            identity = await self.oidc(name).finish(dict(request.query_params), pending)
+            if not self.replay.remember(f"oidc:{name}:{pending.nonce}", None):
+                raise LoginError("this OIDC login was already completed (replay)")
+            result = resolve_login(self.bundle, self.storage, name, identity.email, identity.groups,
+                                   subject=identity.subject)
+        except LoginError as exc:
+            return self._refuse(exc, name)
+        except httpx.HTTPError as exc:
+            return self._refuse(LoginError(f"OIDC provider unreachable: {type(exc).__name__}", status=502), name)
+        response = await self._logged_in(request, result, pending.next)
+        response.delete_cookie(f"keyplane_oidc_{name}", path=f"/sso/oidc/{name}/")
+        return response
+
+    async def _logged_in(self, request: Request, result: LoginResult, next_url: str) -> Response:
+        log.info("login of %s through %s, role %s", result.email, result.identity_provider, result.role)
+        if self.on_login is not None:
+            outcome = self.on_login(request, result)
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
+            if outcome is not None:
+                return cast(Response, outcome)
+        response = RedirectResponse(next_url, status_code=303)
+        response.set_cookie(SESSION_COOKIE, self._signer.dumps(result.as_dict(), salt="keyplane.session"),
+                            max_age=self.session_max_age, httponly=True, secure=self._cookie_secure(request),
+                            samesite="lax")
+        return response
+
+
+def _path(scope: Scope) -> str:
+    root = scope.get("root_path", "")
+    path: str = scope["path"]
+    return path.removeprefix(root) if root else path

@@ -1,0 +1,135 @@
+"""`keyplane run | render | crds | demo | app-demo`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import __version__
+from .settings import Settings, add_arguments, load
+
+
+def _now(value: str | None) -> datetime:
+    """--now, else SOURCE_DATE_EPOCH (reproducible renders), else the clock."""
+    if value:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if epoch := os.environ.get("SOURCE_DATE_EPOCH"):
+        return datetime.fromtimestamp(int(epoch), tz=UTC)
+    return datetime.now(tz=UTC)
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "httpcore", "kopf.objects", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def run_operator(
+    settings: Settings, *, stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None
+) -> None:
+    """Run the operator until stopped (used by `keyplane run`, the demo and the tests)."""
+    import kopf
+
+    from . import handlers  # noqa: F401  (registers the Kopf handlers)
+
+    await kopf.operator(
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        standalone=settings.peering_name is None,
+        peering_name=settings.peering_name,
+        priority=settings.priority,
+        liveness_endpoint=settings.liveness_endpoint or None,
+        memo=kopf.Memo(settings=settings),
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = load(args)
+    _configure_logging(args.verbose)
+    asyncio.run(run_operator(settings))
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .render import run_render
+
+    settings = load(args)
+    return run_render(args.file, settings, _now(args.now), sys.stdout, sys.stderr, offline=args.offline)
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    from .api.crds import all_crds, dump_crd, write_crds
+
+    if args.output:
+        for path in write_crds([Path(p) for p in args.output]):
+            print(path)
+    else:
+        sys.stdout.write("---\n".join(dump_crd(c) for c in all_crds()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    _configure_logging(args.verbose) if args.verbose else logging.basicConfig(level=logging.WARNING)
+    return asyncio.run(run_demo(Path(args.examples), timeout=args.timeout))
+
+
+def cmd_app_demo(args: argparse.Namespace) -> int:
+    from .app.demo import main as app_demo_main
+
+    return app_demo_main(list(args.rest))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keyplane", description="Declarative SSO and SCIM for Kubernetes.")
+    parser.add_argument("--version", action="version", version=f"keyplane {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig / in-cluster config")
+    add_arguments(run)
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    render = sub.add_parser("render", help="reconcile manifests offline and print what the operator would write")
+    render.add_argument("-f", "--file", action="append", required=True, help="file or directory (repeatable)")
+    render.add_argument("--now", help="evaluation time (RFC 3339); default SOURCE_DATE_EPOCH or the clock")
+    render.add_argument("--offline", action="store_true", help="do not fetch metadata URLs")
+    add_arguments(render)
+    render.set_defaults(func=cmd_render)
+
+    crds = sub.add_parser("crds", help="print (or write) the CustomResourceDefinitions")
+    crds.add_argument("-o", "--output", action="append", help="directory to write into (repeatable)")
+    crds.set_defaults(func=cmd_crds)
+
+    demo = sub.add_parser("demo", help="run the operator on an emulated API server with examples/quickstart")
+    demo.add_argument("--examples", default="examples/quickstart")
+    demo.add_argument("--timeout", type=float, default=60.0)
+    demo.add_argument("-v", "--verbose", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+
+    app_demo = sub.add_parser("app-demo", help="serve the app side (SSO + SCIM) from a bundle file")
+    app_demo.add_argument("rest", nargs=argparse.REMAINDER)
+    app_demo.set_defaults(func=cmd_app_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,272 @@
+"""Kopf wiring, kept thin: index the objects, observe on change or timer, schedule the namespace writer.
+
+Handlers return nothing (Kopf would store results in status) and write no status themselves: the
+namespace writer does, from the pure reconcile. Kopf's progress and diff-base live in annotations.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import zlib
+from datetime import timedelta
+from typing import Any
+
+import kopf
+
+from .. import API_GROUP, API_VERSION
+from ..api.common import parse_duration
+from ..api.identityprovider import IdentityProviderSpec
+from ..observe.identityprovider import observe_identity_provider, refresh_interval
+from ..observe.scimconnection import observe_scim_connection
+from ..observe.ssodomain import observe_sso_domain
+from ..reconcile.model import Snapshot
+from ..reconcile.ssodomain import claims_of
+from ..settings import Settings
+from ..sources.kube import KubeError
+from .runtime import Runtime, post_event
+
+log = logging.getLogger("keyplane.operator")
+
+FINALIZER = "keyplane.dev/finalizer"
+IDP = (API_GROUP, API_VERSION, "identityproviders")
+SSOD = (API_GROUP, API_VERSION, "ssodomains")
+SCIM = (API_GROUP, API_VERSION, "scimconnections")
+TIMER_INTERVAL = 60.0
+
+
+def configure_kopf(settings: kopf.OperatorSettings, keyplane: Settings) -> None:
+    """Keep Kopf's bookkeeping out of status, name the finalizer, and stop Kopf posting log Events."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-configuration"
+    )
+    settings.posting.enabled = False  # our own Events are posted on transitions, not per log line
+    settings.watching.server_timeout = 600
+    settings.watching.client_timeout = 660
+    settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    if keyplane.peering_name:
+        settings.peering.name = keyplane.peering_name
+        settings.peering.priority = keyplane.priority
+        settings.peering.mandatory = True
+        settings.peering.standalone = False
+    else:
+        settings.peering.standalone = True
+
+
+def runtime_of(memo: Any, kwargs: dict[str, Any]) -> Runtime:
+    rt: Runtime = memo.runtime
+    rt.capture_indexes(kwargs)
+    return rt
+
+
+# --- indexes: what the namespace writer reconciles from (no listing per event) -------------------------
+
+@kopf.index(*IDP)
+def idp_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Snapshot]:
+    return {namespace or "default": Snapshot.from_body(body)}
+
+
+@kopf.index(*SSOD)
+def ssod_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Snapshot]:
+    return {namespace or "default": Snapshot.from_body(body)}
+
+
+@kopf.index(*SCIM)
+def scim_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Snapshot]:
+    return {namespace or "default": Snapshot.from_body(body)}
+
+
+@kopf.index(*SSOD)
+def claims_index(body: kopf.Body, memo: Any, **_: Any) -> dict[Any, Any]:
+    cluster = memo.runtime.settings.domain_scope == "Cluster"
+    return dict(claims_of(Snapshot.from_body(body), cluster))
+
+
+@kopf.index(*IDP)
+def configmap_refs(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, str] | None:
+    ref = (((body.get("spec") or {}).get("saml") or {}).get("metadata") or {}).get("configMapRef") or {}
+    return {(namespace, ref["name"]): str(body["metadata"]["name"])} if ref.get("name") else None
+
+
+# --- IdentityProvider ---------------------------------------------------------------------------------
+
+def _jitter(uid: str, interval: timedelta) -> timedelta:
+    """A stable per-object offset (up to 10%) so a thousand IdPs don't refresh in the same second."""
+    return interval * ((zlib.crc32(uid.encode()) % 1000) / 10000)
+
+
+async def _observe_idp(rt: Runtime, snap: Snapshot, *, max_age: timedelta | None) -> None:
+    key = (snap.namespace, snap.name)
+    previous = rt.idp_observations.get(key)
+    seed = None
+    if previous is None:
+        bundle = rt.bundles.get(snap.namespace)
+        if bundle is None and snap.namespace not in rt.bundles:
+            secret = await rt.kube.get("v1", "secrets", snap.namespace, rt.settings.bundle_secret_name)
+            from ..reconcile.bundle import parse_bundle_secret
+
+            bundle = parse_bundle_secret(secret)
+        seed = ((bundle or {}).get("identityProviders") or {}).get(snap.name)
+    rt.idp_observations[key] = await observe_identity_provider(
+        snap, rt.kube, rt.cache, previous, rt.settings, rt.clock(), seed_entry=seed, max_age=max_age
+    )
+    assert rt.writer is not None
+    rt.writer.schedule(snap.namespace)
+
+
+@kopf.on.resume(*IDP)
+@kopf.on.create(*IDP)
+@kopf.on.update(*IDP)
+async def identity_provider_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    rt = runtime_of(memo, kwargs)
+    snap = Snapshot.from_body(body)
+    # A spec change is read fresh; a resume may use what another IdP sharing the URL just fetched.
+    max_age = timedelta(seconds=30) if kwargs.get("reason") == "resume" else None
+    await _observe_idp(rt, snap, max_age=max_age)
+
+
+@kopf.timer(*IDP, interval=TIMER_INTERVAL, initial_delay=TIMER_INTERVAL)
+async def identity_provider_refresh(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    """Re-read remote documents when due (backing off on failure); re-evaluate expiry every tick."""
+    rt = runtime_of(memo, kwargs)
+    snap = Snapshot.from_body(body)
+    key = (snap.namespace, snap.name)
+    previous = rt.idp_observations.get(key)
+    try:
+        spec = IdentityProviderSpec.model_validate(snap.spec)
+    except ValueError:
+        return
+    interval = refresh_interval(spec)
+    if interval is None or previous is None:
+        return
+    from ..reconcile.conditions import parse_time
+
+    last = parse_time((previous.metadata or {}).get("lastAttemptTime"))
+    wait = interval + _jitter(snap.uid, interval)
+    if previous.problem is not None and previous.problem.transient:
+        url = (spec.saml.metadata.url if spec.saml and spec.saml.metadata else None) or ""
+        wait = min(wait, rt.cache.backoff(url) if url else timedelta(seconds=60))
+    if last is None or rt.clock() >= last + wait:
+        await _observe_idp(rt, snap, max_age=interval)
+
+
+@kopf.on.event("", "v1", "configmaps")
+async def configmap_changed(
+    body: kopf.Body, namespace: str | None, name: str | None, memo: Any, **kwargs: Any
+) -> None:
+    """Re-read IdentityProviders whose metadata lives in this ConfigMap (found through an index)."""
+    refs = kwargs.get("configmap_refs")
+    if refs is None or (namespace, name) not in refs:
+        return
+    rt = runtime_of(memo, kwargs)
+    idps = rt.indexes.get("idp_index")
+    for idp_name in refs[(namespace, name)]:
+        for snap in (idps or {}).get(namespace, []):
+            if snap.name == idp_name:
+                await _observe_idp(rt, snap, max_age=None)
+
+
+# --- SSODomain ----------------------------------------------------------------------------------------
+
+async def _observe_domain(rt: Runtime, snap: Snapshot) -> None:
+    key = (snap.namespace, snap.name)
+    rt.dns[key] = await observe_sso_domain(snap, rt.resolver, rt.dns.get(key))
+    assert rt.writer is not None
+    if rt.settings.domain_scope == "Cluster":
+        rt.writer.schedule_all({ns for (ns, _n) in rt.dns} | {snap.namespace})
+    else:
+        rt.writer.schedule(snap.namespace)
+
+
+@kopf.on.resume(*SSOD)
+@kopf.on.create(*SSOD)
+@kopf.on.update(*SSOD)
+async def sso_domain_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    await _observe_domain(runtime_of(memo, kwargs), Snapshot.from_body(body))
+
+
+@kopf.timer(*SSOD, interval=TIMER_INTERVAL, initial_delay=TIMER_INTERVAL,
+            when=lambda spec, **_: (spec.get("verification") or {}).get("method") == "DNS")
+async def sso_domain_verify(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    """Re-check pending DNS challenges; backs off (1 min doubling to 1 h) while they stay pending."""
+    rt = runtime_of(memo, kwargs)
+    snap = Snapshot.from_body(body)
+    previous = rt.dns.get((snap.namespace, snap.name))
+    pending = set(snap.spec.get("domains") or []) - set(previous.verified if previous else ())
+    if not pending:
+        return
+    key = (snap.namespace, snap.name)
+    now = rt.clock()
+    next_check, attempts = rt.dns_schedule.get(key, (now, 0))
+    if now < next_check:
+        return
+    await _observe_domain(rt, snap)
+    delay = min(60 * 2**attempts, 3600) * (0.9 + random.random() * 0.2)
+    rt.dns_schedule[key] = (now + timedelta(seconds=delay), attempts + 1)
+
+
+# --- ScimConnection -----------------------------------------------------------------------------------
+
+async def _observe_scim(rt: Runtime, snap: Snapshot) -> None:
+    key = (snap.namespace, snap.name)
+    try:
+        state, events = await observe_scim_connection(snap, rt.kube, rt.clock())
+    except KubeError as exc:
+        raise kopf.TemporaryError(f"token Secret: {exc.message}", delay=5) from exc
+    rt.tokens[key] = state
+    for event in events:
+        await post_event(rt.kube, snap, event, rt.clock())
+    assert rt.writer is not None
+    rt.writer.schedule(snap.namespace)
+
+
+@kopf.on.resume(*SCIM)
+@kopf.on.create(*SCIM)
+@kopf.on.update(*SCIM)
+async def scim_connection_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    await _observe_scim(runtime_of(memo, kwargs), Snapshot.from_body(body))
+
+
+@kopf.timer(*SCIM, interval=TIMER_INTERVAL, initial_delay=TIMER_INTERVAL)
+async def scim_connection_tick(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    """Scheduled rotation, a token Secret deleted by hand, and the end of a rotation overlap."""
+    rt = runtime_of(memo, kwargs)
+    snap = Snapshot.from_body(body)
+    state = rt.tokens.get((snap.namespace, snap.name))
+    now = rt.clock()
+    interval = parse_duration(str((snap.spec.get("token") or {}).get("rotationInterval") or "2160h"))
+    due = state is None or (interval.total_seconds() > 0 and now >= state.issued_at + interval)
+    overlap_ended = bool(state and state.previous_expires_at and state.previous_expires_at <= now)
+    secret = await rt.kube.get("v1", "secrets", snap.namespace,
+                               str((snap.spec.get("token") or {}).get("secretName") or f"{snap.name}-scim-token"))
+    if due or overlap_ended or secret is None:
+        await _observe_scim(rt, snap)
+
+
+# --- deletion: drop contributions (the index forgets the object; the writer rewrites the bundle) ------
+
+@kopf.on.delete(*IDP, optional=True)
+@kopf.on.delete(*SSOD, optional=True)
+@kopf.on.delete(*SCIM, optional=True)
+async def object_deleted(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    rt = runtime_of(memo, kwargs)
+    snap = Snapshot.from_body(body)
+    rt.forget(snap.kind, snap.namespace, snap.name)
+    assert rt.writer is not None
+    rt.writer.schedule(snap.namespace)
+
+
+@kopf.on.event(*IDP)
+@kopf.on.event(*SSOD)
+@kopf.on.event(*SCIM)
+async def object_event(body: kopf.Body, event: dict[str, Any], memo: Any, **kwargs: Any) -> None:
+    """A deletion that skipped the delete handler (finalizer removed by hand, operator down) still counts."""
+    if event.get("type") != "DELETED":
+        return
+    rt = runtime_of(memo, kwargs)
+    snap = Snapshot.from_body(body)
+    rt.forget(snap.kind, snap.namespace, snap.name)
+    assert rt.writer is not None
+    rt.writer.schedule(snap.namespace)

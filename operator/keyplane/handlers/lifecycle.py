@@ -1,0 +1,71 @@
+"""Operator start and stop: build the runtime (API client, fetcher, resolver) and tear it down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+
+from ..settings import Settings
+from ..sources.dns import DnsPythonTxtResolver
+from ..sources.fetcher import FetchPolicy, MetadataFetcher, SharedMetadataCache
+from ..sources.kube import KubeAPI
+from .kopf_handlers import configure_kopf
+from .runtime import NamespaceWriter, Runtime
+
+log = logging.getLogger("keyplane.operator")
+
+
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    return FetchPolicy(
+        allow_http=settings.allow_insecure_http,
+        allow_private_networks=settings.allow_private_networks,
+        max_bytes=settings.metadata_max_bytes,
+        connect_timeout=settings.metadata_connect_timeout,
+        total_timeout=settings.metadata_timeout,
+    )
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    keyplane: Settings = memo.settings
+    configure_kopf(settings, keyplane)
+    memo.fetcher = MetadataFetcher(fetch_policy(keyplane))
+    runtime = Runtime(
+        settings=keyplane,
+        kube=KubeAPI.from_environment(),
+        cache=SharedMetadataCache(memo.fetcher),
+        resolver=DnsPythonTxtResolver(list(keyplane.dns_nameservers) or None),
+    )
+    runtime.writer = NamespaceWriter(runtime)
+    memo.runtime = runtime
+    memo.resync = asyncio.create_task(_resync(runtime), name="keyplane-resync")
+    log.info("Keyplane operator started (roles %s, base URL %s)", ",".join(keyplane.roles),
+             keyplane.default_base_url)
+
+
+async def _resync(runtime: Runtime) -> None:
+    """Re-evaluate time-based state (certificate expiry, rotation overlap) without any object change."""
+    while True:
+        await asyncio.sleep(runtime.settings.resync_interval)
+        if runtime.writer is not None:
+            runtime.writer.schedule_all()
+
+
+@kopf.on.cleanup()
+async def stop(memo: Any, **_: Any) -> None:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    resync = getattr(memo, "resync", None)
+    if resync is not None:
+        resync.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await resync
+    if runtime is None:
+        return
+    if runtime.writer is not None:
+        await runtime.writer.stop()
+    await memo.fetcher.aclose()
+    await runtime.kube.aclose()

@@ -1,0 +1,1 @@
+"""Observe: the I/O that feeds the pure reconcile (documents, referenced objects, owned Secrets)."""

@@ -1,0 +1,291 @@
+"""Observe an IdentityProvider: read its metadata or discovery document, its client secret, and issue
+(or adopt, or renew) the SP signing key pair. Every failure becomes a Problem, never an exception."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..api.common import parse_duration
+from ..api.identityprovider import IdentityProviderSpec, OIDCConfig, SAMLConfig
+from ..oidc.discovery import DiscoveryError, OIDCProviderMetadata, count_signing_keys, discovery_url, parse_discovery
+from ..reconcile.conditions import rfc3339
+from ..reconcile.identityprovider import IdPObservation, SigningPair, signing_secret_name
+from ..reconcile.model import Problem, Snapshot
+from ..saml.certificates import load_certificate
+from ..saml.errors import MetadataError
+from ..saml.metadata import IdPMetadata, manual_idp_metadata, parse_idp_metadata
+from ..saml.signature import verify_metadata_signature
+from ..saml.sp import generate_sp_signing_pair, sp_certificate_needs_renewal
+from ..settings import Settings
+from ..sources.errors import FetchError
+from ..sources.fetcher import FetchResult, SharedMetadataCache
+from ..sources.kube import KubeError, ObjectStore
+from .secrets import decode_secret_value, ensure_secret, managed_labels
+
+log = logging.getLogger(__name__)
+
+DEFAULT_METADATA_REFRESH = timedelta(hours=1)
+# Problems the IdP's server causes and that go away by themselves; others need the user.
+_PERMANENT_FETCH_REASONS = {"MetadataURLForbidden"}
+
+
+def refresh_interval(spec: IdentityProviderSpec) -> timedelta | None:
+    """How often the remote document is re-read; None when nothing remote is involved."""
+    if spec.saml and spec.saml.metadata and spec.saml.metadata.url:
+        raw = spec.saml.metadata.refreshInterval
+        return parse_duration(raw) if raw else DEFAULT_METADATA_REFRESH
+    if spec.oidc:
+        return parse_duration(spec.oidc.refreshInterval)
+    return None
+
+
+async def observe_identity_provider(
+    snap: Snapshot,
+    store: ObjectStore,
+    cache: SharedMetadataCache | None,
+    previous: IdPObservation | None,
+    settings: Settings,
+    now: datetime,
+    *,
+    seed_entry: dict[str, Any] | None = None,
+    max_age: timedelta | None = None,
+) -> IdPObservation:
+    """One read of everything the IdentityProvider depends on.
+
+    `previous` carries the last good IdP forward (last-known-good); `seed_entry`, the IdP's entry in the
+    existing bundle, stands in for it after an operator restart. `max_age` lets a shared URL answer from
+    the cache when it was fetched recently by another IdentityProvider.
+    """
+    base = previous or _seeded(snap, seed_entry)
+    base = replace(base, generation=snap.generation)
+    try:
+        spec = IdentityProviderSpec.model_validate(snap.spec)
+    except ValidationError:
+        return base  # the reconcile reports the invalid spec itself
+    if spec.saml is not None:
+        return await _observe_saml(snap, spec.saml, store, cache, base, settings, now, max_age)
+    assert spec.oidc is not None
+    return await _observe_oidc(snap, spec.oidc, store, cache, base, settings, now, max_age)
+
+
+def _seeded(snap: Snapshot, entry: dict[str, Any] | None) -> IdPObservation:
+    """Rebuild the last good IdP from the bundle written before a restart, so a failing first read
+    after the restart does not take a working login away."""
+    empty = IdPObservation(generation=snap.generation)
+    if not entry:
+        return empty
+    try:
+        if entry.get("protocol") == "SAML":
+            idp = (entry.get("saml") or {}).get("idp") or {}
+            multi = (idp.get("x509certMulti") or {}).get("signing") or []
+            certs = multi or ([idp["x509cert"]] if idp.get("x509cert") else [])
+            sso = idp.get("singleSignOnService") or {}
+            slo = idp.get("singleLogoutService") or {}
+            saml = IdPMetadata(
+                entity_id=idp["entityId"],
+                sso_url=sso["url"],
+                sso_binding=sso.get("binding", ""),
+                slo_url=slo.get("url") or None,
+                slo_binding=slo.get("binding") or None,
+                signing_certificates=tuple(load_certificate(c) for c in certs),
+                name_id_formats=(),
+            )
+            return replace(empty, saml=saml, resolved_generation=snap.generation, from_url=True)
+        oidc = entry.get("oidc") or {}
+        provider = OIDCProviderMetadata(
+            issuer=oidc["issuer"],
+            authorization_endpoint=oidc["authorizationEndpoint"],
+            token_endpoint=oidc["tokenEndpoint"],
+            jwks_uri=oidc["jwksURI"],
+            userinfo_endpoint=oidc.get("userinfoEndpoint"),
+            end_session_endpoint=oidc.get("endSessionEndpoint"),
+            scopes_supported=(),
+            id_token_signing_alg_values_supported=(),
+        )
+        return replace(empty, oidc=provider, client_secret=oidc.get("clientSecret"),
+                       resolved_generation=snap.generation, from_url=True)
+    except (KeyError, TypeError, MetadataError) as exc:
+        log.warning("IdentityProvider %s/%s: the previous bundle entry is unreadable (%s); not reused",
+                    snap.namespace, snap.name, type(exc).__name__)
+        return empty
+
+
+async def _fetch(
+    cache: SharedMetadataCache | None, url: str, max_age: timedelta | None, now: datetime
+) -> FetchResult:
+    if cache is None:
+        raise FetchError("MetadataUnreachable", "Remote metadata is not fetched in this mode (--offline).")
+    return await cache.get(url, max_age=max_age or timedelta(0), now=now)
+
+
+def _fetch_problem(exc: FetchError) -> Problem:
+    return Problem(exc.reason, exc.message, transient=exc.reason not in _PERMANENT_FETCH_REASONS)
+
+
+async def _observe_saml(
+    snap: Snapshot,
+    saml: SAMLConfig,
+    store: ObjectStore,
+    cache: SharedMetadataCache | None,
+    base: IdPObservation,
+    settings: Settings,
+    now: datetime,
+    max_age: timedelta | None,
+) -> IdPObservation:
+    obs = base
+    if saml.signAuthnRequests:
+        obs = await _ensure_signing_pair(snap, store, obs, settings, now)
+    else:
+        obs = replace(obs, signing=None, signing_problem=None)
+
+    meta = dict(obs.metadata)
+    meta["lastAttemptTime"] = rfc3339(now)
+    from_url = False
+    try:
+        if saml.manual is not None:
+            m = saml.manual
+            idp = manual_idp_metadata(
+                m.entityID, m.ssoURL, m.ssoBinding, m.sloURL or None, list(m.certificates),
+                allow_http=settings.allow_insecure_http,
+            )
+            document_sha = None
+            etag = None
+        else:
+            source = saml.metadata
+            assert source is not None
+            etag = None
+            if source.inline is not None:
+                document: bytes = source.inline.encode()
+            elif source.configMapRef is not None:
+                document = await _read_configmap(snap, store, source.configMapRef.name, source.configMapRef.key)
+            else:
+                assert source.url is not None
+                from_url = True
+                result = await _fetch(cache, source.url, max_age, now)
+                document, etag = result.body, result.etag
+            if source.signingCertificateFingerprint:
+                verify_metadata_signature(document, source.signingCertificateFingerprint)
+            idp = parse_idp_metadata(
+                document, source.entityID, max_bytes=settings.metadata_max_bytes,
+                allow_http=settings.allow_insecure_http,
+            )
+            document_sha = hashlib.sha256(document).hexdigest()
+    except FetchError as exc:
+        return replace(obs, problem=_fetch_problem(exc), metadata=meta, from_url=True)
+    except MetadataError as exc:
+        return replace(obs, problem=Problem(exc.reason, exc.message), metadata=meta, from_url=from_url)
+    except _Waiting as exc:
+        return replace(obs, problem=exc.problem, metadata=meta)
+
+    meta["lastSuccessTime"] = rfc3339(now)
+    meta["sha256"] = document_sha
+    meta["etag"] = etag
+    return replace(
+        obs,
+        saml=idp,
+        oidc=None,
+        resolved_generation=snap.generation,
+        problem=None,
+        metadata={k: v for k, v in meta.items() if v is not None},
+        from_url=from_url,
+    )
+
+
+class _Waiting(Exception):
+    """A referenced object is missing or incomplete: wait for it (transient)."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+async def _read_configmap(snap: Snapshot, store: ObjectStore, name: str, key: str) -> bytes:
+    try:
+        configmap = await store.get("v1", "configmaps", snap.namespace, name)
+    except KubeError as exc:
+        raise _Waiting(Problem("ConfigMapUnreadable", f"Reading ConfigMap {name} failed: {exc.message}", True)) from exc
+    if configmap is None:
+        raise _Waiting(Problem("ConfigMapNotFound", f"Waiting for ConfigMap {name} in namespace {snap.namespace}.",
+                               True))
+    value = (configmap.get("data") or {}).get(key)
+    if value is None:
+        raise _Waiting(Problem("ConfigMapKeyNotFound", f"ConfigMap {name} has no key {key}.", True))
+    return str(value).encode()
+
+
+async def _ensure_signing_pair(
+    snap: Snapshot, store: ObjectStore, obs: IdPObservation, settings: Settings, now: datetime
+) -> IdPObservation:
+    """Adopt the existing SP signing Secret, renew it before expiry, or issue one."""
+    name = signing_secret_name(snap.name)
+
+    def render() -> dict[str, Any]:
+        cert, key = generate_sp_signing_pair(f"{snap.name}.{snap.namespace} keyplane SP", now,
+                                             settings.sp_certificate_validity)
+        return {"tls.crt": cert, "tls.key": key}
+
+    def usable(data: dict[str, str]) -> bool:
+        cert = data.get("tls.crt", "")
+        if not cert or not data.get("tls.key"):
+            return False
+        try:
+            return not sp_certificate_needs_renewal(cert, now, settings.sp_certificate_renew_before)
+        except (ValueError, MetadataError):
+            return False
+
+    try:
+        secret = await ensure_secret(
+            store, snap.namespace, name, render=render, usable=usable, secret_type="kubernetes.io/tls",
+            labels=managed_labels("IdentityProvider", snap.name), annotations={}, owner=None,
+        )
+    except KubeError as exc:
+        problem = Problem("SigningSecretUnwritable", f"Writing Secret {name} failed: {exc.message}", True)
+        return replace(obs, signing_problem=problem)
+    data = {k: decode_secret_value(v) for k, v in (secret.get("data") or {}).items()}
+    return replace(obs, signing=SigningPair(data["tls.crt"], data["tls.key"]), signing_problem=None)
+
+
+async def _observe_oidc(
+    snap: Snapshot,
+    oidc: OIDCConfig,
+    store: ObjectStore,
+    cache: SharedMetadataCache | None,
+    base: IdPObservation,
+    settings: Settings,
+    now: datetime,
+    max_age: timedelta | None,
+) -> IdPObservation:
+    meta = dict(base.metadata)
+    meta["lastAttemptTime"] = rfc3339(now)
+    obs = replace(base, from_url=True, signing=None)
+    secret_value: str | None = None
+    if oidc.clientSecretRef is not None:
+        ref = oidc.clientSecretRef
+        try:
+            secret = await store.get("v1", "secrets", snap.namespace, ref.name)
+        except KubeError:
+            secret = None
+        if secret is not None:
+            raw = (secret.get("data") or {}).get(ref.key)
+            secret_value = decode_secret_value(raw) if raw is not None else None
+    obs = replace(obs, client_secret=secret_value)
+    try:
+        result = await _fetch(cache, discovery_url(oidc.issuer), max_age, now)
+        provider = parse_discovery(result.body, oidc.issuer, allow_http=settings.allow_insecure_http)
+        jwks = await _fetch(cache, provider.jwks_uri, max_age, now)
+        count_signing_keys(jwks.body)
+    except FetchError as exc:
+        return replace(obs, problem=_fetch_problem(exc), metadata=meta)
+    except DiscoveryError as exc:
+        return replace(obs, problem=Problem(exc.reason, exc.message), metadata=meta)
+    meta.update({"lastSuccessTime": rfc3339(now), "sha256": result.sha256, "etag": result.etag})
+    return replace(
+        obs, oidc=provider, saml=None, resolved_generation=snap.generation, problem=None,
+        metadata={k: v for k, v in meta.items() if v is not None},
+    )

@@ -1,0 +1,277 @@
+"""Reconcile of an IdentityProvider: (object, observed IdP, SP key pair) -> (status, bundle entry, events).
+
+The observation is what the I/O layer found: the last successfully resolved IdP (kept across failed
+refreshes: last-known-good), the latest attempt's problem, and the SP signing pair. A failed refresh
+of a metadata URL keeps the IdP Ready on its last good document; a broken spec or document the user
+gave makes it not Ready, while the bundle still serves the last good config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..api.identityprovider import IdentityProviderSpec
+from ..oidc.discovery import OIDCProviderMetadata
+from ..saml.certificates import evaluate_certificates
+from ..saml.metadata import IdPMetadata
+from ..saml.sp import build_saml_settings
+from ..settings import Settings
+from .conditions import Check, Outcome, Phase, merge_conditions, rfc3339, standard_checks
+from .events import transition_events
+from .model import compact, Event, KindResult, Problem, Snapshot
+from .validation import spec_problem
+
+METADATA_RESOLVED = "MetadataResolved"
+CERTIFICATE_VALID = "CertificateValid"
+
+
+@dataclass(frozen=True)
+class SigningPair:
+    """The SP signing certificate and key (PEM). The key only ever goes into Secrets."""
+
+    certificate_pem: str
+    private_key_pem: str
+
+
+@dataclass(frozen=True)
+class IdPObservation:
+    """What reading the IdP produced for one generation of the object."""
+
+    generation: int
+    saml: IdPMetadata | None = None  # last successfully resolved SAML IdP (possibly from an older attempt)
+    oidc: OIDCProviderMetadata | None = None
+    client_secret: str | None = None
+    resolved_generation: int | None = None  # generation whose spec produced saml/oidc
+    problem: Problem | None = None  # the latest attempt's failure, if it failed
+    signing: SigningPair | None = None
+    signing_problem: Problem | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # lastAttemptTime, lastSuccessTime, sha256, etag
+    from_url: bool = False
+
+
+def base_url(spec: dict[str, Any] | Any, settings: Settings) -> str:
+    configured = None
+    if isinstance(spec, dict):
+        configured = (spec.get("serviceProvider") or {}).get("baseURL")
+    return str(configured or settings.default_base_url).rstrip("/")
+
+
+def service_provider_urls(name: str, protocol: str, base: str) -> dict[str, str]:
+    """The URLs an admin pastes into the IdP; DESIGN.md fixes their shape."""
+    if protocol == "OIDC":
+        return {"redirectURI": f"{base}/sso/oidc/{name}/callback"}
+    root = f"{base}/sso/saml/{name}"
+    return {"entityID": root, "acsURL": f"{root}/acs", "metadataURL": f"{root}/metadata"}
+
+
+def signing_secret_name(name: str) -> str:
+    return f"{name}-sp-signing"
+
+
+def _saml_entry(
+    spec: IdentityProviderSpec, urls: dict[str, str], idp: IdPMetadata, signing: SigningPair | None
+) -> dict[str, Any]:
+    assert spec.saml is not None
+    saml = spec.saml
+    settings = build_saml_settings(
+        sp_entity_id=urls["entityID"],
+        acs_url=urls["acsURL"],
+        sls_url=None,
+        sp_cert_pem=signing.certificate_pem if signing else None,
+        sp_key_pem=signing.private_key_pem if signing else None,
+        idp=idp,
+        name_id_format=saml.nameIDFormat,
+        sign_authn_requests=saml.signAuthnRequests,
+        want_assertions_signed=saml.wantAssertionsSigned,
+        allow_idp_initiated=saml.allowIdPInitiated,
+    )
+    return {
+        "protocol": "SAML",
+        "displayName": spec.displayName,
+        "saml": settings,
+        "attributeMapping": saml.attributeMapping.model_dump(),
+        "allowIdPInitiated": saml.allowIdPInitiated,
+    }
+
+
+def _oidc_entry(
+    spec: IdentityProviderSpec, urls: dict[str, str], provider: OIDCProviderMetadata, client_secret: str | None
+) -> dict[str, Any]:
+    assert spec.oidc is not None
+    oidc = spec.oidc
+    return {
+        "protocol": "OIDC",
+        "displayName": spec.displayName,
+        "oidc": {
+            "issuer": oidc.issuer,
+            "clientID": oidc.clientID,
+            "clientSecret": client_secret,
+            "authorizationEndpoint": provider.authorization_endpoint,
+            "tokenEndpoint": provider.token_endpoint,
+            "jwksURI": provider.jwks_uri,
+            "userinfoEndpoint": provider.userinfo_endpoint,
+            "endSessionEndpoint": provider.end_session_endpoint,
+            "scopes": list(oidc.scopes),
+            "redirectURI": urls["redirectURI"],
+        },
+        "claimMapping": oidc.claimMapping.model_dump(),
+    }
+
+
+def _status_base(snap: Snapshot, spec_dict: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    protocol = str(spec_dict.get("protocol") or "SAML")
+    urls = service_provider_urls(snap.name, protocol, base_url(spec_dict, settings))
+    sp: dict[str, Any] = dict(urls)
+    saml = spec_dict.get("saml") or {}
+    if protocol == "SAML" and saml.get("signAuthnRequests", True):
+        sp["signingCertificateSecretRef"] = {"name": signing_secret_name(snap.name), "key": "tls.crt"}
+    return {"serviceProvider": sp}
+
+
+def reconcile_identity_provider(
+    snap: Snapshot,
+    observation: IdPObservation | None,
+    previous_entry: dict[str, Any] | None,
+    settings: Settings,
+    now: datetime,
+) -> KindResult:
+    """Status, bundle entry and events of one IdentityProvider."""
+    status = _status_base(snap, dict(snap.spec), settings)
+    checks: list[Check] = []
+    entry: dict[str, Any] | None = previous_entry
+    try:
+        spec = IdentityProviderSpec.model_validate(snap.spec)
+    except ValidationError as exc:
+        problem = spec_problem(exc)
+        outcome = Outcome(Phase.STALLED, problem.reason, problem.message)
+        return _finish(snap, status, checks, outcome, entry, now)
+
+    urls = service_provider_urls(snap.name, spec.protocol, base_url(dict(snap.spec), settings))
+    if observation is None or observation.generation != snap.generation:
+        outcome = Outcome(Phase.PROGRESSING, "Resolving", "Reading the identity provider's configuration.")
+        return _finish(snap, status, checks, outcome, entry, now)
+
+    status["metadata"] = dict(observation.metadata) or None
+    problem = observation.problem
+    resolved_now = observation.resolved_generation == snap.generation
+    have_config = observation.saml is not None or observation.oidc is not None
+
+    # MetadataResolved: did the latest read of the IdP's document (or manual settings) succeed?
+    if problem is None and have_config:
+        checks.append(Check(METADATA_RESOLVED, True, "Resolved", "The IdP configuration is read and valid."))
+    elif problem is not None:
+        checks.append(Check(METADATA_RESOLVED, False, problem.reason, problem.message))
+    else:
+        checks.append(Check(METADATA_RESOLVED, False, "Resolving", "Reading the identity provider's configuration."))
+
+    blocking: Outcome | None = None
+    if observation.saml is not None:
+        idp = observation.saml
+        status["identityProvider"] = idp.status_dict()
+        reason, message, usable = evaluate_certificates(
+            list(idp.signing_certificates), now, settings.certificate_expiry_warning
+        )
+        checks.append(Check(CERTIFICATE_VALID, usable, reason, message))
+        if not usable:
+            blocking = Outcome(Phase.STALLED, reason, message)
+        needs_signing = spec.saml is not None and spec.saml.signAuthnRequests
+        if needs_signing and observation.signing is None:
+            sp_problem = observation.signing_problem or Problem(
+                "IssuingSigningKey", "Issuing the SP signing key pair.", transient=True
+            )
+            blocking = blocking or Outcome(
+                Phase.PROGRESSING if sp_problem.transient else Phase.STALLED, sp_problem.reason, sp_problem.message
+            )
+        else:
+            entry = _saml_entry(spec, urls, idp, observation.signing if needs_signing else None)
+    elif observation.oidc is not None:
+        status["identityProvider"] = observation.oidc.status_dict()
+        if spec.oidc is not None and spec.oidc.clientSecretRef is not None and observation.client_secret is None:
+            blocking = Outcome(
+                Phase.PROGRESSING,
+                "ClientSecretNotFound",
+                f"Waiting for Secret {spec.oidc.clientSecretRef.name} key {spec.oidc.clientSecretRef.key} "
+                "holding the OIDC client secret.",
+            )
+        else:
+            entry = _oidc_entry(spec, urls, observation.oidc, observation.client_secret)
+
+    if problem is not None:
+        serving_same_source = have_config and resolved_now and observation.from_url
+        if serving_same_source:
+            # The IdP's own server misbehaves; logins keep working on the last good document.
+            last = (observation.metadata or {}).get("lastSuccessTime") or "earlier"
+            outcome = Outcome(
+                Phase.READY,
+                "LastKnownGood",
+                f"Serving the metadata read at {last}; the latest refresh failed ({problem.reason}): "
+                f"{problem.message}",
+            )
+        else:
+            phase = Phase.PROGRESSING if problem.transient else Phase.STALLED
+            suffix = " The last working configuration stays in the bundle." if entry is not None else ""
+            outcome = Outcome(phase, problem.reason, problem.message + suffix)
+        outcome = blocking if blocking is not None and blocking.phase is Phase.STALLED else outcome
+    elif blocking is not None:
+        outcome = blocking
+    elif not have_config:
+        outcome = Outcome(Phase.PROGRESSING, "Resolving", "Reading the identity provider's configuration.")
+    else:
+        outcome = Outcome(Phase.READY, "Ready", _ready_message(spec, urls))
+    return _finish(snap, status, checks, outcome, entry, now)
+
+
+def _ready_message(spec: IdentityProviderSpec, urls: dict[str, str]) -> str:
+    if spec.protocol == "OIDC":
+        return f"Register the redirect URI {urls['redirectURI']} at the IdP."
+    return f"Give the IdP the ACS URL {urls['acsURL']} and the entity ID {urls['entityID']}."
+
+
+def _finish(
+    snap: Snapshot,
+    status: dict[str, Any],
+    checks: list[Check],
+    outcome: Outcome,
+    entry: dict[str, Any] | None,
+    now: datetime,
+) -> KindResult:
+    status = compact(status)
+    status["observedGeneration"] = snap.generation
+    status["conditions"] = merge_conditions(
+        list(snap.status.get("conditions") or []),
+        standard_checks(outcome) + checks,
+        generation=snap.generation,
+        now=now,
+    )
+    status = {k: v for k, v in status.items() if v is not None}
+    events: list[Event] = transition_events(dict(snap.status), status)
+    events.extend(_idp_change_events(dict(snap.status), status))
+    return KindResult(status=status, entry=entry, events=events)
+
+
+def _idp_change_events(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
+    """Name what changed at the IdP (certificates, SSO URL), so a rollover is visible in `kubectl describe`."""
+    before = old.get("identityProvider") or {}
+    after = new.get("identityProvider") or {}
+    if not before or not after:
+        return []
+    changes = []
+    if before.get("ssoURL") != after.get("ssoURL"):
+        changes.append(f"SSO URL {before.get('ssoURL')} -> {after.get('ssoURL')}")
+    old_certs = {c.get("sha256") for c in before.get("certificates") or []}
+    new_certs = {c.get("sha256") for c in after.get("certificates") or []}
+    if added := sorted(new_certs - old_certs):
+        changes.append("certificates added: " + ", ".join(a[:23] + "..." for a in added if a))
+    if removed := sorted(old_certs - new_certs):
+        changes.append("certificates removed: " + ", ".join(r[:23] + "..." for r in removed if r))
+    if not changes:
+        return []
+    return [Event("Normal", "IdentityProviderChanged", "; ".join(changes))]
+
+
+def observed_time(moment: datetime) -> str:
+    return rfc3339(moment)

@@ -1,0 +1,109 @@
+"""What the pure reconcile functions take and return: object snapshots, problems, events, results."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..api.kinds import API_GROUP_VERSION
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One Keyplane object as the reconcile sees it (from a Kopf index, the API, or a file)."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    creation_timestamp: str
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    annotations: Mapping[str, str]
+    deleting: bool = False
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any], *, default_namespace: str = "default") -> Snapshot:
+        meta = body.get("metadata") or {}
+        return cls(
+            kind=str(body.get("kind", "")),
+            namespace=str(meta.get("namespace") or default_namespace),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid") or ""),
+            generation=int(meta.get("generation") or 1),
+            creation_timestamp=str(meta.get("creationTimestamp") or ""),
+            spec=_plain(body.get("spec") or {}),
+            status=_plain(body.get("status") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
+    def owner_reference(self, *, controller: bool = True) -> dict[str, Any]:
+        return {
+            "apiVersion": API_GROUP_VERSION,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": controller,
+            "blockOwnerDeletion": False,
+        }
+
+    def event_target(self) -> dict[str, Any]:
+        return {
+            "apiVersion": API_GROUP_VERSION,
+            "kind": self.kind,
+            "name": self.name,
+            "namespace": self.namespace,
+            "uid": self.uid,
+        }
+
+
+def _plain(value: Any) -> Any:
+    """Deep-copy Kopf's body views into plain dicts and lists, so snapshots never change under us."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why something could not be done. Transient problems are retried; permanent ones need the user."""
+
+    reason: str
+    message: str
+    transient: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post about an object."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass
+class KindResult:
+    """The reconcile of one object: its new status, what it adds to the bundle, the Events to post."""
+
+    status: dict[str, Any]
+    entry: Any = None
+    events: list[Event] = field(default_factory=list)
+
+
+def compact(value: Any) -> Any:
+    """Drop None values recursively: the CRD schemas have no nullable fields, and absent reads clearer."""
+    if isinstance(value, dict):
+        return {k: compact(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    return value

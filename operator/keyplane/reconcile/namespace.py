@@ -1,0 +1,113 @@
+"""The reconcile of one namespace: every object's status and the identity bundle, in one pure pass.
+
+Cross-object rules live here, where every input is at hand: an SSODomain or ScimConnection follows its
+IdentityProvider, deleting an IdentityProvider takes its dependants out of the bundle, and an object that
+cannot be used right now keeps its last good contribution (read back from the previous bundle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..settings import Settings
+from .bundle import build_bundle, serialize_bundle
+from .conditions import READY, is_true
+from .identityprovider import IdPObservation, base_url, reconcile_identity_provider
+from .model import KindResult, Snapshot
+from .scimconnection import reconcile_scim_connection
+from .scimtoken import TokenState
+from .ssodomain import ClaimBook, DnsObservation, IdPState, reconcile_sso_domain
+
+IDENTITY_PROVIDER = "IdentityProvider"
+SSO_DOMAIN = "SSODomain"
+SCIM_CONNECTION = "ScimConnection"
+
+
+@dataclass
+class NamespaceInputs:
+    """Everything observed about one namespace."""
+
+    namespace: str
+    objects: list[Snapshot]
+    idp_observations: Mapping[str, IdPObservation] = field(default_factory=dict)
+    tokens: Mapping[str, TokenState | None] = field(default_factory=dict)
+    dns: Mapping[str, DnsObservation] = field(default_factory=dict)
+    claims: ClaimBook = field(default_factory=dict)
+    previous_bundle: Mapping[str, Any] | None = None
+
+
+@dataclass
+class NamespaceResult:
+    results: dict[tuple[str, str], KindResult]
+    bundle: dict[str, Any] | None  # None: no objects left, the bundle Secret goes away
+    data: bytes | None
+
+
+def reconcile_namespace(inputs: NamespaceInputs, settings: Settings, now: datetime) -> NamespaceResult:
+    live = sorted((o for o in inputs.objects if not o.deleting), key=lambda o: (o.kind, o.name))
+    previous = inputs.previous_bundle or {}
+    results: dict[tuple[str, str], KindResult] = {}
+
+    idp_entries: dict[str, dict[str, Any]] = {}
+    idp_states: dict[str, IdPState] = {}
+    for snap in (o for o in live if o.kind == IDENTITY_PROVIDER):
+        result = reconcile_identity_provider(
+            snap,
+            inputs.idp_observations.get(snap.name),
+            (previous.get("identityProviders") or {}).get(snap.name),
+            settings,
+            now,
+        )
+        results[(snap.kind, snap.name)] = result
+        if result.entry is not None:
+            idp_entries[snap.name] = result.entry
+        ready_cond = next((c for c in result.status["conditions"] if c["type"] == READY), {})
+        idp_states[snap.name] = IdPState(
+            exists=True,
+            ready=is_true(result.status, READY),
+            serving=result.entry is not None,
+            reason=str(ready_cond.get("reason", "")),
+            base_url=base_url(dict(snap.spec), settings),
+        )
+
+    def idp_state(snap: Snapshot) -> IdPState | None:
+        ref = (snap.spec.get("identityProviderRef") or {}).get("name")
+        if not ref:
+            return None
+        return idp_states.get(ref, IdPState(exists=False, ready=False, serving=False))
+
+    domain_entries: dict[str, dict[str, Any]] = {}
+    for snap in (o for o in live if o.kind == SSO_DOMAIN):
+        result = reconcile_sso_domain(
+            snap,
+            inputs.claims,
+            idp_state(snap),
+            inputs.dns.get(snap.name),
+            cluster_scoped=settings.domain_scope == "Cluster",
+            now=now,
+        )
+        results[(snap.kind, snap.name)] = result
+        domain_entries.update(result.entry or {})
+
+    scim_entries: dict[str, dict[str, Any]] = {}
+    for snap in (o for o in live if o.kind == SCIM_CONNECTION):
+        state = idp_state(snap)
+        result = reconcile_scim_connection(
+            snap,
+            inputs.tokens.get(snap.name),
+            state,
+            (previous.get("scim") or {}).get(snap.name),
+            settings,
+            now,
+        )
+        results[(snap.kind, snap.name)] = result
+        if result.entry is not None:
+            scim_entries[snap.name] = result.entry
+
+    if not live:
+        return NamespaceResult(results, None, None)
+    bundle = build_bundle(settings.roles, idp_entries, domain_entries, scim_entries)
+    return NamespaceResult(results, bundle, serialize_bundle(bundle))

@@ -1,0 +1,186 @@
+"""The service-provider side: SP signing key pair, python3-saml settings, SP metadata."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from lxml import etree
+from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
+from onelogin.saml2.errors import OneLogin_Saml2_Error
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
+
+from keyplane.saml.metadata import IdPMetadata
+from keyplane.saml.safexml import parse_xml
+
+
+class SPConfigError(ValueError):
+    """The SP side cannot be configured (missing key pair, URL python3-saml refuses)."""
+
+
+def generate_sp_signing_pair(
+    common_name: str, now: datetime, validity: timedelta = timedelta(days=365)
+) -> tuple[str, str]:
+    """A fresh self-signed RSA-2048/SHA-256 certificate and its key: (cert_pem, key_pem)."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    # X.509 limits a CN to 64 characters; SP entity IDs (URLs) can be longer.
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (common_name or "keyplane-sp")[:64])])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        # A little backdating so an IdP whose clock runs slightly behind accepts it at once.
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + validity)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
+    return cert_pem, key_pem
+
+
+def sp_certificate_needs_renewal(
+    cert_pem: str, now: datetime, renew_before: timedelta = timedelta(days=30)
+) -> bool:
+    """True when the SP certificate is unreadable, not yet valid, or expires within `renew_before`."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        return True
+    return not (cert.not_valid_before_utc <= now and cert.not_valid_after_utc - now > renew_before)
+
+
+def build_saml_settings(
+    *,
+    sp_entity_id: str,
+    acs_url: str,
+    sls_url: str | None,
+    sp_cert_pem: str | None,
+    sp_key_pem: str | None,
+    idp: IdPMetadata,
+    name_id_format: str,
+    sign_authn_requests: bool,
+    want_assertions_signed: bool,
+    allow_idp_initiated: bool,
+) -> dict[str, Any]:
+    """A python3-saml settings dict (strict) for one SP/IdP pair; same input, equal output.
+
+    Raises SPConfigError when python3-saml would refuse the result.
+    """
+    has_key_pair = bool(sp_cert_pem and sp_key_pem)
+    if sign_authn_requests and not has_key_pair:
+        raise SPConfigError("signAuthnRequests needs the SP certificate and private key")
+
+    sp: dict[str, Any] = {
+        "entityId": sp_entity_id,
+        "assertionConsumerService": {"url": acs_url, "binding": C.BINDING_HTTP_POST},
+        "NameIDFormat": name_id_format,
+    }
+    if sls_url:
+        sp["singleLogoutService"] = {"url": sls_url, "binding": C.BINDING_HTTP_REDIRECT}
+    if has_key_pair:
+        sp["x509cert"] = sp_cert_pem
+        sp["privateKey"] = sp_key_pem
+
+    idp_block: dict[str, Any] = {
+        "entityId": idp.entity_id,
+        "singleSignOnService": {"url": idp.sso_url, "binding": idp.sso_binding},
+    }
+    if idp.slo_url:
+        idp_block["singleLogoutService"] = {
+            "url": idp.slo_url,
+            "binding": idp.slo_binding or C.BINDING_HTTP_REDIRECT,
+        }
+    signing = [c.der_b64 for c in idp.signing_certificates]
+    encryption = [c.der_b64 for c in idp.encryption_certificates]
+    if len(signing) == 1 and encryption in ([], signing):
+        idp_block["x509cert"] = signing[0]
+    else:
+        # Several signing certificates (rollover): python3-saml accepts a response signed by any.
+        idp_block["x509certMulti"] = {"signing": signing, "encryption": encryption}
+
+    settings: dict[str, Any] = {
+        "strict": True,
+        "debug": False,
+        "sp": sp,
+        "idp": idp_block,
+        "security": {
+            "authnRequestsSigned": sign_authn_requests,
+            "logoutRequestSigned": has_key_pair,
+            "logoutResponseSigned": has_key_pair,
+            "signMetadata": False,
+            "wantAssertionsSigned": want_assertions_signed,
+            "wantMessagesSigned": False,
+            "wantAssertionsEncrypted": False,
+            "wantNameId": True,
+            "wantNameIdEncrypted": False,
+            # Many IdPs send no AttributeStatement for some users; the NameID is enough to log in.
+            "wantAttributeStatement": False,
+            # python3-saml's default asks for PasswordProtectedTransport, which makes IdPs that
+            # use MFA or passwordless sign-in refuse the request.
+            "requestedAuthnContext": False,
+            "signatureAlgorithm": C.RSA_SHA256,
+            "digestAlgorithm": C.SHA256,
+            "rejectUnsolicitedResponsesWithInResponseTo": not allow_idp_initiated,
+            # Scheme and host are checked by Keyplane itself; in-cluster IdPs use single-label names.
+            "allowSingleLabelDomains": True,
+        },
+    }
+    try:
+        OneLogin_Saml2_Settings(copy.deepcopy(settings), sp_validation_only=False)
+    except OneLogin_Saml2_Error as exc:
+        raise SPConfigError(f"python3-saml refuses the settings: {exc}") from None
+    return settings
+
+
+def sp_metadata_xml(settings: dict[str, Any]) -> str:
+    """The SP metadata document an admin gives the IdP, built and validated by python3-saml.
+
+    Deterministic: no validUntil (python3-saml would put now + 2 days) and a fixed cacheDuration,
+    so the same settings always give the same bytes.
+    """
+    settings = copy.deepcopy(settings)
+    security = settings.setdefault("security", {})
+    security["metadataValidUntil"] = ""
+    security.setdefault("metadataCacheDuration", "PT24H")
+    try:
+        saml_settings = OneLogin_Saml2_Settings(settings, sp_validation_only=True)
+        metadata = saml_settings.get_sp_metadata()
+    except OneLogin_Saml2_Error as exc:
+        raise SPConfigError(f"python3-saml cannot build the SP metadata: {exc}") from None
+    text = metadata.decode("utf-8") if isinstance(metadata, bytes) else str(metadata)
+    errors = saml_settings.validate_metadata(text)
+    if errors:
+        raise SPConfigError(f"the generated SP metadata is invalid: {', '.join(map(str, errors))}")
+    # Re-serialise through the hardened parser: checks well-formedness, normalises whitespace
+    # of the template's empty attribute slot.
+    root = parse_xml(text)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8")

@@ -1,0 +1,607 @@
+"""Fetching IdP metadata (SAML metadata, OIDC discovery, JWKS) safely.
+
+The URLs come from custom resources, i.e. from anyone who can create an IdentityProvider,
+so the fetcher is an SSRF boundary: https only, no private/loopback/link-local targets
+(unless the operator is configured to allow them), bounded time and size, and no
+response body ever ends up in an error message.
+
+Address pinning
+---------------
+The address check and the TCP connect happen in one place, :class:`_PinnedBackend`, an
+httpcore network backend. httpcore asks it for a connection to ``(hostname, port)``; it
+resolves the name itself, refuses if ANY resolved address is forbidden, then opens the
+socket to one of exactly those checked IP addresses. The name is never resolved a second
+time by anyone, so DNS rebinding between check and connect is impossible. TLS is layered
+on top by httpcore with ``server_hostname`` = the URL's hostname, so SNI and certificate
+verification stay on the name. The connection pool is keyed by hostname (not IP), so a
+pooled TLS connection verified for one name is never reused for another name that
+happens to share the IP. (Rewriting the URL to the IP with a Host header would get that
+last point wrong.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import http.cookiejar
+import ipaddress
+import logging
+import random
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+from keyplane import __version__
+from keyplane.sources import errors as r
+from keyplane.sources.clock import Clock, SystemClock
+from keyplane.sources.errors import FetchError
+
+logger = logging.getLogger(__name__)
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+USER_AGENT = f"keyplane/{__version__}"
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What the fetcher may connect to, and how long/how much it may read."""
+
+    allow_http: bool = False
+    allow_private_networks: bool = False
+    max_bytes: int = 1 << 20
+    connect_timeout: float = 5.0
+    total_timeout: float = 15.0
+    max_redirects: int = 5
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """One fetch. ``url`` is the final URL after redirects.
+
+    When ``not_modified`` is true the server answered 304: ``body`` is empty and
+    ``sha256`` is "" (the caller, e.g. :class:`SharedMetadataCache`, holds the body);
+    ``etag``/``last_modified`` are the still-valid validators.
+    """
+
+    url: str
+    body: bytes
+    sha256: str
+    etag: str | None
+    last_modified: str | None
+    not_modified: bool
+    fetched_at: datetime
+
+
+# --------------------------------------------------------------------------- addresses
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Cloud instance-metadata services hold node credentials; no IdP lives there, so they
+# stay refused even when private networks are allowed (AWS/GCP/Azure/OpenStack, AWS IPv6,
+# ECS task metadata, Alibaba).
+_CLOUD_METADATA = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "169.254.170.2", "100.100.100.200")
+)
+
+
+def forbidden_address_class(address: str, *, allow_private_networks: bool = False) -> str | None:
+    """Why connecting to ``address`` is refused (e.g. "loopback"), or None when it is allowed."""
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address)
+    except ValueError:
+        return "not an IP address"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id:  # "fe80::1%eth0": the zone doesn't change what the address is
+            ip = ipaddress.IPv6Address(str(ip).split("%")[0])
+        # IPv6 forms that carry an IPv4 address reach that IPv4 host: judge the embedded one.
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return forbidden_address_class(str(embedded), allow_private_networks=allow_private_networks)
+        if ip.teredo is not None:
+            for part in ip.teredo:
+                why = forbidden_address_class(str(part), allow_private_networks=allow_private_networks)
+                if why:
+                    return why
+    # Never useful as a metadata server, whatever the settings.
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_multicast:
+        return "multicast"
+    if ip in _CLOUD_METADATA:
+        return "cloud instance metadata"
+    if isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address("255.255.255.255"):
+        return "broadcast"
+    if allow_private_networks:
+        return None
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
+        return "carrier-grade NAT"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return "site-local"
+    if ip.is_private:
+        return "private"
+    if ip.is_reserved:
+        return "reserved"
+    if not ip.is_global:
+        return "non-global"
+    return None
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Resolve ``host`` with the OS resolver; distinct addresses in the order returned."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    seen: dict[str, None] = {}
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        seen.setdefault(str(sockaddr[0]), None)
+    return list(seen)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _safe_url(url: str | httpx.URL) -> str:
+    """The URL for messages and logs: no userinfo, query or fragment (they may hold secrets)."""
+    try:
+        parts = urlsplit(str(url))
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid URL>"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+# --------------------------------------------------------------------------- transport
+
+
+class _PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves, checks every address against the policy, then connects to a checked IP."""
+
+    def __init__(self, policy: FetchPolicy, resolver: Resolver, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._policy = policy
+        self._resolver = resolver
+        self._inner = inner
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        if _is_ip_literal(host):
+            return [host]
+        try:
+            async with asyncio.timeout(self._policy.connect_timeout):
+                addresses = await self._resolver(host, port)
+        except TimeoutError:
+            raise FetchError(
+                r.TIMEOUT,
+                f"resolving {host} took longer than {self._policy.connect_timeout:g}s; "
+                "check the cluster's DNS, the fetch will be retried",
+            ) from None
+        except (OSError, UnicodeError) as exc:
+            raise FetchError(
+                r.UNREACHABLE, f"could not resolve host {host}; check the URL and the cluster's DNS"
+            ) from exc
+        if not addresses:
+            raise FetchError(r.UNREACHABLE, f"host {host} has no addresses; check the URL and DNS")
+        return addresses
+
+    def check(self, host: str, addresses: Iterable[str]) -> None:
+        for address in addresses:
+            why = forbidden_address_class(address, allow_private_networks=self._policy.allow_private_networks)
+            if why is None:
+                continue
+            what = host if host == address else f"{host} resolves to {address}, which"
+            hint = (
+                "use a public URL, or enable allowPrivateNetworks if the IdP really is on the cluster network"
+                if not self._policy.allow_private_networks
+                else "this address is never allowed; use the IdP's real address"
+            )
+            raise FetchError(r.URL_FORBIDDEN, f"{what} is a {why} address; {hint}")
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._resolve(host, port)
+        self.check(host, addresses)
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                # `address` is the checked IP, never the name: this is the pin.
+                return await self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise FetchError(r.URL_FORBIDDEN, "unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class _PinnedTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport, with its connection pool rebuilt on :class:`_PinnedBackend`.
+
+    httpx has no public hook for the network backend; replacing ``_pool`` keeps httpx's
+    request/response conversion and exception mapping. The attribute check below makes an
+    httpx change fail loudly at start-up instead of silently dropping the address check.
+    """
+
+    def __init__(self, backend: _PinnedBackend, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> None:
+        # trust_env=False: an HTTP(S)_PROXY variable would make the proxy the peer and
+        # bypass the address check.
+        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
+        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
+            raise RuntimeError("unsupported httpx version: AsyncHTTPTransport._pool not found")
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=False,
+            network_backend=backend,
+        )
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    # One IdP's metadata host must not plant cookies that ride along on another fetch.
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+# --------------------------------------------------------------------------- fetcher
+
+
+class MetadataFetcher:
+    """Fetches metadata documents under a :class:`FetchPolicy`. One shared HTTP client inside.
+
+    ``resolver`` maps (host, port) to IP address strings (default: the OS resolver).
+    ``network_backend`` opens TCP connections to already-checked IPs (default: httpcore's
+    anyio backend; tests inject one to reach local servers). ``ssl_context`` lets an
+    installation trust a private CA.
+    """
+
+    def __init__(
+        self,
+        policy: FetchPolicy | None = None,
+        *,
+        resolver: Resolver | None = None,
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.policy = policy or FetchPolicy()
+        self._clock = clock or SystemClock()
+        self._backend = _PinnedBackend(
+            self.policy, resolver or system_resolver, network_backend or httpcore.AnyIOBackend()
+        )
+        limits = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30.0)
+        transport = _PinnedTransport(self._backend, ssl_context or ssl.create_default_context(), limits)
+        total = self.policy.total_timeout
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx.Timeout(connect=self.policy.connect_timeout, read=total, write=total, pool=total),
+            cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+            headers={
+                "User-Agent": USER_AGENT,
+                "Accept": "*/*",
+                # Compressed bodies could inflate far past max_bytes inside a single chunk.
+                "Accept-Encoding": "identity",
+            },
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult:
+        """GET ``url`` (conditionally when validators are given), following safe redirects."""
+        try:
+            async with asyncio.timeout(self.policy.total_timeout):
+                return await self._fetch(url, etag, last_modified)
+        except TimeoutError:
+            raise FetchError(
+                r.TIMEOUT,
+                f"fetching {_safe_url(url)} did not complete within {self.policy.total_timeout:g}s; "
+                "check that the IdP is reachable from the cluster, the fetch will be retried",
+            ) from None
+
+    async def _fetch(self, url: str, etag: str | None, last_modified: str | None) -> FetchResult:
+        current = self._parse(url)
+        visited: set[str] = set()
+        headers: dict[str, str] = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        for _hop in range(self.policy.max_redirects + 1):
+            self._check_scheme(current)
+            visited.add(str(current))
+            try:
+                response = await self._client.send(
+                    self._client.build_request("GET", current, headers=headers), stream=True
+                )
+            except httpx.HTTPError as exc:
+                raise _map_httpx_error(exc, current) from exc
+            try:
+                if response.status_code in REDIRECT_STATUSES:
+                    current = self._next_hop(current, response)
+                    if str(current) in visited:
+                        raise FetchError(
+                            r.TOO_MANY_REDIRECTS,
+                            f"{_safe_url(url)} redirects in a loop (back to {_safe_url(current)}); "
+                            "fix the URL or the server's redirects",
+                        )
+                    continue
+                if response.status_code == 304:
+                    return FetchResult(
+                        url=str(current),
+                        body=b"",
+                        sha256="",
+                        etag=response.headers.get("ETag") or etag,
+                        last_modified=response.headers.get("Last-Modified") or last_modified,
+                        not_modified=True,
+                        fetched_at=self._clock.now(),
+                    )
+                if not 200 <= response.status_code < 300 or response.status_code in (204, 206):
+                    raise FetchError(
+                        r.HTTP_ERROR,
+                        f"{_safe_url(current)} returned HTTP {response.status_code}; "
+                        "check the URL and that the IdP publishes the document there",
+                    )
+                body = await self._read_body(response, current)
+            except httpx.HTTPError as exc:
+                raise _map_httpx_error(exc, current) from exc
+            finally:
+                await response.aclose()
+            return FetchResult(
+                url=str(current),
+                body=body,
+                sha256=hashlib.sha256(body).hexdigest(),
+                etag=response.headers.get("ETag"),
+                last_modified=response.headers.get("Last-Modified"),
+                not_modified=False,
+                fetched_at=self._clock.now(),
+            )
+        raise FetchError(
+            r.TOO_MANY_REDIRECTS,
+            f"{_safe_url(url)} redirected more than {self.policy.max_redirects} times; "
+            "use the final URL of the document",
+        )
+
+    def _parse(self, url: str) -> httpx.URL:
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            raise FetchError(
+                r.URL_FORBIDDEN, "the metadata URL is not a valid URL; use an https:// URL"
+            ) from None
+        if not parsed.host:
+            raise FetchError(r.URL_FORBIDDEN, f"{_safe_url(url)} has no host; use an absolute https:// URL")
+        return parsed.copy_with(fragment=None)
+
+    def _check_scheme(self, url: httpx.URL) -> None:
+        allowed = ("https", "http") if self.policy.allow_http else ("https",)
+        if url.scheme not in allowed:
+            hint = "use https" if url.scheme == "http" else "use an https:// URL"
+            raise FetchError(r.URL_FORBIDDEN, f"{_safe_url(url)} is not allowed: {hint}")
+
+    def _next_hop(self, current: httpx.URL, response: httpx.Response) -> httpx.URL:
+        location = response.headers.get("Location")
+        if not location:
+            raise FetchError(
+                r.HTTP_ERROR, f"{_safe_url(current)} returned HTTP {response.status_code} without a Location"
+            )
+        try:
+            target = current.join(location)
+        except (httpx.InvalidURL, ValueError):
+            raise FetchError(
+                r.HTTP_ERROR, f"{_safe_url(current)} redirected to an invalid URL; fix the server's redirect"
+            ) from None
+        if not target.host:
+            raise FetchError(r.HTTP_ERROR, f"{_safe_url(current)} redirected to a URL without a host")
+        return target.copy_with(fragment=None)
+
+    async def _read_body(self, response: httpx.Response, url: httpx.URL) -> bytes:
+        limit = self.policy.max_bytes
+        declared = response.headers.get("Content-Length")
+        if declared is not None:
+            with contextlib.suppress(ValueError):
+                if int(declared) > limit:
+                    raise _too_large(url, limit)
+        # Content-Length may be absent or lie: count what actually arrives and stop at the cap.
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise _too_large(url, limit)
+        return bytes(body)
+
+
+def _too_large(url: httpx.URL, limit: int) -> FetchError:
+    return FetchError(
+        r.TOO_LARGE,
+        f"{_safe_url(url)} is larger than the {limit}-byte limit; check the URL points at the metadata "
+        "document, or raise the operator's maxMetadataBytes setting",
+    )
+
+
+def _map_httpx_error(exc: httpx.HTTPError, url: httpx.URL) -> FetchError:
+    where = _safe_url(url)
+    if isinstance(exc, httpx.TimeoutException):
+        what = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "reading from"
+        return FetchError(r.TIMEOUT, f"timed out {what} {where}; the fetch will be retried")
+    if isinstance(exc, httpx.ConnectError):
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return FetchError(
+                    r.UNREACHABLE,
+                    f"TLS certificate of {where} could not be verified ({cause.verify_message}); "
+                    "fix the server certificate or configure the operator to trust its CA",
+                )
+            if isinstance(cause, ssl.SSLError):
+                return FetchError(r.UNREACHABLE, f"TLS handshake with {where} failed; check the URL's port")
+            cause = cause.__cause__ or cause.__context__
+        return FetchError(r.UNREACHABLE, f"could not connect to {where}; check the URL and network policies")
+    if isinstance(exc, httpx.TransportError):
+        return FetchError(
+            r.UNREACHABLE, f"connection to {where} failed ({type(exc).__name__}); the fetch will be retried"
+        )
+    return FetchError(r.HTTP_ERROR, f"invalid response from {where} ({type(exc).__name__})")
+
+
+# --------------------------------------------------------------------------- shared cache
+
+
+@dataclass
+class _Entry:
+    result: FetchResult | None = None
+    failures: int = 0
+    error: FetchError | None = None
+    failed_at: datetime | None = None
+
+
+class SharedMetadataCache:
+    """Fetch each URL once per refresh, however many IdentityProviders share it.
+
+    Times are the callers' ``now`` (their clock), not the fetcher's. Results from the cache
+    always carry a body; ``not_modified`` is true when the body was revalidated by a 304.
+    """
+
+    def __init__(
+        self,
+        fetcher: MetadataFetcher,
+        *,
+        max_backoff: timedelta = timedelta(minutes=30),
+        error_ttl: timedelta = timedelta(seconds=5),
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self._fetcher = fetcher
+        self._max_backoff = max_backoff
+        # Long enough to absorb a burst of reconciles after a failure, short enough that a
+        # caller's own retry (after backoff()) really goes to the network.
+        self._error_ttl = error_ttl
+        self._rng = rng
+        self._entries: dict[str, _Entry] = {}
+        self._inflight: dict[str, asyncio.Task[FetchResult]] = {}
+
+    async def get(self, url: str, *, max_age: timedelta, now: datetime) -> FetchResult:
+        entry = self._entries.get(url)
+        if entry is not None and entry.result is not None and now - entry.result.fetched_at < max_age:
+            return entry.result
+        if (
+            entry is not None
+            and entry.error is not None
+            and entry.failed_at is not None
+            and now - entry.failed_at < self._error_ttl
+        ):
+            raise entry.error.copy()
+        task = self._inflight.get(url)
+        if task is None:
+            task = asyncio.create_task(self._refresh(url, now), name=f"keyplane-fetch {_safe_url(url)}")
+            self._inflight[url] = task
+            task.add_done_callback(functools.partial(self._done, url))
+        try:
+            # shield: one waiter being cancelled must not cancel the fetch for the others.
+            result = await asyncio.shield(task)
+        except FetchError as exc:
+            raise exc.copy() from None
+        return result
+
+    def _done(self, url: str, task: asyncio.Task[FetchResult]) -> None:
+        if self._inflight.get(url) is task:
+            del self._inflight[url]
+        if not task.cancelled():
+            task.exception()  # mark retrieved even if every waiter went away
+
+    async def _refresh(self, url: str, now: datetime) -> FetchResult:
+        entry = self._entries.get(url)
+        cached = entry.result if entry else None
+        try:
+            fresh = await self._fetcher.fetch(
+                url,
+                etag=cached.etag if cached else None,
+                last_modified=cached.last_modified if cached else None,
+            )
+        except FetchError as exc:
+            entry = self._entries.setdefault(url, _Entry())
+            entry.failures += 1
+            entry.error = exc
+            entry.failed_at = now
+            raise
+        if fresh.not_modified:
+            if cached is None:  # validators we never sent; treat as a server bug
+                raise FetchError(r.HTTP_ERROR, f"{_safe_url(url)} answered 304 to an unconditional request")
+            result = dataclasses.replace(
+                cached, etag=fresh.etag, last_modified=fresh.last_modified, not_modified=True, fetched_at=now
+            )
+        else:
+            result = dataclasses.replace(fresh, fetched_at=now)
+        self._entries[url] = _Entry(result=result)
+        return result
+
+    def backoff(self, url: str) -> timedelta:
+        """How long the caller should wait before retrying ``url``: 0 without failures, else
+        30 s doubling per consecutive failure up to ``max_backoff``, minus up to 25 % jitter
+        (so operators sharing an IdP don't retry in lockstep)."""
+        entry = self._entries.get(url)
+        if entry is None or entry.failures == 0:
+            return timedelta(0)
+        base = timedelta(seconds=30) * (2 ** min(entry.failures - 1, 32))
+        capped = min(base, self._max_backoff)
+        return capped * (1.0 - 0.25 * self._rng())
+
+    def failures(self, url: str) -> int:
+        entry = self._entries.get(url)
+        return entry.failures if entry else 0
+
+    def forget(self, url: str) -> None:
+        """Drop everything known about ``url`` (e.g. no IdentityProvider uses it any more)."""
+        self._entries.pop(url, None)
