@@ -30,7 +30,7 @@ from scim2_server.utils import parametrize
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from keyplane.app.clock import Clock, utcnow
-from keyplane.app.storage import ChangeAction, Storage, members, resources, unique_values
+from keyplane.app.storage import ChangeAction, Storage, members, next_seq, resources, unique_values
 
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -238,7 +238,7 @@ class SqlScimStorage(ScimStorage):
             count = search_request.count
             if scim_filter is None and search_request.sort_by is None:
                 total = connection.execute(select(func.count()).select_from(base.subquery())).scalar_one()
-                query = base.order_by(resources.c.created, resources.c.id).offset(start)
+                query = base.order_by(resources.c.seq).offset(start)
                 if count is not None:
                     query = query.limit(count)
                 rows = connection.execute(query).all()
@@ -258,7 +258,7 @@ class SqlScimStorage(ScimStorage):
                         wanted = value.strip().lower()
                     base = base.where(resources.c[column] == wanted)
                     narrowed = True
-            rows = connection.execute(base.order_by(resources.c.created, resources.c.id)).all()
+            rows = connection.execute(base.order_by(resources.c.seq)).all()
             found = self._load_rows(connection, by_name, rows)
             if scim_filter is not None and not narrowed:
                 if not scim_filter.models and found:
@@ -292,7 +292,7 @@ class SqlScimStorage(ScimStorage):
             now = self.clock()
             columns = self._columns(resource_type, resource, data)
             connection.execute(insert(resources).values(
-                id=resource_id, partition=self.partition, resource_type=resource_type.name, version=1,
+                id=resource_id, partition=self.partition, resource_type=resource_type.name, version=1, seq=next_seq(),
                 created=now, last_modified=now, deleted=False, data=json.dumps(data), **columns))
             self._write_unique(connection, resource_id, values)
             if resource_type.name == "Group":

@@ -12,16 +12,17 @@ scim2-server backend that writes through it.
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -50,6 +51,8 @@ resources = Table(
     Column("partition", String(255), nullable=False),
     Column("resource_type", String(64), nullable=False),
     Column("version", Integer, nullable=False),
+    # Creation order (monotonic nanoseconds): stable pagination even when clocks tie.
+    Column("seq", BigInteger, nullable=False),
     Column("created", DateTime(timezone=True), nullable=False),
     Column("last_modified", DateTime(timezone=True), nullable=False),
     Column("user_name", String(1024)),
@@ -64,7 +67,7 @@ resources = Table(
     Index("ix_kp_scim_external_id", "partition", "resource_type", "external_id"),
     Index("ix_kp_scim_display_name", "partition", "resource_type", "display_name"),
     Index("ix_kp_scim_email", "partition", "email"),
-    Index("ix_kp_scim_created", "partition", "resource_type", "created", "id"),
+    Index("ix_kp_scim_seq", "partition", "resource_type", "seq"),
 )
 
 unique_values = Table(
@@ -283,7 +286,7 @@ class Storage:
                 select(resources)
                 .where(resources.c.partition == partition, resources.c.resource_type == "User",
                        column == login.strip().lower())
-                .order_by(resources.c.deleted, resources.c.last_modified.desc())
+                .order_by(resources.c.deleted, resources.c.seq.desc())
             ).first()
             return self._user_of(connection, partition, row) if row else None
 
@@ -293,7 +296,7 @@ class Storage:
                 resources.c.partition == partition, resources.c.resource_type == "User")
             if not include_deleted:
                 query = query.where(resources.c.deleted.is_(False))
-            rows = connection.execute(query.order_by(resources.c.created, resources.c.id)).all()
+            rows = connection.execute(query.order_by(resources.c.seq)).all()
             return [self._user_of(connection, partition, row) for row in rows]
 
     def list_groups(self, partition: str) -> list[ProvisionedGroup]:
@@ -301,7 +304,7 @@ class Storage:
             rows = connection.execute(
                 select(resources).where(resources.c.partition == partition,
                                         resources.c.resource_type == "Group")
-                .order_by(resources.c.created, resources.c.id)).all()
+                .order_by(resources.c.seq)).all()
             result = []
             for row in rows:
                 ids = connection.execute(
@@ -336,5 +339,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
+_seq_lock = threading.Lock()
+_last_seq = 0
+
+
+def next_seq() -> int:
+    """A process-wide increasing number (nanoseconds since the epoch, bumped on ties)."""
+    global _last_seq
+    with _seq_lock:
+        _last_seq = max(_last_seq + 1, time.time_ns())
+        return _last_seq

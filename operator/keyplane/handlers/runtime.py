@@ -164,9 +164,14 @@ def _ready_to_flush(runtime: Runtime, snaps: list[Snapshot]) -> bool:
 
 
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A merge patch from old to new status: removed keys become null."""
+    """A JSON merge patch from old to new: removed keys (at any depth) become null, lists are replaced."""
     patch: dict[str, Any] = {k: None for k in old if k not in new}
-    patch.update(new)
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            patch[key] = status_patch(before, value)
+        else:
+            patch[key] = value
     return patch
 
 

@@ -20,7 +20,6 @@ from ..reconcile.model import Problem, Snapshot
 from ..saml.certificates import load_certificate
 from ..saml.errors import MetadataError
 from ..saml.metadata import IdPMetadata, manual_idp_metadata, parse_idp_metadata
-from ..saml.signature import verify_metadata_signature
 from ..saml.sp import generate_sp_signing_pair, sp_certificate_needs_renewal
 from ..settings import Settings
 from ..sources.errors import FetchError
@@ -169,11 +168,11 @@ async def _observe_saml(
                 from_url = True
                 result = await _fetch(cache, source.url, max_age, now)
                 document, etag = result.body, result.etag
-            if source.signingCertificateFingerprint:
-                verify_metadata_signature(document, source.signingCertificateFingerprint)
+            # One parse serves both the signature check and the values read, so what is verified is what is used.
             idp = parse_idp_metadata(
                 document, source.entityID, max_bytes=settings.metadata_max_bytes,
                 allow_http=settings.allow_insecure_http,
+                signing_fingerprint=source.signingCertificateFingerprint,
             )
             document_sha = hashlib.sha256(document).hexdigest()
     except FetchError as exc:

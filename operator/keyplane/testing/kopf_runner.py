@@ -131,7 +131,9 @@ async def running_operator(
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=shutdown_timeout)
         except TimeoutError:
-            logger.warning('The operator did not stop within %ss; cancelling it.', shutdown_timeout)
+            pending = [t for t in operator_tasks if not t.done()]
+            logger.warning('The operator did not stop within %ss; cancelling it; pending tasks: %r',
+                           shutdown_timeout, pending)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

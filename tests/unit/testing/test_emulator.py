@@ -245,8 +245,11 @@ async def test_kubernetes_client_works_against_it(cluster: EmulatedCluster) -> N
         with pytest.raises(kubernetes.client.ApiException) as err:
             api.read_namespaced_secret('absent', 'default')
         assert err.value.status == 404
-        stream = kubernetes.watch.Watch().stream(api.list_namespaced_secret, 'default', timeout_seconds=1)
-        return [f"{e['type']} {e['object'].metadata.name}" for e in stream]
+        watch, seen = kubernetes.watch.Watch(), []
+        for event in watch.stream(api.list_namespaced_secret, 'default', timeout_seconds=5):
+            seen.append(f"{event['type']} {event['object'].metadata.name}")
+            watch.stop()
+        return seen
     assert await asyncio.to_thread(use_client) == ['ADDED s']
 
 

