@@ -48,12 +48,9 @@ def request_data(url: str, post_data: Mapping[str, str] | None = None,
     checked against the URL the IdP was told to post to, whatever the reverse proxies in between.
     """
     parts = urlsplit(url)
-    https = parts.scheme == "https"
-    port = parts.port or (443 if https else 80)
     return {
-        "https": "on" if https else "off",
-        "http_host": parts.hostname or "",
-        "server_port": str(port),
+        "https": "on" if parts.scheme == "https" else "off",
+        "http_host": parts.netloc,
         "script_name": parts.path,
         "get_data": dict(get_data or {}),
         "post_data": dict(post_data or {}),
@@ -74,11 +71,10 @@ class SamlLogin:
     def acs_url(self) -> str:
         return str(self.idp.saml["sp"]["assertionConsumerService"]["url"])  # type: ignore[index]
 
-    def login_url(self, relay_state: str, *, login_hint: str | None = None) -> tuple[str, str]:
+    def login_url(self, relay_state: str) -> tuple[str, str]:
         """The IdP URL to redirect the browser to, and the AuthnRequest ID to expect back."""
         auth = OneLogin_Saml2_Auth(request_data(self.acs_url), self.settings)
-        parameters = {"login_hint": login_hint} if login_hint else {}
-        url = auth.login(return_to=relay_state, set_nameid_policy=True, parameters=parameters)
+        url = auth.login(return_to=relay_state, set_nameid_policy=True)
         return str(url), str(auth.get_last_request_id())
 
     def metadata(self) -> str:

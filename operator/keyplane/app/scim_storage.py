@@ -258,7 +258,12 @@ class SqlScimStorage(ScimStorage):
                         wanted = value.strip().lower()
                     base = base.where(resources.c[column] == wanted)
                     narrowed = True
-            rows = connection.execute(base.order_by(resources.c.seq)).all()
+            if narrowed:
+                # Sorting in Python keeps SQLite on the equality index (ORDER BY seq would make it
+                # walk the whole partition in seq order).
+                rows = sorted(connection.execute(base).all(), key=lambda r: r.seq)
+            else:
+                rows = list(connection.execute(base.order_by(resources.c.seq)).all())
             found = self._load_rows(connection, by_name, rows)
             if scim_filter is not None and not narrowed:
                 if not scim_filter.models and found:
@@ -300,6 +305,55 @@ class SqlScimStorage(ScimStorage):
             elif columns["active"]:
                 self.storage.touch(self.partition, resource_id, "upsert")
             return self._load_many(connection, resource_type, [self._row(connection, resource_type, resource_id)])[0]
+
+    def create_many(self, resource_type: ResourceType, items: Sequence[Resource[Any]]) -> list[str]:
+        """Store many new resources in one transaction (seeding, imports); returns their ids.
+
+        The same rules as :meth:`create` (uniqueness, memberships), with batched statements.
+        """
+        rows: list[dict[str, Any]] = []
+        uniques: list[dict[str, Any]] = []
+        memberships: list[dict[str, Any]] = []
+        seen: set[tuple[str, str]] = set()
+        now = self.clock()
+        with self.operation(), self.storage.transaction() as connection:
+            for item in items:
+                resource = item.model_copy(deep=True)
+                resource.id = uuid.uuid4().hex
+                data = self._dump(resource)
+                for urn, value in self._unique(resource).items():
+                    if (urn, value) in seen:
+                        raise UniquenessException(detail=f"{urn.rpartition(':')[2]} is already taken")
+                    seen.add((urn, value))
+                    uniques.append({"partition": self.partition, "urn": urn, "value": value,
+                                    "resource_id": resource.id})
+                rows.append({"id": resource.id, "partition": self.partition, "resource_type": resource_type.name,
+                             "version": 1, "seq": next_seq(), "created": now, "last_modified": now,
+                             "deleted": False, "data": json.dumps(data),
+                             **self._columns(resource_type, resource, data)})
+                if resource_type.name == "Group":
+                    memberships.extend(
+                        {"partition": self.partition, "group_id": resource.id, "user_id": str(m["value"])}
+                        for m in {m["value"]: m for m in data.get("members") or [] if m.get("value")}.values())
+            for chunk in range(0, len(uniques), 500):
+                batch = uniques[chunk:chunk + 500]
+                clash = connection.execute(select(unique_values.c.value).where(
+                    unique_values.c.partition == self.partition,
+                    unique_values.c.value.in_([u["value"] for u in batch]))).first()
+                if clash is not None:
+                    raise UniquenessException(detail=f"{clash[0]} is already taken")
+            if rows:
+                connection.execute(insert(resources), rows)
+            if uniques:
+                connection.execute(insert(unique_values), uniques)
+            if memberships:
+                connection.execute(insert(members), memberships)
+            for row in rows:
+                if resource_type.name == "User" and row["active"]:
+                    self.storage.touch(self.partition, row["id"])
+            for membership in memberships:
+                self.storage.touch(self.partition, membership["user_id"])
+        return [row["id"] for row in rows]
 
     def update(self, resource_type: ResourceType, resource: Resource[Any], *,
                expected_version: str | None = None) -> Resource[Any]:

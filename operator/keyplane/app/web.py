@@ -219,7 +219,7 @@ class Keyplane:
         try:
             saml = self.saml(name)
             next_url = safe_next(request.query_params.get("next"))
-            url, request_id = saml.login_url(next_url, login_hint=request.query_params.get("email"))
+            url, request_id = saml.login_url(next_url)
         except LoginError as exc:
             return self._refuse(exc, name)
         response = RedirectResponse(url, status_code=302)

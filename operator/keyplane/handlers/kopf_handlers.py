@@ -7,6 +7,7 @@ namespace writer does, from the pure reconcile. Kopf's progress and diff-base li
 from __future__ import annotations
 
 import logging
+import os
 import random
 import zlib
 from datetime import timedelta
@@ -29,18 +30,24 @@ from .runtime import Runtime, post_event
 log = logging.getLogger("keyplane.operator")
 
 FINALIZER = "keyplane.dev/finalizer"
+KOPF_PREFIX = "kopf.keyplane.dev"
 IDP = (API_GROUP, API_VERSION, "identityproviders")
 SSOD = (API_GROUP, API_VERSION, "ssodomains")
 SCIM = (API_GROUP, API_VERSION, "scimconnections")
-TIMER_INTERVAL = 60.0
+# How often the per-object timers tick. Refresh and rotation times come from the specs; the tick only
+# bounds how late they are noticed. Read once at import (Kopf's decorators need it): tests and the
+# benchmarks shorten it through the environment.
+TIMER_INTERVAL = float(os.environ.get("KEYPLANE_TIMER_INTERVAL", "60"))
 
 
 def configure_kopf(settings: kopf.OperatorSettings, keyplane: Settings) -> None:
     """Keep Kopf's bookkeeping out of status, name the finalizer, and stop Kopf posting log Events."""
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    # Kopf hides every annotation under its storage prefix from change detection, so its prefix must
+    # not be keyplane.dev itself: users' keyplane.dev/rotate-token must still trigger the update handler.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=API_GROUP, key="last-handled-configuration"
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     settings.posting.enabled = False  # our own Events are posted on transitions, not per log line
     settings.watching.server_timeout = 600

@@ -22,20 +22,24 @@ WIDGETS_PATH = '/apis/example.dev/v1/namespaces/default/widgets'
 async def watching(cluster: EmulatedCluster, path: str, **params: str) -> AsyncIterator[list[dict[str, Any]]]:
     """Collect the watch events of ``path`` into a list while inside the block."""
     events: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(base_url=cluster.url, timeout=None) as client:
-        async with client.stream('GET', path, params={'watch': 'true', **params}) as response:
-            assert response.status_code == 200
+    async with (httpx.AsyncClient(base_url=cluster.url, timeout=None) as client,
+                client.stream('GET', path, params={'watch': 'true', **params}) as response):
+        assert response.status_code == 200
 
-            async def collect() -> None:
-                async for line in response.aiter_lines():
-                    if line.strip():
-                        events.append(json.loads(line))
-            task = asyncio.create_task(collect())
-            await asyncio.sleep(0.05)
-            try:
-                yield events
-            finally:
-                task.cancel()
+        async def collect() -> None:
+            async for line in response.aiter_lines():
+                if line.strip():
+                    events.append(json.loads(line))
+        task = asyncio.create_task(collect())
+        await asyncio.sleep(0.05)
+        try:
+            yield events
+        finally:
+            task.cancel()
+
+
+async def patch_widget(cluster: EmulatedCluster, name: str, patch: Any, **kwargs: Any) -> dict[str, Any]:
+    return await cluster.patch(WIDGETS, 'Widget', 'default', name, patch, **kwargs)
 
 
 def summary(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -66,14 +70,14 @@ async def test_generate_name(cluster: EmulatedCluster) -> None:
 async def test_resource_version_and_generation(cluster: EmulatedCluster) -> None:
     rv = lambda body: int(body['metadata']['resourceVersion'])  # noqa: E731
     created = await cluster.create(widget('w1', size=1))
-    labelled = await cluster.patch(WIDGETS, 'Widget', 'default', 'w1', {'metadata': {'labels': {'a': 'b'}}})
+    labelled = await patch_widget(cluster, 'w1', {'metadata': {'labels': {'a': 'b'}}})
     assert rv(labelled) > rv(created) and labelled['metadata']['generation'] == 1
-    status = await cluster.patch(WIDGETS, 'Widget', 'default', 'w1', {'status': {'phase': 'Ok'}},
+    status = await patch_widget(cluster, 'w1', {'status': {'phase': 'Ok'}},
                                  subresource='status')
     assert rv(status) > rv(labelled) and status['metadata']['generation'] == 1
-    resized = await cluster.patch(WIDGETS, 'Widget', 'default', 'w1', {'spec': {'size': 2}})
+    resized = await patch_widget(cluster, 'w1', {'spec': {'size': 2}})
     assert rv(resized) > rv(status) and resized['metadata']['generation'] == 2
-    same = await cluster.patch(WIDGETS, 'Widget', 'default', 'w1', {'spec': {'size': 2}})
+    same = await patch_widget(cluster, 'w1', {'spec': {'size': 2}})
     assert same == resized  # a no-op patch writes nothing
     other = await cluster.create({'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'c'}})
     assert rv(other) > rv(resized)  # one counter for all resources
@@ -84,11 +88,11 @@ async def test_resource_version_and_generation(cluster: EmulatedCluster) -> None
 
 async def test_status_subresource_semantics(cluster: EmulatedCluster) -> None:
     await cluster.create(widget('w1', size=1))
-    body = await cluster.patch(WIDGETS, 'Widget', 'default', 'w1',
-                               {'spec': {'size': 9}, 'metadata': {'labels': {'x': 'y'}}, 'status': {'phase': 'A'}},
-                               subresource='status')
-    assert body['spec'] == {'size': 1} and 'labels' not in body['metadata'] and body['status'] == {'phase': 'A'}
-    body = await cluster.patch(WIDGETS, 'Widget', 'default', 'w1', {'spec': {'size': 2}, 'status': {'phase': 'B'}})
+    body = await patch_widget(cluster, 'w1', {'spec': {'size': 9}, 'metadata': {'labels': {'x': 'y'}},
+                                              'status': {'phase': 'A'}}, subresource='status')
+    assert body['spec'] == {'size': 1} and 'labels' not in body['metadata']
+    assert body['status'] == {'phase': 'A'}
+    body = await patch_widget(cluster, 'w1', {'spec': {'size': 2}, 'status': {'phase': 'B'}})
     assert body['spec'] == {'size': 2} and body['status'] == {'phase': 'A'}
     # Kinds without the status subresource keep status in the main resource.
     cm = await cluster.create({'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'c'},
@@ -99,25 +103,25 @@ async def test_status_subresource_semantics(cluster: EmulatedCluster) -> None:
 async def test_optimistic_concurrency_and_json_patch_test(cluster: EmulatedCluster) -> None:
     created = await cluster.create(widget('w1', size=1))
     rv = created['metadata']['resourceVersion']
-    await cluster.patch(WIDGETS, 'Widget', 'default', 'w1', {'spec': {'size': 2}, 'metadata': {'resourceVersion': rv}})
+    await patch_widget(cluster, 'w1', {'spec': {'size': 2}, 'metadata': {'resourceVersion': rv}})
     with pytest.raises(ApiError) as err:
-        await cluster.patch(WIDGETS, 'Widget', 'default', 'w1', {'spec': {'size': 3}, 'metadata': {'resourceVersion': rv}})
+        await patch_widget(cluster, 'w1', {'spec': {'size': 3}, 'metadata': {'resourceVersion': rv}})
     assert err.value.status == 409 and err.value.body['reason'] == 'Conflict'
     with pytest.raises(ApiError) as err:
-        await cluster.patch(WIDGETS, 'Widget', 'default', 'w1', [
+        await patch_widget(cluster, 'w1', [
             {'op': 'test', 'path': '/metadata/resourceVersion', 'value': rv},
             {'op': 'add', 'path': '/metadata/finalizers', 'value': ['x']},
         ])
     assert err.value.status == 422
     current = await cluster.get(WIDGETS, 'widgets', 'default', 'w1')
     assert current is not None and current['spec'] == {'size': 2} and 'finalizers' not in current['metadata']
-    body = await cluster.patch(WIDGETS, 'Widget', 'default', 'w1', [
+    body = await patch_widget(cluster, 'w1', [
         {'op': 'test', 'path': '/metadata/resourceVersion', 'value': current['metadata']['resourceVersion']},
         {'op': 'add', 'path': '/metadata/finalizers', 'value': ['x']},
     ])
     assert body['metadata']['finalizers'] == ['x']
     with pytest.raises(ApiError) as err:
-        await cluster.patch(WIDGETS, 'Widget', 'default', 'absent', {'spec': {}})
+        await patch_widget(cluster, 'absent', {'spec': {}})
     assert err.value.status == 404
 
 
@@ -131,7 +135,7 @@ async def test_deletion_with_and_without_finalizers(cluster: EmulatedCluster) ->
         assert marked is not None and marked['metadata']['deletionTimestamp']
         assert marked['metadata']['generation'] == 2
         assert await cluster.get(WIDGETS, 'Widget', 'default', 'held') is not None
-        await cluster.patch(WIDGETS, 'Widget', 'default', 'held', {'metadata': {'finalizers': None}})
+        await patch_widget(cluster, 'held', {'metadata': {'finalizers': None}})
         assert await cluster.get(WIDGETS, 'Widget', 'default', 'held') is None
         assert await cluster.delete(WIDGETS, 'Widget', 'default', 'held') is None
         await wait_for(lambda: len(events) >= 3)
@@ -141,7 +145,8 @@ async def test_deletion_with_and_without_finalizers(cluster: EmulatedCluster) ->
 async def test_garbage_collection_of_owned_objects(cluster: EmulatedCluster) -> None:
     owner = await cluster.create(widget('w1'))
     ref = {'apiVersion': WIDGETS, 'kind': 'Widget', 'name': 'w1', 'uid': owner['metadata']['uid']}
-    await cluster.create({'apiVersion': 'v1', 'kind': 'Secret', 'metadata': {'name': 's1', 'ownerReferences': [ref]}})
+    await cluster.create({'apiVersion': 'v1', 'kind': 'Secret',
+                          'metadata': {'name': 's1', 'ownerReferences': [ref]}})
     await cluster.create({'apiVersion': 'v1', 'kind': 'Secret', 'metadata': {'name': 's2'}})
     await cluster.delete(WIDGETS, 'Widget', 'default', 'w1')
     assert await cluster.get('v1', 'Secret', 'default', 's1') is None
@@ -152,8 +157,9 @@ async def test_watch_resumes_from_resource_version(cluster: EmulatedCluster) -> 
     await cluster.create(widget('w1'))
     listed = await cluster._request('GET', WIDGETS_PATH)
     await cluster.create(widget('w2'))
-    async with watching(cluster, WIDGETS_PATH, resourceVersion=listed['metadata']['resourceVersion']) as events:
-        await cluster.patch(WIDGETS, 'Widget', 'default', 'w1', {'spec': {'a': 1}})
+    since = listed['metadata']['resourceVersion']
+    async with watching(cluster, WIDGETS_PATH, resourceVersion=since) as events:
+        await patch_widget(cluster, 'w1', {'spec': {'a': 1}})
         await wait_for(lambda: len(events) >= 2)
     assert summary(events) == [('ADDED', 'w2'), ('MODIFIED', 'w1')]  # no replay of w1 as ADDED
 
@@ -164,7 +170,8 @@ async def test_watch_without_version_sends_existing_objects(cluster: EmulatedClu
         await cluster.create(widget('w2'))
         await wait_for(lambda: len(events) >= 2)
     assert summary(events) == [('ADDED', 'w1'), ('ADDED', 'w2')]
-    async with watching(cluster, WIDGETS_PATH, sendInitialEvents='true', allowWatchBookmarks='true') as events:
+    params = {'sendInitialEvents': 'true', 'allowWatchBookmarks': 'true'}
+    async with watching(cluster, WIDGETS_PATH, **params) as events:
         await wait_for(lambda: len(events) >= 3)
     assert summary(events)[:2] == [('ADDED', 'w1'), ('ADDED', 'w2')]
     bookmark = events[2]
@@ -175,9 +182,9 @@ async def test_watch_without_version_sends_existing_objects(cluster: EmulatedClu
 async def test_watch_with_label_selector_sees_objects_enter_and_leave(cluster: EmulatedCluster) -> None:
     await cluster.create(widget('w1'))
     async with watching(cluster, WIDGETS_PATH, labelSelector='team=a') as events:
-        await cluster.patch(WIDGETS, 'Widget', 'default', 'w1', {'metadata': {'labels': {'team': 'a'}}})
-        await cluster.patch(WIDGETS, 'Widget', 'default', 'w1', {'spec': {'x': 1}})
-        await cluster.patch(WIDGETS, 'Widget', 'default', 'w1', {'metadata': {'labels': {'team': 'b'}}})
+        await patch_widget(cluster, 'w1', {'metadata': {'labels': {'team': 'a'}}})
+        await patch_widget(cluster, 'w1', {'spec': {'x': 1}})
+        await patch_widget(cluster, 'w1', {'metadata': {'labels': {'team': 'b'}}})
         await cluster.create(widget('w2'))
         await wait_for(lambda: len(events) >= 3)
         await asyncio.sleep(0.05)
@@ -200,16 +207,22 @@ async def test_label_selectors_on_list_and_namespaces(cluster: EmulatedCluster) 
                              ('c', 'other', {'app': 'x'}), ('d', 'other', {})]:
         await cluster.create({'apiVersion': 'apps/v1', 'kind': 'Deployment',
                               'metadata': {'name': name, 'namespace': ns, 'labels': labels}, 'spec': {}})
-    names = lambda items: sorted(i['metadata']['name'] for i in items)  # noqa: E731
-    assert names(await cluster.list('apps/v1', 'Deployment')) == ['a', 'b', 'c', 'd']
-    assert names(await cluster.list('apps/v1', 'deploy', 'other')) == ['c', 'd']
-    assert names(await cluster.list('apps/v1', 'Deployment', label_selector='app=x')) == ['a', 'c']
-    assert names(await cluster.list('apps/v1', 'Deployment', label_selector='app=x,tier==web')) == ['a']
-    assert names(await cluster.list('apps/v1', 'Deployment', label_selector='app!=x')) == ['b', 'd']
-    assert names(await cluster.list('apps/v1', 'Deployment', label_selector='app in (x, y),!tier')) == ['b', 'c']
-    assert names(await cluster.list('apps/v1', 'Deployment', label_selector='app notin (x)')) == ['b', 'd']
-    assert names(await cluster.list('apps/v1', 'Deployment', field_selector='metadata.name=b')) == ['b']
-    assert names(await cluster.list('v1', 'Namespace')) == ['default', 'kube-system', 'other']
+    async def names(label_selector: str | None = None, field_selector: str | None = None) -> list[str]:
+        items = await cluster.list('apps/v1', 'Deployment', label_selector=label_selector,
+                                   field_selector=field_selector)
+        return sorted(i['metadata']['name'] for i in items)
+
+    assert await names() == ['a', 'b', 'c', 'd']
+    in_other = await cluster.list('apps/v1', 'deploy', 'other')  # a short name, one namespace
+    assert sorted(d['metadata']['name'] for d in in_other) == ['c', 'd']
+    assert await names(label_selector='app=x') == ['a', 'c']
+    assert await names(label_selector='app=x,tier==web') == ['a']
+    assert await names(label_selector='app!=x') == ['b', 'd']
+    assert await names(label_selector='app in (x, y),!tier') == ['b', 'c']
+    assert await names(label_selector='app notin (x)') == ['b', 'd']
+    assert await names(field_selector='metadata.name=b') == ['b']
+    namespaces = await cluster.list('v1', 'Namespace')
+    assert sorted(n['metadata']['name'] for n in namespaces) == ['default', 'kube-system', 'other']
     with pytest.raises(ApiError) as err:
         await cluster.list('apps/v1', 'Deployment', label_selector='a=(')
     assert err.value.status == 400
@@ -239,8 +252,8 @@ async def test_kubernetes_client_works_against_it(cluster: EmulatedCluster) -> N
     def use_client() -> list[str]:
         kubernetes.config.load_kube_config()
         api = kubernetes.client.CoreV1Api()
-        api.create_namespaced_secret('default', {'metadata': {'name': 's', 'labels': {'k': 'v'}},
-                                                 'stringData': {'a': 'b'}})
+        secret: Any = {'metadata': {'name': 's', 'labels': {'k': 'v'}}, 'stringData': {'a': 'b'}}
+        api.create_namespaced_secret('default', secret)
         api.patch_namespaced_secret('s', 'default', {'metadata': {'annotations': {'x': 'y'}}})
         with pytest.raises(kubernetes.client.ApiException) as err:
             api.read_namespaced_secret('absent', 'default')

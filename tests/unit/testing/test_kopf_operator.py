@@ -9,7 +9,7 @@ import kopf
 import kubernetes
 import pytest
 
-from keyplane.testing import EmulatedCluster, running_operator, wait_for
+from keyplane.testing import EmulatedCluster, register_kopf_peering, running_operator, wait_for
 
 from .conftest import WIDGETS, widget
 
@@ -28,11 +28,11 @@ def make_registry(calls: Calls) -> kopf.OperatorRegistry:
         return kopf.login_via_client(**kwargs)
 
     @kopf.on.create('example.dev', 'v1', 'widgets', registry=registry)
-    def create_widget(body: kopf.Body, name: str, namespace: str, patch: kopf.Patch, **_: Any) -> None:
+    def create_widget(body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, **_: Any) -> None:
         calls['create'] += 1
-        secret = {'metadata': {'name': f'{name}-secret'}, 'stringData': {'k': 'v'}}
+        secret: Any = {'metadata': {'name': f'{name}-secret'}, 'stringData': {'k': 'v'}}
         kopf.adopt(secret, owner=body)
-        kubernetes.client.CoreV1Api().create_namespaced_secret(namespace, secret)
+        kubernetes.client.CoreV1Api().create_namespaced_secret(namespace or 'default', secret)
         patch.status['phase'] = 'Created'
 
     @kopf.on.delete('example.dev', 'v1', 'widgets', registry=registry)
@@ -115,7 +115,8 @@ async def test_steady_state_makes_no_writes(cluster: EmulatedCluster, calls: Cal
 async def test_initial_streaming_mode(cluster: EmulatedCluster) -> None:
     await cluster.apply(widget('before'))
     calls = Calls()
-    async with running_operator(registry=make_registry(calls), settings=make_settings(initial_streaming=True)):
+    settings = make_settings(initial_streaming=True)
+    async with running_operator(registry=make_registry(calls), settings=settings):
         await wait_for(lambda: widget_phase(cluster, 'before'))
         await cluster.apply(widget('after'))
         await wait_for(lambda: widget_phase(cluster, 'after'))
@@ -128,7 +129,8 @@ async def test_operator_restart_does_not_repeat_handlers(cluster: EmulatedCluste
     async with running_operator(registry=make_registry(calls), settings=make_settings()):
         await cluster.apply(widget('w1'))
         await wait_for(lambda: widget_phase(cluster))
-    async with running_operator(registry=make_registry(calls), settings=make_settings(), namespaces=['default']):
+    async with running_operator(registry=make_registry(calls), settings=make_settings(),
+                                namespaces=['default']):
         await asyncio.sleep(0.2)
     assert calls['create'] == 1
 
@@ -141,3 +143,19 @@ async def test_operator_stops_in_about_a_second(cluster: EmulatedCluster) -> Non
         started = time.monotonic()
     # Usually ~20 ms; Kopf sometimes leaves a timer behind (its own race), which is cancelled after 1 s.
     assert time.monotonic() - started < 1.5
+
+
+async def test_peering(cluster: EmulatedCluster) -> None:
+    register_kopf_peering(cluster.emulator)
+    await cluster.create({'apiVersion': 'kopf.dev/v1', 'kind': 'ClusterKopfPeering',
+                          'metadata': {'name': 'p'}})
+    calls = Calls()
+    async with running_operator(registry=make_registry(calls), settings=make_settings(), peering_name='p'):
+        await cluster.apply(widget('w1'))
+        await wait_for(lambda: widget_phase(cluster))
+
+        async def peers() -> object:
+            peering = await cluster.get('kopf.dev/v1', 'ClusterKopfPeering', None, 'p')
+            return peering and peering.get('status')
+        assert await wait_for(peers)
+    assert calls['create'] == 1

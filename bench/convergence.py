@@ -1,0 +1,115 @@
+"""Convergence: N of each kind over 10 namespaces until all Ready and every bundle is complete; the floor beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from . import workload
+from .harness import (
+    OperatorProcess,
+    Progress,
+    classify_writes,
+    cluster_with_namespaces,
+    create_all,
+    request_count,
+    requests_since,
+)
+
+NAMESPACES = 10
+OBJECT_KINDS = ("IdentityProvider", "ScimConnection", "SSODomain")
+
+
+async def run_keyplane(n: int, *, env: dict[str, str] | None = None, idle_window: float = 0.0,
+                       settle: float = 0.0, timeout: float = 300.0) -> dict[str, Any]:
+    """Keyplane on N of each kind; optionally an idle window after convergence (modifying requests counted)."""
+    docs = workload.objects(n, NAMESPACES)
+    namespaces = sorted({d["metadata"]["namespace"] for d in docs})
+    async with cluster_with_namespaces(namespaces) as cluster:
+        op = OperatorProcess(cluster, "keyplane", env or {}, name=f"keyplane-{n}")
+        try:
+            startup_s = await op.wait_watching(workload.KINDS.values())
+            start_index = request_count(cluster)
+            cpu0 = op.cpu_seconds() or 0.0
+            progress = Progress(cluster, docs)
+            t0 = time.monotonic()
+            create_s = await create_all(cluster, docs)
+            await progress.wait(timeout=timeout)
+            elapsed = time.monotonic() - t0
+            cpu = (op.cpu_seconds() or 0.0) - cpu0
+            requests = requests_since(cluster, start_index)
+            writes = classify_writes(requests)
+            result: dict[str, Any] = {
+                "n": n, "objects": len(docs), "seconds": elapsed, "create_s": create_s, "startup_s": startup_s,
+                "operator_cpu_s": cpu, "requests": len(requests), "writes": dict(writes),
+                "peak_rss_mb": op.read_peak_rss_mb(),
+            }
+            if idle_window:
+                await asyncio.sleep(settle)
+                cluster.mark()
+                await asyncio.sleep(idle_window)
+                idle = cluster.writes_since_mark()
+                result["idle"] = {"window_s": idle_window, "modifying_requests": len(idle),
+                                  "sample": idle[:10], "requests": len(cluster.requests_since_mark())}
+                result["peak_rss_mb"] = op.read_peak_rss_mb()
+            log = op.log_text()
+            result["tracebacks"] = log.count("Traceback")
+        finally:
+            await op.stop()
+        return result
+
+
+def floor_writes(n: int, writes: dict[str, int]) -> tuple[dict[str, int], int]:
+    """Keyplane's writes per object of each kind (rounded) and per namespace bundle."""
+    per_kind = {kind: max(1, round(writes.get(kind, 0) / n)) for kind in OBJECT_KINDS}
+    per_bundle = max(1, round(writes.get("bundle", 0) / NAMESPACES))
+    return per_kind, per_bundle
+
+
+async def run_floor(n: int, per_kind: dict[str, int], per_bundle: int, timeout: float = 300.0) -> dict[str, Any]:
+    docs = workload.objects(n, NAMESPACES)
+    namespaces = sorted({d["metadata"]["namespace"] for d in docs})
+    expected: dict[str, int] = {}
+    for doc in docs:
+        expected[doc["metadata"]["namespace"]] = expected.get(doc["metadata"]["namespace"], 0) + 1
+    env = {"FLOOR_WRITES": json.dumps(per_kind), "FLOOR_BUNDLE_WRITES": str(per_bundle),
+           "FLOOR_EXPECTED": json.dumps(expected)}
+    async with cluster_with_namespaces(namespaces) as cluster:
+        op = OperatorProcess(cluster, "bench.floor", env, name=f"floor-{n}")
+        try:
+            await op.wait_watching(workload.KINDS.values())
+            start_index = request_count(cluster)
+            cpu0 = op.cpu_seconds() or 0.0
+            progress = Progress(cluster, docs, floor=True)
+            t0 = time.monotonic()
+            create_s = await create_all(cluster, docs)
+            await progress.wait(timeout=timeout)
+            elapsed = time.monotonic() - t0
+            requests = requests_since(cluster, start_index)
+            return {"n": n, "seconds": elapsed, "create_s": create_s, "requests": len(requests),
+                    "operator_cpu_s": (op.cpu_seconds() or 0.0) - cpu0,
+                    "writes": dict(classify_writes(requests)), "peak_rss_mb": op.read_peak_rss_mb()}
+        finally:
+            await op.stop()
+
+
+async def convergence(n: int, **keyplane_kwargs: Any) -> dict[str, Any]:
+    keyplane = await run_keyplane(n, **keyplane_kwargs)
+    per_kind, per_bundle = floor_writes(n, keyplane["writes"])
+    floor = await run_floor(n, per_kind, per_bundle)
+    objects = keyplane["objects"]
+    return {
+        "n": n,
+        "objects": objects,
+        "keyplane_s": round(keyplane["seconds"], 3),
+        "floor_s": round(floor["seconds"], 3),
+        "ratio": round(keyplane["seconds"] / floor["seconds"], 2),
+        "keyplane_objects_per_s": round(objects / keyplane["seconds"], 1),
+        "floor_objects_per_s": round(objects / floor["seconds"], 1),
+        "floor_writes_per_object": per_kind,
+        "floor_writes_per_bundle": per_bundle,
+        "keyplane": keyplane,
+        "floor": floor,
+    }

@@ -1,0 +1,214 @@
+"""The emulated API server in this process, an operator (Keyplane or the floor) in a subprocess.
+
+The operator runs as its own process, as in production: `python -m keyplane run` (or `python -m
+bench.floor`) with KUBECONFIG pointing at the emulator served from here. Progress is read straight
+from the emulator's memory (no HTTP polling adds load); requests are counted from its request log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import kmock
+
+from keyplane.api.crds import all_crds
+from keyplane.testing import EmulatedCluster, emulated_cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRETS = kmock.resource("", "v1", "secrets")
+BUNDLE = "keyplane-identity"
+PLURALS = {"IdentityProvider": "identityproviders", "ScimConnection": "scimconnections", "SSODomain": "ssodomains"}
+_WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@contextlib.asynccontextmanager
+async def cluster_with_namespaces(namespaces: Iterable[str]) -> AsyncIterator[EmulatedCluster]:
+    async with emulated_cluster(all_crds()) as cluster:
+        for ns in namespaces:
+            await cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        yield cluster
+
+
+class OperatorProcess:
+    """`python -m <module> run` against the emulated cluster; its peak RSS from /proc (VmHWM)."""
+
+    def __init__(self, cluster: EmulatedCluster, module: str, env: Mapping[str, str], *, name: str) -> None:
+        self.cluster = cluster
+        self.log_path = Path(tempfile.gettempdir()) / f"keyplane-bench-{name}-{os.getpid()}.log"
+        args = [sys.executable, "-m", module] + (["run"] if module == "keyplane" else [])
+        full_env = {**os.environ, "KUBECONFIG": cluster.kubeconfig_path, "KEYPLANE_LIVENESS_ENDPOINT": "",
+                    "PYTHONUNBUFFERED": "1", **env}
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.peak_rss_mb: float | None = None
+
+    async def wait_watching(self, plurals: Iterable[str], timeout: float = 60.0) -> float:
+        """Wait until the operator watches every resource; returns the seconds it took."""
+        started = time.monotonic()
+        wanted = set(plurals)
+        seen: set[str] = set()
+        checked = 0
+        while True:
+            requests = list(self.cluster.emulator)
+            for request in requests[checked:]:
+                if request.action == kmock.action.WATCH and request.resource is not None:
+                    seen.add(str(request.resource.plural))
+            checked = len(requests)
+            if wanted <= seen:
+                await asyncio.sleep(0.3)  # the initial listings are in flight
+                return time.monotonic() - started
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the operator exited ({self.proc.returncode}); see {self.log_path}")
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"the operator did not start watching {wanted - seen}; see {self.log_path}")
+            await asyncio.sleep(0.1)
+
+    def read_peak_rss_mb(self) -> float | None:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_mb = int(line.split()[1]) / 1024
+        return self.peak_rss_mb
+
+    def cpu_seconds(self) -> float | None:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None
+
+    async def stop(self) -> None:
+        self.read_peak_rss_mb()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            for _ in range(100):
+                if self.proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+async def create_all(cluster: EmulatedCluster, docs: list[dict[str, Any]], concurrency: int = 16) -> float:
+    """Create the objects (as kubectl apply / Argo CD would, several at a time); returns seconds taken."""
+    started = time.monotonic()
+    queue = list(reversed(docs))
+
+    async def worker() -> None:
+        while queue:
+            await cluster.create(queue.pop())
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.monotonic() - started
+
+
+def _ready(body: Mapping[str, Any]) -> bool:
+    conds = (body.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+class Progress:
+    """Incremental convergence check straight on the emulator's objects."""
+
+    def __init__(self, cluster: EmulatedCluster, docs: list[dict[str, Any]], *, floor: bool = False) -> None:
+        self.emu = cluster.emulator
+        self.floor = floor
+        self.pending: set[tuple[Any, str, str]] = set()
+        self.expected: dict[str, dict[str, set[str]]] = {}
+        for doc in docs:
+            group, version = doc["apiVersion"].split("/")
+            ns, name = doc["metadata"]["namespace"], doc["metadata"]["name"]
+            self.pending.add((kmock.resource(group, version, PLURALS[doc["kind"]]), ns, name))
+            self.expected.setdefault(ns, {}).setdefault(doc["kind"], set()).add(name)
+        self.bundles_pending = set(self.expected)
+        self._seen_rv: dict[str, str] = {}
+
+    def _bundle_complete(self, ns: str) -> bool:
+        obj = self.emu.objects.get((SECRETS, ns, BUNDLE)) if (SECRETS, ns, BUNDLE) in self.emu.objects else None
+        if obj is None or obj.deleted:
+            return False
+        body = obj.raw
+        if self.floor:
+            return (body["metadata"].get("annotations") or {}).get("bench.keyplane.dev/complete") == "true"
+        rv = body["metadata"]["resourceVersion"]
+        if self._seen_rv.get(ns) == rv:
+            return False
+        self._seen_rv[ns] = rv
+        bundle = json.loads(base64.b64decode(body["data"]["identity.json"]))
+        want = self.expected[ns]
+        domains = {d["identityProvider"] for d in bundle.get("domains", {}).values()}
+        return (want.get("IdentityProvider", set()) <= set(bundle.get("identityProviders", {}))
+                and want.get("ScimConnection", set()) <= set(bundle.get("scim", {}))
+                and len(domains) >= len(want.get("SSODomain", set())))
+
+    def done(self) -> bool:
+        for key in list(self.pending):
+            obj = self.emu.objects[key] if key in self.emu.objects else None
+            if obj is not None and not obj.deleted and _ready(obj.raw):
+                self.pending.discard(key)
+        for ns in list(self.bundles_pending):
+            if self._bundle_complete(ns):
+                self.bundles_pending.discard(ns)
+        return not self.pending and not self.bundles_pending
+
+    async def wait(self, timeout: float, interval: float = 0.2) -> float:
+        started = time.monotonic()
+        while not self.done():
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"not converged after {timeout}s: {len(self.pending)} objects not Ready, "
+                                   f"{len(self.bundles_pending)} bundles incomplete")
+            await asyncio.sleep(interval)
+        return time.monotonic() - started
+
+
+def classify_writes(requests: Iterable[kmock.Request]) -> Counter[str]:
+    """Modifying requests by what they are for: the object kind they serve, or the namespace bundle."""
+    by_plural = {v: k for k, v in PLURALS.items()}
+    counts: Counter[str] = Counter()
+    for request in requests:
+        if request.method.value not in _WRITES:
+            continue
+        res = request.resource
+        plural = str(res.plural) if res is not None else ""
+        data = request.data if isinstance(request.data, Mapping) else {}
+        meta = data.get("metadata") or {}
+        if plural in by_plural:
+            counts[by_plural[plural]] += 1
+        elif plural == "secrets":
+            name = request.name or meta.get("name") or ""
+            if name == BUNDLE:
+                counts["bundle"] += 1
+            elif name.endswith("-scim-token"):
+                counts["ScimConnection"] += 1
+            else:
+                counts["IdentityProvider"] += 1
+        elif plural == "events":
+            counts[(data.get("involvedObject") or {}).get("kind") or "other"] += 1
+        else:
+            counts[f"other:{plural}"] += 1
+    return counts
+
+
+def requests_since(cluster: EmulatedCluster, index: int) -> list[kmock.Request]:
+    return list(cluster.emulator)[index:]
+
+
+def request_count(cluster: EmulatedCluster) -> int:
+    return len(list(cluster.emulator))

@@ -1,0 +1,83 @@
+"""The objects the benchmarks create: N of each kind spread over namespaces (inline SAML metadata)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+GROUP_VERSION = "keyplane.dev/v1alpha1"
+QUICKSTART_IDP = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "10-identityprovider-okta.yaml"
+KINDS = {"IdentityProvider": "identityproviders", "ScimConnection": "scimconnections", "SSODomain": "ssodomains"}
+
+
+def inline_metadata() -> str:
+    """The quickstart's Okta metadata document (self-contained, a real signing certificate)."""
+    doc = yaml.safe_load(QUICKSTART_IDP.read_text())
+    return str(doc["spec"]["saml"]["metadata"]["inline"])
+
+
+def namespace_of(i: int, namespaces: int) -> str:
+    return f"bench-{i % namespaces:02d}"
+
+
+def namespace_manifests(namespaces: int) -> list[dict[str, Any]]:
+    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"bench-{j:02d}"}}
+            for j in range(namespaces)]
+
+
+def idp_manifest(i: int, namespaces: int, *, metadata: dict[str, Any], sign: bool = False) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION, "kind": "IdentityProvider",
+        "metadata": {"name": f"idp-{i:04d}", "namespace": namespace_of(i, namespaces)},
+        "spec": {
+            "protocol": "SAML",
+            "saml": {"metadata": metadata, "signAuthnRequests": sign, "wantAssertionsSigned": True,
+                     "attributeMapping": {"email": "email", "groups": "groups"}},
+            "serviceProvider": {"baseURL": "https://platform.example.com"},
+        },
+    }
+
+
+def scim_manifest(i: int, namespaces: int) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION, "kind": "ScimConnection",
+        "metadata": {"name": f"scim-{i:04d}", "namespace": namespace_of(i, namespaces)},
+        "spec": {
+            "identityProviderRef": {"name": f"idp-{i:04d}"},
+            "token": {"rotationInterval": "2160h", "overlap": "24h"},
+            "provisioning": {"defaultUserRole": "Member"},
+            "groupBindings": [{"group": "platform-admins", "role": "Admin"},
+                              {"group": "engineering", "role": "Member"}],
+        },
+    }
+
+
+def ssod_manifest(i: int, namespaces: int) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION, "kind": "SSODomain",
+        "metadata": {"name": f"ssod-{i:04d}", "namespace": namespace_of(i, namespaces)},
+        "spec": {
+            "domains": [f"tenant-{i:04d}.example.com"],
+            "identityProviderRef": {"name": f"idp-{i:04d}"},
+            "enforcement": "Required",
+            "breakGlassUsers": [f"root@tenant-{i:04d}.example.com"],
+        },
+    }
+
+
+def objects(n: int, namespaces: int = 10, *, metadata: dict[str, Any] | None = None,
+            kinds: tuple[str, ...] = ("IdentityProvider", "SSODomain", "ScimConnection"),
+            sign: bool = False) -> list[dict[str, Any]]:
+    """N of each kind; object i of every kind lives in namespace i % namespaces and refers to idp-i."""
+    meta = metadata if metadata is not None else {"inline": inline_metadata()}
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        if "IdentityProvider" in kinds:
+            out.append(idp_manifest(i, namespaces, metadata=meta, sign=sign))
+        if "SSODomain" in kinds:
+            out.append(ssod_manifest(i, namespaces))
+        if "ScimConnection" in kinds:
+            out.append(scim_manifest(i, namespaces))
+    return out

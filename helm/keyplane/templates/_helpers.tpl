@@ -1,0 +1,102 @@
+{{/* Chart name. */}}
+{{- define "keyplane.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: <release>-keyplane unless the release name already contains it. */}}
+{{- define "keyplane.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of every object. Objects the operator writes carry app.kubernetes.io/managed-by: keyplane;
+     the chart's own objects carry managed-by: Helm. */}}
+{{- define "keyplane.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "keyplane.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: keyplane
+{{- end }}
+
+{{- define "keyplane.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "keyplane.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "keyplane.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "keyplane.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "keyplane.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Duration-free number formatting: integers without exponent, floats as written. */}}
+{{- define "keyplane.number" -}}
+{{- if eq (toString (int64 .)) (toString .) }}{{ int64 . }}{{ else }}{{ toString . }}{{ end }}
+{{- end }}
+
+{{/*
+The namespaced permissions of the operator: used in the ClusterRole (all namespaces) or in one Role per
+watched namespace. Exactly what the handlers do, nothing more:
+- its three kinds: watch (Kopf), patch (finalizer, keyplane.dev/* annotations) and patch of status;
+- ConfigMaps: get (metadata configMapRef) and list/watch (Kopf watches them to re-read changed metadata);
+- Secrets: get/create/patch/delete by name only (token, SP signing and bundle Secrets; never listed or watched);
+- Events: create (Kopf's and the operator's own);
+- Deployments labelled keyplane.dev/consume-identity=true: get/list/patch (the pod template annotation);
+- in HA mode, the namespaced Kopf peering objects (when namespaced).
+*/}}
+{{- define "keyplane.namespacedRules" -}}
+- apiGroups: [keyplane.dev]
+  resources: [identityproviders, ssodomains, scimconnections]
+  verbs: [get, list, watch, patch]
+- apiGroups: [keyplane.dev]
+  resources: [identityproviders/status, ssodomains/status, scimconnections/status]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, patch, delete]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, patch]
+{{- end }}
+
+{{/* What Kopf needs cluster-wide in every mode: CRD discovery and namespace observation. */}}
+{{- define "keyplane.clusterRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+
+{{- define "keyplane.peeringRules" -}}
+- apiGroups: [kopf.dev]
+  resources: [{{ .resource }}]
+  verbs: [get, list, watch, patch]
+{{- end }}

@@ -1,0 +1,65 @@
+"""The quickstart converges on the emulated API server, as `make demo` shows, and then stays quiet."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from keyplane.render import read_documents
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
+NS = "keyplane-demo"
+
+
+def ready(obj: dict[str, Any] | None) -> bool:
+    conds = ((obj or {}).get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+async def apply_quickstart(cluster: Any) -> list[dict[str, Any]]:
+    docs = read_documents([str(QUICKSTART)])
+    for doc in sorted(docs, key=lambda d: d["kind"] != "Namespace"):
+        await cluster.apply(doc)
+    return [d for d in docs if d["apiVersion"].startswith("keyplane.dev/")]
+
+
+async def all_ready(cluster: Any, docs: list[dict[str, Any]]) -> bool:
+    for doc in docs:
+        obj = await cluster.get(doc["apiVersion"], doc["kind"], NS, doc["metadata"]["name"])
+        if not ready(obj):
+            return False
+    return await cluster.get("v1", "Secret", NS, "keyplane-identity") is not None
+
+
+async def test_quickstart_converges_and_writes_the_bundle(cluster: Any, keyplane_operator: Any) -> None:
+    docs = await apply_quickstart(cluster)
+    async with keyplane_operator():
+        await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
+        secret = await cluster.get("v1", "Secret", NS, "keyplane-identity")
+        bundle = json.loads(base64.b64decode(secret["data"]["identity.json"]))
+        assert set(bundle["identityProviders"]) == {"okta", "keycloak"}
+        assert bundle["domains"]["acme.com"] == {
+            "identityProvider": "okta", "enforcement": "Required", "breakGlassUsers": ["root@acme.com"]}
+        assert bundle["scim"]["okta"]["groupBindings"] == {"platform-admins": "Admin", "data-engineering": "Member"}
+        token = await cluster.get("v1", "Secret", NS, "okta-scim-token")
+        plain = base64.b64decode(token["data"]["token"]).decode()
+        assert len(plain) >= 43
+        assert plain not in json.dumps(bundle)  # only hashes in the bundle
+        assert secret["metadata"]["annotations"]["keyplane.dev/bundle-sha256"]
+        idp = await cluster.get("keyplane.dev/v1alpha1", "IdentityProvider", NS, "okta")
+        assert idp["status"]["serviceProvider"]["acsURL"] == "https://platform.example.com/sso/saml/okta/acs"
+        assert "kopf" not in json.dumps(idp["status"])  # Kopf's bookkeeping stays out of status
+        assert "keyplane.dev/finalizer" in idp["metadata"]["finalizers"]
+
+
+async def test_steady_state_makes_no_writes(cluster: Any, keyplane_operator: Any) -> None:
+    docs = await apply_quickstart(cluster)
+    async with keyplane_operator(resync_interval=0.3):
+        await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
+        await asyncio.sleep(1.0)  # let the last writes settle
+        cluster.mark()
+        await asyncio.sleep(3.0)  # several resyncs and timer ticks
+        assert cluster.writes_since_mark() == []

@@ -1,0 +1,96 @@
+"""A tiny OIDC provider for tests: discovery, authorize, token (PKCE-checked) and JWKS, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from joserfc import jwt
+from joserfc.jwk import KeySet, RSAKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+CLIENT_ID = "keyplane-test-client"
+CLIENT_SECRET = "test-client-secret"
+
+
+class FakeOidcProvider:
+    def __init__(self) -> None:
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.claims_override: dict[str, Any] = {}
+        self.email = "dana@corp.example"
+        self.groups = ["platform-admins"]
+        self.port = 0
+        self.server: uvicorn.Server | None = None
+        self.thread: threading.Thread | None = None
+        self.app = Starlette(routes=[
+            Route("/.well-known/openid-configuration", self.discovery),
+            Route("/authorize", self.authorize),
+            Route("/token", self.token, methods=["POST"]),
+            Route("/jwks", self.jwks),
+        ])
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def discovery(self, request: Request) -> Response:
+        return JSONResponse({"issuer": self.issuer, "authorization_endpoint": f"{self.issuer}/authorize",
+                             "token_endpoint": f"{self.issuer}/token", "jwks_uri": f"{self.issuer}/jwks",
+                             "response_types_supported": ["code"], "code_challenge_methods_supported": ["S256"]})
+
+    async def authorize(self, request: Request) -> Response:
+        q = request.query_params
+        assert q["response_type"] == "code" and q["client_id"] == CLIENT_ID
+        assert q["code_challenge_method"] == "S256"
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = {"nonce": q["nonce"], "challenge": q["code_challenge"],
+                            "redirect_uri": q["redirect_uri"]}
+        return RedirectResponse(f"{q['redirect_uri']}?code={code}&state={q['state']}", status_code=302)
+
+    async def token(self, request: Request) -> Response:
+        form = await request.form()
+        auth = base64.b64decode(request.headers["authorization"].split()[1]).decode()
+        if auth != f"{CLIENT_ID}:{CLIENT_SECRET}":
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        grant = self.codes.pop(str(form["code"]), None)
+        if grant is None or form["redirect_uri"] != grant["redirect_uri"]:
+            return JSONResponse({"error": "invalid_grant"}, status_code=400)
+        digest = hashlib.sha256(str(form["code_verifier"]).encode()).digest()
+        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != grant["challenge"]:
+            return JSONResponse({"error": "invalid_grant", "error_description": "PKCE"}, status_code=400)
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": "user-1", "aud": CLIENT_ID, "iat": now, "exp": now + 300,
+                  "nonce": grant["nonce"], "email": self.email, "email_verified": True,
+                  "groups": self.groups, **self.claims_override}
+        id_token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, self.key)
+        return JSONResponse({"access_token": "at", "token_type": "Bearer", "id_token": id_token})
+
+    async def jwks(self, request: Request) -> Response:
+        return JSONResponse(KeySet([self.key]).as_dict(private=False))
+
+    def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "fake OIDC provider did not start"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        assert self.server is not None and self.thread is not None
+        self.server.should_exit = True
+        self.thread.join(10)

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from lxml import etree
+
+from keyplane.app import Bundle, BundleStore, Keyplane
+
+from .helpers import bundle_dict
+from .saml_idp import IDP_SSO, KeyPair, build_response, make_keypair, request_id_of, saml_settings
+
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+
+@pytest.fixture(scope="module")
+def idp_keys() -> KeyPair:
+    return make_keypair("test-idp")
+
+
+@pytest.fixture(scope="module")
+def other_keys() -> KeyPair:
+    return make_keypair("impostor")
+
+
+@pytest.fixture
+def saml_kp(idp_keys: KeyPair) -> Keyplane:
+    document = bundle_dict()
+    document["identityProviders"]["okta"]["saml"] = saml_settings(idp_keys)
+    return Keyplane(BundleStore.from_bundle(Bundle.from_dict(document)), secret_key="s3cret")
+
+
+@pytest.fixture
+async def browser(saml_kp: Keyplane) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=saml_kp.asgi()),
+                                 base_url="https://app.example.com") as client:
+        yield client
+
+
+async def start_login(browser: httpx.AsyncClient, email: str = "alice@acme.com") -> str:
+    r = await browser.get("/sso/saml/okta/login", params={"email": email, "next": "/dashboard"})
+    assert r.status_code == 302
+    assert r.headers["location"].startswith(IDP_SSO + "?SAMLRequest=")
+    return request_id_of(r.headers["location"])
+
+
+async def post_acs(browser: httpx.AsyncClient, response: str, relay: str = "/dashboard") -> httpx.Response:
+    return await browser.post("/sso/saml/okta/acs", data={"SAMLResponse": response, "RelayState": relay})
+
+
+def _assertion_id(response: str) -> str:
+    import base64
+    root = etree.fromstring(base64.b64decode(response))
+    return str(root.find("{urn:oasis:names:tc:SAML:2.0:assertion}Assertion").get("ID"))
+
+
+def session_of(kp: Keyplane, response: httpx.Response) -> dict[str, Any] | None:
+    cookie = response.cookies.get("keyplane_session")
+    if cookie is None:
+        return None
+    return kp._signer.loads(cookie, salt="keyplane.session")  # type: ignore[no-any-return]
+
+
+async def test_round_trip_gives_the_bound_role(browser: httpx.AsyncClient, saml_kp: Keyplane,
+                                               idp_keys: KeyPair) -> None:
+    request_id = await start_login(browser)
+    pending_cookie = browser.cookies.get("keyplane_saml_okta")
+    response = build_response(idp_keys, in_response_to=request_id, groups=("platform-admins", "other"))
+    r = await post_acs(browser, response)
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/dashboard"
+    session = session_of(saml_kp, r)
+    assert session is not None
+    assert session["email"] == "alice@acme.com" and session["role"] == "Admin"
+    assert session["identityProvider"] == "okta" and not session["provisioned"]
+    # Replaying the same Response with the same browser state is refused.
+    browser.cookies.set("keyplane_saml_okta", pending_cookie, domain="app.example.com", path="/sso/saml/okta/")
+    r = await post_acs(browser, response)
+    assert r.status_code == 403 and "replay" in r.text, r.text
+    assert not saml_kp.replay.remember(f"saml:okta:{_assertion_id(response)}", None)
+    # With a new login in progress, the old Response does not answer its request.
+    await start_login(browser)
+    r = await post_acs(browser, response)
+    assert r.status_code == 403 and "InResponseTo" in r.text
+
+
+async def test_provisioned_user_gets_scim_role(browser: httpx.AsyncClient, saml_kp: Keyplane,
+                                               idp_keys: KeyPair) -> None:
+    storage = saml_kp.scim.storage_for("okta")
+    rt = saml_kp.scim.provider.resource_types[0]
+    model = saml_kp.scim.provider.model_for(rt)
+    with storage.operation():
+        storage.create(rt, model.model_validate({"schemas": [USER], "userName": "bob@acme.com",
+                                                 "emails": [{"value": "bob@acme.com", "primary": True}]}))
+    request_id = await start_login(browser, "bob@acme.com")
+    # The assertion's groups do not matter for a provisioned user: SCIM is the source of truth.
+    r = await post_acs(browser, build_response(idp_keys, in_response_to=request_id, email="bob@acme.com",
+                                               groups=("platform-admins",)))
+    assert r.status_code == 303, r.text
+    assert session_of(saml_kp, r)["role"] == "Viewer"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("case", "reason"), [
+    ("wrong_audience", "audience"), ("expired", "expired"), ("unsigned", "not signed"),
+    ("wrong_certificate", "signature"), ("other_request", "InResponseTo"),
+    ("unsolicited", "unsolicited"), ("foreign_domain", "not claimed")])
+async def test_refused_assertions(case: str, reason: str, browser: httpx.AsyncClient, saml_kp: Keyplane,
+                                  idp_keys: KeyPair, other_keys: KeyPair) -> None:
+    request_id = await start_login(browser)
+    kwargs: dict[str, Any] = {"in_response_to": request_id}
+    signer = idp_keys
+    if case == "wrong_audience":
+        kwargs["audience"] = "https://other-sp.example.com"
+    elif case == "expired":
+        kwargs["issued"] = -datetime.timedelta(hours=1)
+    elif case == "unsigned":
+        signer = None  # type: ignore[assignment]
+    elif case == "wrong_certificate":
+        signer = other_keys
+    elif case == "other_request":
+        kwargs["in_response_to"] = "_someone_elses_request"
+    elif case == "unsolicited":
+        browser.cookies.clear()
+        kwargs["in_response_to"] = None
+    elif case == "foreign_domain":
+        kwargs["email"] = "mallory@contoso.com"
+    r = await post_acs(browser, build_response(signer, **kwargs))
+    assert r.status_code == 403, (case, r.text)
+    assert reason.lower() in r.text.lower(), (case, r.text)
+    assert "keyplane_session" not in r.cookies
+
+
+async def test_sp_metadata(browser: httpx.AsyncClient) -> None:
+    r = await browser.get("/sso/saml/okta/metadata")
+    assert r.status_code == 200
+    root = etree.fromstring(r.content)
+    assert root.get("entityID") == "https://app.example.com/sso/saml/okta"
+    assert (await browser.get("/sso/saml/nope/metadata")).status_code == 404
+    route = (await browser.get("/sso/route", params={"email": "x@acme.com"})).json()
+    assert route["identityProvider"] == "okta" and route["localLoginAllowed"] is False
