@@ -24,6 +24,8 @@ from typing import Any
 
 import kmock
 
+from . import kmock_fastpath
+
 from keyplane.api.crds import all_crds
 from keyplane.testing import EmulatedCluster, emulated_cluster
 
@@ -32,6 +34,8 @@ SECRETS = kmock.resource("", "v1", "secrets")
 BUNDLE = "keyplane-identity"
 PLURALS = {"IdentityProvider": "identityproviders", "ScimConnection": "scimconnections", "SSODomain": "ssodomains"}
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+kmock_fastpath.install()
 
 
 @contextlib.asynccontextmanager

@@ -29,31 +29,57 @@ MEMBERS_PER_GROUP = 10
 
 
 def _bundle() -> Bundle:
-    return Bundle.from_dict({
-        "apiVersion": "keyplane.dev/bundle-v1", "roles": ["Admin", "Member", "Viewer"],
-        "identityProviders": {}, "domains": {},
-        "scim": {"bench": {"endpointPath": "/scim/v2/bench", "identityProvider": None,
-                           "tokenHashes": [{"sha256": hashlib.sha256(TOKEN.encode()).hexdigest(), "notAfter": None}],
-                           "defaultUserRole": "Member", "groupBindings": {"group-0": "Admin"},
-                           "unboundGroupRole": "None"}}})
+    return Bundle.from_dict(
+        {
+            "apiVersion": "keyplane.dev/bundle-v1",
+            "roles": ["Admin", "Member", "Viewer"],
+            "identityProviders": {},
+            "domains": {},
+            "scim": {
+                "bench": {
+                    "endpointPath": "/scim/v2/bench",
+                    "identityProvider": None,
+                    "tokenHashes": [{"sha256": hashlib.sha256(TOKEN.encode()).hexdigest(), "notAfter": None}],
+                    "defaultUserRole": "Member",
+                    "groupBindings": {"group-0": "Admin"},
+                    "unboundGroupRole": "None",
+                }
+            },
+        }
+    )
 
 
 def _seed(router: ScimRouter, n_users: int, n_groups: int) -> tuple[list[str], list[str]]:
     storage = router.storage_for("bench")
     user_type, group_type = router.provider.resource_types[0], router.provider.resource_types[1]
     user_model, group_model = router.provider.model_for(user_type), router.provider.model_for(group_type)
-    users = [user_model.model_validate({
-        "schemas": [USER], "userName": f"user{i}@bench.example", "externalId": f"ext-{i}",
-        "active": True, "name": {"givenName": f"Given{i}", "familyName": "Bench"},
-        "emails": [{"value": f"user{i}@bench.example", "type": "work", "primary": True}]})
-        for i in range(n_users)]
+    users = [
+        user_model.model_validate(
+            {
+                "schemas": [USER],
+                "userName": f"user{i}@bench.example",
+                "externalId": f"ext-{i}",
+                "active": True,
+                "name": {"givenName": f"Given{i}", "familyName": "Bench"},
+                "emails": [{"value": f"user{i}@bench.example", "type": "work", "primary": True}],
+            }
+        )
+        for i in range(n_users)
+    ]
     user_ids = storage.create_many(user_type, users)
     groups = []
     for g in range(n_groups):
         first = (g * MEMBERS_PER_GROUP) % max(n_users, 1)
         member_ids = [user_ids[(first + k) % n_users] for k in range(min(MEMBERS_PER_GROUP, n_users))]
-        groups.append(group_model.model_validate({"schemas": [GROUP], "displayName": f"group-{g}",
-                                                  "members": [{"value": m} for m in member_ids]}))
+        groups.append(
+            group_model.model_validate(
+                {
+                    "schemas": [GROUP],
+                    "displayName": f"group-{g}",
+                    "members": [{"value": m} for m in member_ids],
+                }
+            )
+        )
     group_ids = storage.create_many(group_type, groups)
     return user_ids, group_ids
 
@@ -61,17 +87,23 @@ def _seed(router: ScimRouter, n_users: int, n_groups: int) -> tuple[list[str], l
 def _stats(latencies: list[float], elapsed: float) -> dict[str, float]:
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return {"requests": len(latencies), "rps": round(len(latencies) / elapsed, 1),
-            "p50_ms": round(statistics.median(ordered) * 1000, 2), "p99_ms": round(p99 * 1000, 2)}
+    return {
+        "requests": len(latencies),
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(statistics.median(ordered) * 1000, 2),
+        "p99_ms": round(p99 * 1000, 2),
+    }
 
 
-async def _measure(router: ScimRouter, user_ids: list[str], group_ids: list[str],
-                   n_requests: int) -> dict[str, Any]:
+async def _measure(
+    router: ScimRouter, user_ids: list[str], group_ids: list[str], n_requests: int
+) -> dict[str, Any]:
     rng = random.Random(7)
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/scim+json"}
     results: dict[str, Any] = {}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=router), base_url="http://bench",
-                                 headers=headers) as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=router), base_url="http://bench", headers=headers
+    ) as client:
         for _ in range(20):  # warm up
             await client.get("/scim/v2/bench/Users", params={"filter": 'userName eq "user0@bench.example"'})
 
@@ -80,7 +112,9 @@ async def _measure(router: ScimRouter, user_ids: list[str], group_ids: list[str]
         for _ in range(n_requests):
             i = rng.randrange(len(user_ids))
             t = time.perf_counter()
-            r = await client.get("/scim/v2/bench/Users", params={"filter": f'userName eq "user{i}@bench.example"'})
+            r = await client.get(
+                "/scim/v2/bench/Users", params={"filter": f'userName eq "user{i}@bench.example"'}
+            )
             latencies.append(time.perf_counter() - t)
             assert r.status_code == 200 and r.json()["totalResults"] == 1, r.text
         results["get_user_by_filter"] = _stats(latencies, time.perf_counter() - start)
@@ -90,8 +124,10 @@ async def _measure(router: ScimRouter, user_ids: list[str], group_ids: list[str]
         for _ in range(n_requests):
             name = f"group-{rng.randrange(len(group_ids))}"
             t = time.perf_counter()
-            r = await client.get("/scim/v2/bench/Groups",
-                                 params={"filter": f'displayName eq "{name}"', "excludedAttributes": "members"})
+            r = await client.get(
+                "/scim/v2/bench/Groups",
+                params={"filter": f'displayName eq "{name}"', "excludedAttributes": "members"},
+            )
             latencies.append(time.perf_counter() - t)
             assert r.status_code == 200 and r.json()["totalResults"] == 1, r.text
         results["get_group_by_filter"] = _stats(latencies, time.perf_counter() - start)
@@ -104,11 +140,17 @@ async def _measure(router: ScimRouter, user_ids: list[str], group_ids: list[str]
             # Alternate Okta-style add and Entra-style remove of the same member.
             operations = [{"op": "add", "path": "members", "value": [{"value": user_id}]}]
             t = time.perf_counter()
-            r = await client.patch(f"/scim/v2/bench/Groups/{group_id}",
-                                   json={"schemas": [PATCH], "Operations": operations})
+            r = await client.patch(
+                f"/scim/v2/bench/Groups/{group_id}", json={"schemas": [PATCH], "Operations": operations}
+            )
             if n % 2:
-                await client.patch(f"/scim/v2/bench/Groups/{group_id}", json={"schemas": [PATCH], "Operations": [
-                    {"op": "Remove", "path": "members", "value": [{"value": user_id}]}]})
+                await client.patch(
+                    f"/scim/v2/bench/Groups/{group_id}",
+                    json={
+                        "schemas": [PATCH],
+                        "Operations": [{"op": "Remove", "path": "members", "value": [{"value": user_id}]}],
+                    },
+                )
             latencies.append(time.perf_counter() - t if not n % 2 else (time.perf_counter() - t) / 2)
             assert r.status_code in (200, 204), r.text
         elapsed = time.perf_counter() - start
@@ -130,14 +172,21 @@ def run(n_users: int = 10_000, n_groups: int = 1_000, n_requests: int = 400) -> 
         seed_s = time.perf_counter() - start
         results = asyncio.run(_measure(router, user_ids, group_ids, n_requests))
         storage.engine.dispose()
-    return {"n_users": n_users, "n_groups": n_groups, "storage": "sqlite (file, WAL)",
-            "seed_seconds": round(seed_s, 2), **results}
+    return {
+        "n_users": n_users,
+        "n_groups": n_groups,
+        "storage": "sqlite (file, WAL)",
+        "seed_seconds": round(seed_s, 2),
+        **results,
+    }
 
 
 def _table(results: dict[str, Any]) -> str:
-    lines = [f"users={results['n_users']} groups={results['n_groups']} storage={results['storage']} "
-             f"seed={results['seed_seconds']}s",
-             f"{'operation':<26}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"]
+    lines = [
+        f"users={results['n_users']} groups={results['n_groups']} storage={results['storage']} "
+        f"seed={results['seed_seconds']}s",
+        f"{'operation':<26}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}",
+    ]
     for name in ("get_user_by_filter", "get_group_by_filter", "patch_group_membership"):
         row = results[name]
         lines.append(f"{name:<26}{row['requests']:>10}{row['rps']:>10}{row['p50_ms']:>10}{row['p99_ms']:>10}")

@@ -67,3 +67,15 @@ def keyplane_operator(cluster: Any) -> OperatorFactory:
             yield memo.runtime
 
     return run
+
+
+@pytest.fixture
+async def idp_server() -> AsyncIterator[Any]:
+    """A controllable metadata / discovery server on 127.0.0.1."""
+    from integration.idp_server import IdPServer
+
+    server = await IdPServer().start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -49,9 +49,9 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{/* Duration-free number formatting: integers without exponent, floats as written. */}}
+{{/* A number as an env value: whole numbers without exponent (1048576, not 1.048576e+06), others as is. */}}
 {{- define "keyplane.number" -}}
-{{- if eq (toString (int64 .)) (toString .) }}{{ int64 . }}{{ else }}{{ toString . }}{{ end }}
+{{- if eq (float64 (int64 .)) (float64 .) }}{{ int64 . }}{{ else }}{{ toString . }}{{ end }}
 {{- end }}
 
 {{/*

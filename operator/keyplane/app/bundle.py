@@ -115,7 +115,9 @@ class Bundle:
         if not isinstance(document, dict):
             raise BundleError("the bundle is not a JSON object")
         if document.get("apiVersion") != BUNDLE_API_VERSION:
-            raise BundleError(f"apiVersion must be {BUNDLE_API_VERSION!r}, got {document.get('apiVersion')!r}")
+            raise BundleError(
+                f"apiVersion must be {BUNDLE_API_VERSION!r}, got {document.get('apiVersion')!r}"
+            )
         try:
             roles = tuple(str(role) for role in document.get("roles") or ())
             idps = {
@@ -136,14 +138,19 @@ class Bundle:
             raise BundleError(f"malformed bundle: {type(exc).__name__}: {exc}") from exc
         for domain in domains.values():
             if domain.identity_provider not in idps:
-                raise BundleError(f"domain {domain.name} names unknown identity provider {domain.identity_provider}")
+                raise BundleError(
+                    f"domain {domain.name} names unknown identity provider {domain.identity_provider}"
+                )
         paths: set[str] = set()
         for connection in scim.values():
             if connection.endpoint_path in paths:
                 raise BundleError(f"two SCIM connections share the endpoint path {connection.endpoint_path}")
             paths.add(connection.endpoint_path)
-            for role in (connection.default_user_role, connection.unbound_group_role,
-                         *connection.group_bindings.values()):
+            for role in (
+                connection.default_user_role,
+                connection.unbound_group_role,
+                *connection.group_bindings.values(),
+            ):
                 if role is not None and roles and role not in roles:
                     raise BundleError(f"SCIM connection {connection.name} uses unknown role {role!r}")
         return cls(roles=roles, identity_providers=idps, domains=domains, scim=scim)
@@ -213,8 +220,9 @@ class BundleStore:
     :param required: raise at construction if the first load fails (otherwise start empty).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, poll_interval: float = 2.0,
-                 required: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, poll_interval: float = 2.0, required: bool = False
+    ) -> None:
         self.path = Path(path)
         self.poll_interval = poll_interval
         self._bundle = Bundle.empty()
@@ -292,9 +300,14 @@ class BundleStore:
             self._signature = signature
             self._last_error = None
             listeners = list(self._listeners)
-        log.info("loaded identity bundle %s (sha256 %s, %d IdPs, %d domains, %d SCIM connections)",
-                 self.path, bundle.sha256[:12], len(bundle.identity_providers), len(bundle.domains),
-                 len(bundle.scim))
+        log.info(
+            "loaded identity bundle %s (sha256 %s, %d IdPs, %d domains, %d SCIM connections)",
+            self.path,
+            bundle.sha256[:12],
+            len(bundle.identity_providers),
+            len(bundle.domains),
+            len(bundle.scim),
+        )
         for listener in listeners:
             try:
                 listener(bundle)
@@ -305,8 +318,9 @@ class BundleStore:
     def _fail(self, reason: str) -> bool:
         if reason != self._last_error:
             if self._bundle.sha256:
-                log.warning("keeping the last good identity bundle (sha256 %s): %s",
-                            self._bundle.sha256[:12], reason)
+                log.warning(
+                    "keeping the last good identity bundle (sha256 %s): %s", self._bundle.sha256[:12], reason
+                )
             else:
                 log.warning("no identity bundle loaded yet: %s", reason)
         self._last_error = reason

@@ -18,37 +18,41 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from keyplane import __version__
-from keyplane.app.web import Keyplane
+from keyplane.app.web import ASGIApp, Keyplane
 
 
-def build_app(bundle: str, database_url: str = "sqlite://", secret_key: str | None = None) -> Starlette:
-    kp = Keyplane(bundle, database_url=database_url,
-                  secret_key=secret_key or os.environ.get("KEYPLANE_SECRET_KEY") or secrets.token_urlsafe(32))
+def build_app(bundle: str, database_url: str = "sqlite://", secret_key: str | None = None) -> ASGIApp:
+    kp = Keyplane(
+        bundle,
+        database_url=database_url,
+        secret_key=secret_key or os.environ.get("KEYPLANE_SECRET_KEY") or secrets.token_urlsafe(32),
+    )
 
     async def home(request: Request) -> HTMLResponse:
         user = kp.current_user(request)
         email = request.query_params.get("email", "")
-        parts = [f"<h1>Keyplane app demo {html.escape(__version__)}</h1>",
-                 f"<p>Logged in: {html.escape(str(user)) if user else 'nobody'}</p>",
-                 '<form><input name="email" placeholder="you@example.com"><button>Route</button></form>']
+        parts = [
+            f"<h1>Keyplane app demo {html.escape(__version__)}</h1>",
+            f"<p>Logged in: {html.escape(str(user)) if user else 'nobody'}</p>",
+            '<form><input name="email" placeholder="you@example.com"><button>Route</button></form>',
+        ]
         if email:
             route = kp.route(email)
             parts.append(f"<pre>{html.escape(str(route.as_dict()))}</pre>")
             if route.login_path:
-                parts.append(f'<a href="{html.escape(route.login_path)}?email={html.escape(email)}">'
-                             f"Log in with {html.escape(route.identity_provider or '')}</a>")
-        scim = "".join(f"<li>{html.escape(c.name)}: {html.escape(c.endpoint_path)}</li>"
-                       for c in kp.bundle.scim.values())
+                parts.append(
+                    f'<a href="{html.escape(route.login_path)}?email={html.escape(email)}">'
+                    f"Log in with {html.escape(route.identity_provider or '')}</a>"
+                )
+        scim = "".join(
+            f"<li>{html.escape(c.name)}: {html.escape(c.endpoint_path)}</li>" for c in kp.bundle.scim.values()
+        )
         parts.append(f"<h2>SCIM endpoints</h2><ul>{scim}</ul>")
         return HTMLResponse("".join(parts))
 
     app = Starlette(routes=[Route("/", home)])
     app.state.keyplane = kp
-    wrapped = kp.wrap(app)  # type: ignore[arg-type]
-    outer = Starlette()
-    outer.mount("", wrapped)
-    outer.state.keyplane = kp
-    return outer
+    return kp.wrap(app)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> int:

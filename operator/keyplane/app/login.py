@@ -35,13 +35,27 @@ class LoginResult:
     subject: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return {"email": self.email, "identityProvider": self.identity_provider, "protocol": self.protocol,
-                "role": self.role, "groups": list(self.groups), "provisioned": self.provisioned,
-                "userId": self.user_id, "connection": self.connection}
+        return {
+            "email": self.email,
+            "identityProvider": self.identity_provider,
+            "protocol": self.protocol,
+            "role": self.role,
+            "groups": list(self.groups),
+            "provisioned": self.provisioned,
+            "userId": self.user_id,
+            "connection": self.connection,
+        }
 
 
-def resolve_login(bundle: Bundle, storage: Storage, idp_name: str, email: str | None,
-                  groups: Sequence[str], *, subject: str | None = None) -> LoginResult:
+def resolve_login(
+    bundle: Bundle,
+    storage: Storage,
+    idp_name: str,
+    email: str | None,
+    groups: Sequence[str],
+    *,
+    subject: str | None = None,
+) -> LoginResult:
     if not email:
         raise LoginError("the identity provider did not send an email address")
     idp = bundle.identity_providers[idp_name]
@@ -53,12 +67,14 @@ def resolve_login(bundle: Bundle, storage: Storage, idp_name: str, email: str | 
             continue
         if not user.active:
             raise LoginError(f"{email} was deprovisioned by {idp.display_name}")
-        return LoginResult(email, idp_name, idp.protocol, user.role, user.groups, True, user.id,
-                           connection.name, subject)
+        return LoginResult(
+            email, idp_name, idp.protocol, user.role, user.groups, True, user.id, connection.name, subject
+        )
     if route.identity_provider != idp_name:
         raise LoginError(f"{idp.display_name} may not log in {email}: its domain is not claimed by this IdP")
     if connections:
         role = effective_role(bundle.roles, connections[0], groups)
-        return LoginResult(email, idp_name, idp.protocol, role, tuple(groups), False, None,
-                           connections[0].name, subject)
+        return LoginResult(
+            email, idp_name, idp.protocol, role, tuple(groups), False, None, connections[0].name, subject
+        )
     return LoginResult(email, idp_name, idp.protocol, None, tuple(groups), False, None, None, subject)

@@ -67,8 +67,9 @@ class OidcLogin:
     :param leeway: clock-skew tolerance for ``exp``/``iat``/``nbf``, in seconds.
     """
 
-    def __init__(self, idp: IdentityProvider, http: httpx.AsyncClient, *, clock: Clock = utcnow,
-                 leeway: int = 60) -> None:
+    def __init__(
+        self, idp: IdentityProvider, http: httpx.AsyncClient, *, clock: Clock = utcnow, leeway: int = 60
+    ) -> None:
         if idp.oidc is None:
             raise ValueError(f"identity provider {idp.name} is not OIDC")
         self.idp = idp
@@ -88,8 +89,12 @@ class OidcLogin:
         """Endpoints from the bundle; what it leaves out comes from the issuer's discovery document."""
         if self._metadata is None:
             metadata: dict[str, Any] = {}
-            keys = {"authorizationEndpoint": "authorization_endpoint", "tokenEndpoint": "token_endpoint",
-                    "jwksURI": "jwks_uri", "userinfoEndpoint": "userinfo_endpoint"}
+            keys = {
+                "authorizationEndpoint": "authorization_endpoint",
+                "tokenEndpoint": "token_endpoint",
+                "jwksURI": "jwks_uri",
+                "userinfoEndpoint": "userinfo_endpoint",
+            }
             if not all(self.config.get(k) for k in ("authorizationEndpoint", "tokenEndpoint", "jwksURI")):
                 url = str(self.config["issuer"]).rstrip("/") + "/.well-known/openid-configuration"
                 response = await self.http.get(url)
@@ -103,12 +108,14 @@ class OidcLogin:
             self._metadata = metadata
         return self._metadata
 
-    async def start(self, next_url: str = "/", *, login_hint: str | None = None
-                    ) -> tuple[str, PendingOidcLogin]:
+    async def start(
+        self, next_url: str = "/", *, login_hint: str | None = None
+    ) -> tuple[str, PendingOidcLogin]:
         """The authorization URL to redirect to, and the pending login to keep for the callback."""
         metadata = await self.metadata()
-        pending = PendingOidcLogin(secrets.token_urlsafe(32), secrets.token_urlsafe(32),
-                                   secrets.token_urlsafe(64), next_url)
+        pending = PendingOidcLogin(
+            secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(64), next_url
+        )
         query = {
             "response_type": "code",
             "client_id": self.client_id,
@@ -137,8 +144,12 @@ class OidcLogin:
         try:
             response = await self.http.post(
                 metadata["token_endpoint"],
-                data={"grant_type": "authorization_code", "code": code,
-                      "redirect_uri": self.config["redirectURI"], "code_verifier": pending.code_verifier},
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": self.config["redirectURI"],
+                    "code_verifier": pending.code_verifier,
+                },
                 auth=(self.client_id, str(self.config.get("clientSecret") or "")),
                 headers={"Accept": "application/json"},
             )
@@ -157,9 +168,13 @@ class OidcLogin:
         groups = claims.get(mapping.get("groups", "groups")) or []
         if isinstance(groups, str):
             groups = [groups]
-        return OidcIdentity(self.idp.name, str(claims["sub"]),
-                            str(email).strip().lower() if email else None,
-                            tuple(str(g) for g in groups), claims)
+        return OidcIdentity(
+            self.idp.name,
+            str(claims["sub"]),
+            str(email).strip().lower() if email else None,
+            tuple(str(g) for g in groups),
+            claims,
+        )
 
     async def _keys(self, refresh: bool = False) -> KeySet:
         if self._jwks is None or (refresh and time.monotonic() - self._jwks_fetched > 10):

@@ -15,8 +15,13 @@ from keyplane.app.clock import Clock, utcnow
 
 
 class ReplayCache:
-    def __init__(self, *, clock: Clock = utcnow, skew: datetime.timedelta = datetime.timedelta(minutes=5),
-                 max_age: datetime.timedelta = datetime.timedelta(hours=1)) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock = utcnow,
+        skew: datetime.timedelta = datetime.timedelta(minutes=5),
+        max_age: datetime.timedelta = datetime.timedelta(hours=1),
+    ) -> None:
         self.clock = clock
         self.skew = skew
         self.max_age = max_age

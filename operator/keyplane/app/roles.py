@@ -27,8 +27,9 @@ def group_role(connection: ScimConnection, group: str) -> str | None:
     return connection.unbound_group_role
 
 
-def effective_role(roles: Sequence[str], connection: ScimConnection, groups: Iterable[str],
-                   *, active: bool = True) -> str | None:
+def effective_role(
+    roles: Sequence[str], connection: ScimConnection, groups: Iterable[str], *, active: bool = True
+) -> str | None:
     """A provisioned user's role: None when inactive, else the highest of the default and group roles."""
     if not active:
         return None

@@ -40,8 +40,9 @@ class SamlIdentity:
     session_index: str | None = None
 
 
-def request_data(url: str, post_data: Mapping[str, str] | None = None,
-                 get_data: Mapping[str, str] | None = None) -> dict[str, Any]:
+def request_data(
+    url: str, post_data: Mapping[str, str] | None = None, get_data: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """python3-saml's request description for a URL the SP declared (not what a proxy forwarded).
 
     The ACS URL comes from the settings the operator rendered, so Destination and Recipient are
@@ -93,8 +94,7 @@ class SamlLogin:
         """
         if request_id is None and not self.idp.allow_idp_initiated:
             raise LoginError("unsolicited SAML response refused: IdP-initiated login is not allowed")
-        auth = OneLogin_Saml2_Auth(request_data(self.acs_url, {"SAMLResponse": saml_response}),
-                                   self.settings)
+        auth = OneLogin_Saml2_Auth(request_data(self.acs_url, {"SAMLResponse": saml_response}), self.settings)
         try:
             auth.process_response(request_id=request_id)
         except Exception as exc:  # python3-saml raises on malformed input
@@ -105,19 +105,26 @@ class SamlLogin:
             raise LoginError("SAML response refused: it does not answer this browser's request")
         assertion_id = auth.get_last_assertion_id()
         not_on_or_after = auth.get_last_assertion_not_on_or_after()
-        expiry = (datetime.datetime.fromtimestamp(not_on_or_after, datetime.UTC)
-                  if not_on_or_after else None)
+        expiry = datetime.datetime.fromtimestamp(not_on_or_after, datetime.UTC) if not_on_or_after else None
         if not assertion_id or not self.replay.remember(f"saml:{self.idp.name}:{assertion_id}", expiry):
             raise LoginError("SAML assertion refused: it was already used (replay)")
-        attributes: dict[str, list[str]] = {k: [str(v) for v in vs] for k, vs in auth.get_attributes().items()}
+        attributes: dict[str, list[str]] = {
+            k: [str(v) for v in vs] for k, vs in auth.get_attributes().items()
+        }
         mapping = self.idp.attribute_mapping
         name_id = auth.get_nameid()
         email = _first(attributes.get(mapping.get("email", "email"), []))
         if email is None and name_id and "@" in name_id:
             email = name_id
         groups = tuple(attributes.get(mapping.get("groups", "groups"), []))
-        return SamlIdentity(self.idp.name, name_id, email.strip().lower() if email else None, groups,
-                            attributes, auth.get_session_index())
+        return SamlIdentity(
+            self.idp.name,
+            name_id,
+            email.strip().lower() if email else None,
+            groups,
+            attributes,
+            auth.get_session_index(),
+        )
 
 
 def _first(values: Sequence[str]) -> str | None:

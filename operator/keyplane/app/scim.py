@@ -80,15 +80,23 @@ def build_provider() -> ScimProvider:
     config.authentication_schemes = [BEARER]
     # Passwords are never stored: SSO users log in through their IdP.
     config.change_password = ChangePassword(supported=False)
-    return ScimProvider.from_discovery(load_default_schemas().values(), load_default_resource_types().values(),
-                                       config=config, policy=IDP_POLICY)
+    return ScimProvider.from_discovery(
+        load_default_schemas().values(),
+        load_default_resource_types().values(),
+        config=config,
+        policy=IDP_POLICY,
+    )
 
 
 def _normalise_operation(op: dict[str, Any], resource_type: str) -> dict[str, Any]:
     value = op.get("value")
     path = op.get("path")
     # Entra: the manager as a bare id string.
-    if isinstance(path, str) and path.lower() == f"{ENTERPRISE_URN}:manager".lower() and isinstance(value, str):
+    if (
+        isinstance(path, str)
+        and path.lower() == f"{ENTERPRISE_URN}:manager".lower()
+        and isinstance(value, str)
+    ):
         op = {**op, "value": {"value": value}}
     if isinstance(value, dict) and not path:
         cleaned = dict(value)
@@ -102,9 +110,14 @@ def _normalise_operation(op: dict[str, Any], resource_type: str) -> dict[str, An
                 cleaned[key] = {**item, "manager": {"value": item["manager"]}}
         op = {**op, "value": cleaned}
     # Entra sends single-valued strings wrapped in a list for some attributes.
-    if isinstance(path, str) and path in ("displayName", "externalId", "userName") \
-            and isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) \
-            and set(value[0]) == {"value"}:
+    if (
+        isinstance(path, str)
+        and path in ("displayName", "externalId", "userName")
+        and isinstance(value, list)
+        and len(value) == 1
+        and isinstance(value[0], dict)
+        and set(value[0]) == {"value"}
+    ):
         op = {**op, "value": value[0]["value"]}
     return op
 
@@ -112,8 +125,7 @@ def _normalise_operation(op: dict[str, Any], resource_type: str) -> dict[str, An
 class KeyplaneScimService(ScimService):
     """scim2-server's service with the normalisation the IdPs' requests need."""
 
-    def read_patch(self, resource_type: ResourceType, body: bytes, content_type: str | None
-                   ) -> PatchOp[Any]:
+    def read_patch(self, resource_type: ResourceType, body: bytes, content_type: str | None) -> PatchOp[Any]:
         try:
             document = json.loads(body)
         except ValueError:
@@ -123,16 +135,19 @@ class KeyplaneScimService(ScimService):
             if isinstance(operations, list):
                 document["Operations"] = [
                     _normalise_operation(op, cast(str, resource_type.name)) if isinstance(op, dict) else op
-                    for op in operations]
+                    for op in operations
+                ]
                 body = json.dumps(document).encode()
         return super().read_patch(resource_type, body, content_type)
 
-    def read_creation(self, resource_type: ResourceType, body: bytes, content_type: str | None
-                      ) -> Resource[Any]:
+    def read_creation(
+        self, resource_type: ResourceType, body: bytes, content_type: str | None
+    ) -> Resource[Any]:
         return super().read_creation(resource_type, _normalise_resource(body), content_type)
 
-    def read_replacement(self, resource_type: ResourceType, body: bytes, content_type: str | None
-                         ) -> Resource[Any]:
+    def read_replacement(
+        self, resource_type: ResourceType, body: bytes, content_type: str | None
+    ) -> Resource[Any]:
         return super().read_replacement(resource_type, _normalise_resource(body), content_type)
 
 
@@ -159,8 +174,14 @@ class ScimEndpoint(ASGIApplication):
     :param connection: returns the connection's current settings (None once it left the bundle).
     """
 
-    def __init__(self, storage: SqlScimStorage, provider: ScimProvider, service: ScimService,
-                 connection: TokenSource, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        storage: SqlScimStorage,
+        provider: ScimProvider,
+        service: ScimService,
+        connection: TokenSource,
+        clock: Clock = utcnow,
+    ) -> None:
         BaseApplication.__init__(self, provider, service)
         self.storage = storage  # type: ignore[assignment]
         self.sync_handler = ScimHandler(service, storage)
@@ -199,8 +220,14 @@ class ScimRouter:
     answers 404, a rotated token is honoured on the next request.
     """
 
-    def __init__(self, bundles: BundleStore, storage: Storage, *, clock: Clock = utcnow,
-                 fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        bundles: BundleStore,
+        storage: Storage,
+        *,
+        clock: Clock = utcnow,
+        fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
+    ) -> None:
         self.bundles = bundles
         self.storage = storage
         self.clock = clock
@@ -215,6 +242,7 @@ class ScimRouter:
 
     def endpoint(self, name: str) -> ScimEndpoint:
         if name not in self._endpoints:
+
             def current() -> ScimConnection | None:
                 return self.bundles.bundle.scim.get(name)
 
@@ -222,8 +250,9 @@ class ScimRouter:
                 connection = current()
                 return connection.deprovision_action if connection else "Deactivate"
 
-            storage = SqlScimStorage(self.storage, name, self.provider, deprovision_action=action,
-                                     clock=self.clock)
+            storage = SqlScimStorage(
+                self.storage, name, self.provider, deprovision_action=action, clock=self.clock
+            )
             self._endpoints[name] = ScimEndpoint(storage, self.provider, self.service, current, self.clock)
         return self._endpoints[name]
 
@@ -232,7 +261,9 @@ class ScimRouter:
         best: tuple[str, str] | None = None
         for connection in self.bundles.bundle.scim.values():
             prefix = connection.endpoint_path.rstrip("/")
-            if (path == prefix or path.startswith(prefix + "/")) and (best is None or len(prefix) > len(best[1])):
+            if (path == prefix or path.startswith(prefix + "/")) and (
+                best is None or len(prefix) > len(best[1])
+            ):
                 best = (connection.name, prefix)
         return best
 
@@ -253,6 +284,7 @@ class ScimRouter:
         if scope["type"] == "lifespan":
             await ASGIApplication.serve_lifespan(receive, send)  # type: ignore[arg-type]
             return
-        await send({"type": "http.response.start", "status": 404,
-                    "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]}
+        )
         await send({"type": "http.response.body", "body": b"Not Found"})

@@ -1,4 +1,4 @@
-"""A scim2-server storage backend over :class:`keyplane.app.storage.Storage` (one partition per connection)."""
+"""A scim2-server storage backend over :class:`keyplane.app.storage.Storage` (a partition per connection)."""
 
 from __future__ import annotations
 
@@ -74,8 +74,11 @@ def primary_email(data: dict[str, Any]) -> str | None:
     emails = [e for e in data.get("emails") or [] if isinstance(e, dict) and e.get("value")]
     if not emails:
         return None
-    chosen = (next((e for e in emails if e.get("primary")), None)
-              or next((e for e in emails if e.get("type") == "work"), None) or emails[0])
+    chosen = (
+        next((e for e in emails if e.get("primary")), None)
+        or next((e for e in emails if e.get("type") == "work"), None)
+        or emails[0]
+    )
     return str(chosen["value"]).strip().lower()
 
 
@@ -91,9 +94,15 @@ class SqlScimStorage(ScimStorage):
 
     supports_cursors = False
 
-    def __init__(self, storage: Storage, partition: str, provider: ScimProvider, *,
-                 deprovision_action: DeprovisionAction = lambda: "Deactivate",
-                 clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        partition: str,
+        provider: ScimProvider,
+        *,
+        deprovision_action: DeprovisionAction = lambda: "Deactivate",
+        clock: Clock = utcnow,
+    ) -> None:
         self.storage = storage
         self.partition = partition
         self.provider = provider
@@ -122,8 +131,9 @@ class SqlScimStorage(ScimStorage):
             }
         return self._column_bindings[name]
 
-    def _columns(self, resource_type: ResourceType, resource: Resource[Any], data: dict[str, Any]
-                 ) -> dict[str, Any]:
+    def _columns(
+        self, resource_type: ResourceType, resource: Resource[Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
         values: dict[str, Any] = {"user_name": None, "external_id": None, "display_name": None}
         for column, binding in self._bindings(resource_type).items():
             raw = parametrize(Path, type(resource))(binding.urn).get(resource, strict=False)
@@ -147,7 +157,8 @@ class SqlScimStorage(ScimStorage):
         model = type(resource)
         if model not in self._unique_bindings:
             paths = parametrize(Path, model).iter_paths(
-                include_subattributes=False, uniqueness=[Uniqueness.server, Uniqueness.global_])
+                include_subattributes=False, uniqueness=[Uniqueness.server, Uniqueness.global_]
+            )
             self._unique_bindings[model] = [cast(AttributeBinding, p.resolve()) for p in paths]
         found: dict[str, str] = {}
         for binding in self._unique_bindings[model]:
@@ -162,19 +173,30 @@ class SqlScimStorage(ScimStorage):
 
     def _check_unique(self, connection: Connection, resource_id: str, values: dict[str, str]) -> None:
         for urn, value in values.items():
-            owner = connection.execute(select(unique_values.c.resource_id).where(
-                unique_values.c.partition == self.partition, unique_values.c.urn == urn,
-                unique_values.c.value == value)).scalar()
+            owner = connection.execute(
+                select(unique_values.c.resource_id).where(
+                    unique_values.c.partition == self.partition,
+                    unique_values.c.urn == urn,
+                    unique_values.c.value == value,
+                )
+            ).scalar()
             if owner is not None and owner != resource_id:
                 raise UniquenessException(detail=f"{urn.rpartition(':')[2]} is already taken")
 
     def _write_unique(self, connection: Connection, resource_id: str, values: dict[str, str]) -> None:
-        connection.execute(delete(unique_values).where(unique_values.c.partition == self.partition,
-                                                       unique_values.c.resource_id == resource_id))
+        connection.execute(
+            delete(unique_values).where(
+                unique_values.c.partition == self.partition, unique_values.c.resource_id == resource_id
+            )
+        )
         if values:
-            connection.execute(insert(unique_values), [
-                {"partition": self.partition, "urn": urn, "value": value, "resource_id": resource_id}
-                for urn, value in values.items()])
+            connection.execute(
+                insert(unique_values),
+                [
+                    {"partition": self.partition, "urn": urn, "value": value, "resource_id": resource_id}
+                    for urn, value in values.items()
+                ],
+            )
 
     @staticmethod
     def _dump(resource: Resource[Any]) -> dict[str, Any]:
@@ -184,29 +206,45 @@ class SqlScimStorage(ScimStorage):
         return data
 
     def _row(self, connection: Connection, resource_type: ResourceType, resource_id: str | None) -> Any:
-        row = connection.execute(select(resources).where(
-            resources.c.id == (resource_id or ""), resources.c.partition == self.partition,
-            resources.c.resource_type == resource_type.name, resources.c.deleted.is_(False))).first()
+        row = connection.execute(
+            select(resources).where(
+                resources.c.id == (resource_id or ""),
+                resources.c.partition == self.partition,
+                resources.c.resource_type == resource_type.name,
+                resources.c.deleted.is_(False),
+            )
+        ).first()
         if row is None:
             raise NotFoundException(detail=f"{resource_type.name} {resource_id!r} not found")
         return row
 
-    def _load(self, resource_type: ResourceType, row: Any,
-              groups: Sequence[tuple[str, str]] | None = None) -> Resource[Any]:
+    def _load(
+        self, resource_type: ResourceType, row: Any, groups: Sequence[tuple[str, str]] | None = None
+    ) -> Resource[Any]:
         data = json.loads(row.data)
         if groups:
-            data["groups"] = [{"value": gid, "display": name, "$ref": f"Groups/{gid}", "type": "direct"}
-                              for gid, name in sorted(groups, key=lambda g: g[1])]
+            data["groups"] = [
+                {"value": gid, "display": name, "$ref": f"Groups/{gid}", "type": "direct"}
+                for gid, name in sorted(groups, key=lambda g: g[1])
+            ]
         resource = self.model_of(resource_type).model_validate(data)
         resource.id = row.id
-        resource.meta = Meta(resource_type=resource_type.name, created=_aware(row.created),
-                             last_modified=_aware(row.last_modified), version=f'W/"{row.version}"')
+        resource.meta = Meta(
+            resource_type=resource_type.name,
+            created=_aware(row.created),
+            last_modified=_aware(row.last_modified),
+            version=f'W/"{row.version}"',
+        )
         return resource
 
-    def _load_many(self, connection: Connection, resource_type: ResourceType, rows: Sequence[Any]
-                   ) -> list[Resource[Any]]:
-        groups = (self.storage.group_names_of(connection, self.partition, [r.id for r in rows])
-                  if resource_type.name == "User" else {})
+    def _load_many(
+        self, connection: Connection, resource_type: ResourceType, rows: Sequence[Any]
+    ) -> list[Resource[Any]]:
+        groups = (
+            self.storage.group_names_of(connection, self.partition, [r.id for r in rows])
+            if resource_type.name == "User"
+            else {}
+        )
         return [self._load(resource_type, row, groups.get(row.id)) for row in rows]
 
     @staticmethod
@@ -219,21 +257,29 @@ class SqlScimStorage(ScimStorage):
 
     # -- ScimStorage ----------------------------------------------------------------
 
-    def get(self, resource_type: ResourceType, resource_id: str, *,
-            response_parameters: ResponseParameters[Any] | None = None) -> Resource[Any]:
+    def get(
+        self,
+        resource_type: ResourceType,
+        resource_id: str,
+        *,
+        response_parameters: ResponseParameters[Any] | None = None,
+    ) -> Resource[Any]:
         with self.operation(), self.storage.transaction() as connection:
             row = self._row(connection, resource_type, resource_id)
             return self._load_many(connection, resource_type, [row])[0]
 
-    def search(self, resource_types: list[ResourceType], search_request: SearchRequest[Any], *,
-               position: Any = None) -> SearchPage:
+    def search(
+        self, resource_types: list[ResourceType], search_request: SearchRequest[Any], *, position: Any = None
+    ) -> SearchPage:
         with self.operation(), self.storage.transaction() as connection:
             names = list(dict.fromkeys(cast(str, rt.name) for rt in resource_types))
             by_name = {cast(str, rt.name): rt for rt in resource_types}
             scim_filter = search_request.filter
-            base = select(resources).where(resources.c.partition == self.partition,
-                                           resources.c.resource_type.in_(names),
-                                           resources.c.deleted.is_(False))
+            base = select(resources).where(
+                resources.c.partition == self.partition,
+                resources.c.resource_type.in_(names),
+                resources.c.deleted.is_(False),
+            )
             start = search_request.start_index_0 or 0
             count = search_request.count
             if scim_filter is None and search_request.sort_by is None:
@@ -273,18 +319,22 @@ class SqlScimStorage(ScimStorage):
             if search_request.sort_by is not None:
                 descending = search_request.sort_order == SearchRequest.SortOrder.descending
                 keyed = [(search_request.sort_value(r), r) for r in found]
-                present = sorted((p for p in keyed if p[0] is not None), key=lambda p: p[0],
-                                 reverse=descending)
+                present = sorted(
+                    (p for p in keyed if p[0] is not None), key=lambda p: p[0], reverse=descending
+                )
                 found = [r for _, r in present] + [r for v, r in keyed if v is None]
             stop = None if count is None else start + count
             return SearchPage(len(found), found[start:stop])
 
-    def _load_rows(self, connection: Connection, by_name: dict[str, ResourceType], rows: Sequence[Any]
-                   ) -> list[Resource[Any]]:
+    def _load_rows(
+        self, connection: Connection, by_name: dict[str, ResourceType], rows: Sequence[Any]
+    ) -> list[Resource[Any]]:
         users = [r for r in rows if r.resource_type == "User"]
         groups = self.storage.group_names_of(connection, self.partition, [r.id for r in users])
-        return [self._load(by_name[r.resource_type], r, groups.get(r.id) if r.resource_type == "User" else None)
-                for r in rows]
+        return [
+            self._load(by_name[r.resource_type], r, groups.get(r.id) if r.resource_type == "User" else None)
+            for r in rows
+        ]
 
     def create(self, resource_type: ResourceType, resource: Resource[Any]) -> Resource[Any]:
         with self.operation(), self.storage.transaction() as connection:
@@ -296,15 +346,28 @@ class SqlScimStorage(ScimStorage):
             self._check_unique(connection, resource_id, values)
             now = self.clock()
             columns = self._columns(resource_type, resource, data)
-            connection.execute(insert(resources).values(
-                id=resource_id, partition=self.partition, resource_type=resource_type.name, version=1, seq=next_seq(),
-                created=now, last_modified=now, deleted=False, data=json.dumps(data), **columns))
+            connection.execute(
+                insert(resources).values(
+                    id=resource_id,
+                    partition=self.partition,
+                    resource_type=resource_type.name,
+                    version=1,
+                    seq=next_seq(),
+                    created=now,
+                    last_modified=now,
+                    deleted=False,
+                    data=json.dumps(data),
+                    **columns,
+                )
+            )
             self._write_unique(connection, resource_id, values)
             if resource_type.name == "Group":
                 self._sync_members(connection, resource_id, data, label_changed=False)
             elif columns["active"]:
                 self.storage.touch(self.partition, resource_id, "upsert")
-            return self._load_many(connection, resource_type, [self._row(connection, resource_type, resource_id)])[0]
+            return self._load_many(
+                connection, resource_type, [self._row(connection, resource_type, resource_id)]
+            )[0]
 
     def create_many(self, resource_type: ResourceType, items: Sequence[Resource[Any]]) -> list[str]:
         """Store many new resources in one transaction (seeding, imports); returns their ids.
@@ -325,21 +388,36 @@ class SqlScimStorage(ScimStorage):
                     if (urn, value) in seen:
                         raise UniquenessException(detail=f"{urn.rpartition(':')[2]} is already taken")
                     seen.add((urn, value))
-                    uniques.append({"partition": self.partition, "urn": urn, "value": value,
-                                    "resource_id": resource.id})
-                rows.append({"id": resource.id, "partition": self.partition, "resource_type": resource_type.name,
-                             "version": 1, "seq": next_seq(), "created": now, "last_modified": now,
-                             "deleted": False, "data": json.dumps(data),
-                             **self._columns(resource_type, resource, data)})
+                    uniques.append(
+                        {"partition": self.partition, "urn": urn, "value": value, "resource_id": resource.id}
+                    )
+                rows.append(
+                    {
+                        "id": resource.id,
+                        "partition": self.partition,
+                        "resource_type": resource_type.name,
+                        "version": 1,
+                        "seq": next_seq(),
+                        "created": now,
+                        "last_modified": now,
+                        "deleted": False,
+                        "data": json.dumps(data),
+                        **self._columns(resource_type, resource, data),
+                    }
+                )
                 if resource_type.name == "Group":
                     memberships.extend(
                         {"partition": self.partition, "group_id": resource.id, "user_id": str(m["value"])}
-                        for m in {m["value"]: m for m in data.get("members") or [] if m.get("value")}.values())
+                        for m in {m["value"]: m for m in data.get("members") or [] if m.get("value")}.values()
+                    )
             for chunk in range(0, len(uniques), 500):
-                batch = uniques[chunk:chunk + 500]
-                clash = connection.execute(select(unique_values.c.value).where(
-                    unique_values.c.partition == self.partition,
-                    unique_values.c.value.in_([u["value"] for u in batch]))).first()
+                batch = uniques[chunk : chunk + 500]
+                clash = connection.execute(
+                    select(unique_values.c.value).where(
+                        unique_values.c.partition == self.partition,
+                        unique_values.c.value.in_([u["value"] for u in batch]),
+                    )
+                ).first()
                 if clash is not None:
                     raise UniquenessException(detail=f"{clash[0]} is already taken")
             if rows:
@@ -355,8 +433,9 @@ class SqlScimStorage(ScimStorage):
                 self.storage.touch(self.partition, membership["user_id"])
         return [row["id"] for row in rows]
 
-    def update(self, resource_type: ResourceType, resource: Resource[Any], *,
-               expected_version: str | None = None) -> Resource[Any]:
+    def update(
+        self, resource_type: ResourceType, resource: Resource[Any], *, expected_version: str | None = None
+    ) -> Resource[Any]:
         with self.operation(), self.storage.transaction() as connection:
             row = self._row(connection, resource_type, resource.id)
             self._check_version(row, expected_version)
@@ -364,8 +443,11 @@ class SqlScimStorage(ScimStorage):
             values = self._unique(resource)
             self._check_unique(connection, row.id, values)
             columns = self._columns(resource_type, resource, data)
-            connection.execute(update(resources).where(resources.c.id == row.id).values(
-                version=row.version + 1, last_modified=self.clock(), data=json.dumps(data), **columns))
+            connection.execute(
+                update(resources)
+                .where(resources.c.id == row.id)
+                .values(version=row.version + 1, last_modified=self.clock(), data=json.dumps(data), **columns)
+            )
             self._write_unique(connection, row.id, values)
             if resource_type.name == "Group":
                 self._sync_members(connection, row.id, data, label_changed=columns["label"] != row.label)
@@ -375,19 +457,26 @@ class SqlScimStorage(ScimStorage):
                     self.storage.touch(self.partition, row.id, self._deprovision())
                 else:
                     self.storage.touch(self.partition, row.id, "upsert")
-            return self._load_many(connection, resource_type, [self._row(connection, resource_type, row.id)])[0]
+            return self._load_many(connection, resource_type, [self._row(connection, resource_type, row.id)])[
+                0
+            ]
 
-    def delete(self, resource_type: ResourceType, resource_id: str, *,
-               expected_version: str | None = None) -> None:
+    def delete(
+        self, resource_type: ResourceType, resource_id: str, *, expected_version: str | None = None
+    ) -> None:
         with self.operation(), self.storage.transaction() as connection:
             row = self._row(connection, resource_type, resource_id)
             self._check_version(row, expected_version)
-            connection.execute(delete(unique_values).where(unique_values.c.partition == self.partition,
-                                                           unique_values.c.resource_id == row.id))
+            connection.execute(
+                delete(unique_values).where(
+                    unique_values.c.partition == self.partition, unique_values.c.resource_id == row.id
+                )
+            )
             if resource_type.name == "Group":
                 user_ids = self._member_ids(connection, row.id)
-                connection.execute(delete(members).where(members.c.partition == self.partition,
-                                                         members.c.group_id == row.id))
+                connection.execute(
+                    delete(members).where(members.c.partition == self.partition, members.c.group_id == row.id)
+                )
                 connection.execute(delete(resources).where(resources.c.id == row.id))
                 for user_id in user_ids:
                     self.storage.touch(self.partition, user_id)
@@ -398,35 +487,59 @@ class SqlScimStorage(ScimStorage):
             if action == "delete":
                 connection.execute(delete(resources).where(resources.c.id == row.id))
             else:
-                connection.execute(update(resources).where(resources.c.id == row.id).values(
-                    deleted=True, active=False, last_modified=self.clock(), version=row.version + 1))
+                connection.execute(
+                    update(resources)
+                    .where(resources.c.id == row.id)
+                    .values(deleted=True, active=False, last_modified=self.clock(), version=row.version + 1)
+                )
 
     # -- memberships ----------------------------------------------------------------
 
     def _member_ids(self, connection: Connection, group_id: str) -> list[str]:
-        return list(connection.execute(select(members.c.user_id).where(
-            members.c.partition == self.partition, members.c.group_id == group_id)).scalars())
+        return list(
+            connection.execute(
+                select(members.c.user_id).where(
+                    members.c.partition == self.partition, members.c.group_id == group_id
+                )
+            ).scalars()
+        )
 
-    def _sync_members(self, connection: Connection, group_id: str, data: dict[str, Any], *,
-                      label_changed: bool) -> None:
-        wanted = {str(m["value"]) for m in data.get("members") or [] if isinstance(m, dict) and m.get("value")}
+    def _sync_members(
+        self, connection: Connection, group_id: str, data: dict[str, Any], *, label_changed: bool
+    ) -> None:
+        wanted = {
+            str(m["value"]) for m in data.get("members") or [] if isinstance(m, dict) and m.get("value")
+        }
         current = set(self._member_ids(connection, group_id))
         removed, added = current - wanted, wanted - current
         if removed:
-            connection.execute(delete(members).where(members.c.partition == self.partition,
-                                                     members.c.group_id == group_id,
-                                                     members.c.user_id.in_(sorted(removed))))
+            connection.execute(
+                delete(members).where(
+                    members.c.partition == self.partition,
+                    members.c.group_id == group_id,
+                    members.c.user_id.in_(sorted(removed)),
+                )
+            )
         if added:
-            connection.execute(insert(members), [
-                {"partition": self.partition, "group_id": group_id, "user_id": user_id}
-                for user_id in sorted(added)])
+            connection.execute(
+                insert(members),
+                [
+                    {"partition": self.partition, "group_id": group_id, "user_id": user_id}
+                    for user_id in sorted(added)
+                ],
+            )
         for user_id in (current | wanted) if label_changed else (removed | added):
             self.storage.touch(self.partition, user_id)
 
     def _remove_from_groups(self, connection: Connection, user_id: str) -> None:
         """A deleted user leaves every group: the groups' ``members`` no longer list it."""
-        group_ids = list(connection.execute(select(members.c.group_id).where(
-            members.c.partition == self.partition, members.c.user_id == user_id)).scalars())
+        group_ids = list(
+            connection.execute(
+                select(members.c.group_id).where(
+                    members.c.partition == self.partition, members.c.user_id == user_id
+                )
+            ).scalars()
+        )
         for group_id in group_ids:
             row = connection.execute(select(resources).where(resources.c.id == group_id)).first()
             if row is None:
@@ -435,7 +548,11 @@ class SqlScimStorage(ScimStorage):
             data["members"] = [m for m in data.get("members") or [] if m.get("value") != user_id] or None
             if data["members"] is None:
                 del data["members"]
-            connection.execute(update(resources).where(resources.c.id == group_id).values(
-                data=json.dumps(data), version=row.version + 1, last_modified=self.clock()))
-        connection.execute(delete(members).where(members.c.partition == self.partition,
-                                                 members.c.user_id == user_id))
+            connection.execute(
+                update(resources)
+                .where(resources.c.id == group_id)
+                .values(data=json.dumps(data), version=row.version + 1, last_modified=self.clock())
+            )
+        connection.execute(
+            delete(members).where(members.c.partition == self.partition, members.c.user_id == user_id)
+        )

@@ -85,7 +85,8 @@ members = Table(
     Column("partition", String(255), primary_key=True),
     Column("group_id", String(64), primary_key=True),
     Column("user_id", String(64), primary_key=True),
-    Index("ix_kp_scim_members_user", "partition", "user_id"),
+    # Covering, so that SQLite prefers it to the primary key for lookups by user.
+    Index("ix_kp_scim_members_user", "partition", "user_id", "group_id"),
 )
 
 
@@ -200,8 +201,9 @@ class Storage:
         if pending and self._listeners:
             self._notify(pending)
 
-    def touch(self, partition: str, user_id: str, action: ChangeAction = "upsert", *,
-              snapshot: bool = False) -> None:
+    def touch(
+        self, partition: str, user_id: str, action: ChangeAction = "upsert", *, snapshot: bool = False
+    ) -> None:
         """Record, within the open transaction, that a user changed (sent after commit).
 
         ``snapshot`` captures the user now, for a user about to be removed.
@@ -241,13 +243,18 @@ class Storage:
     # -- app-facing queries ---------------------------------------------------------
 
     def _user_of(self, connection: Connection, partition: str, row: Any) -> ProvisionedUser:
-        group_names = tuple(sorted(
-            name or "" for (name,) in connection.execute(
-                select(resources.c.label)
-                .join(members, (members.c.group_id == resources.c.id) & (members.c.partition == partition))
-                .where(members.c.user_id == row.id)
-            ).all()
-        ))
+        group_names = tuple(
+            sorted(
+                name or ""
+                for (name,) in connection.execute(
+                    select(resources.c.label)
+                    .join(
+                        members, (members.c.group_id == resources.c.id) & (members.c.partition == partition)
+                    )
+                    .where(members.c.user_id == row.id)
+                ).all()
+            )
+        )
         data = json.loads(row.data)
         active = bool(row.active) and not row.deleted
         return ProvisionedUser(
@@ -264,18 +271,23 @@ class Storage:
             attributes=data,
         )
 
-    def get_user(self, partition: str, user_id: str, *, include_deleted: bool = False) -> ProvisionedUser | None:
+    def get_user(
+        self, partition: str, user_id: str, *, include_deleted: bool = False
+    ) -> ProvisionedUser | None:
         with self.transaction() as connection:
             query = select(resources).where(
-                resources.c.partition == partition, resources.c.id == user_id,
-                resources.c.resource_type == "User")
+                resources.c.partition == partition,
+                resources.c.id == user_id,
+                resources.c.resource_type == "User",
+            )
             if not include_deleted:
                 query = query.where(resources.c.deleted.is_(False))
             row = connection.execute(query).first()
             return self._user_of(connection, partition, row) if row else None
 
-    def find_user(self, partition: str, login: str,
-                  user_identifier: Literal["email", "userName"] = "email") -> ProvisionedUser | None:
+    def find_user(
+        self, partition: str, login: str, user_identifier: Literal["email", "userName"] = "email"
+    ) -> ProvisionedUser | None:
         """The user of a connection whose email (or userName) is ``login``, case-insensitively.
 
         A live user wins over a deprovisioned (soft-deleted) one with the same login.
@@ -284,8 +296,11 @@ class Storage:
         with self.transaction() as connection:
             row = connection.execute(
                 select(resources)
-                .where(resources.c.partition == partition, resources.c.resource_type == "User",
-                       column == login.strip().lower())
+                .where(
+                    resources.c.partition == partition,
+                    resources.c.resource_type == "User",
+                    column == login.strip().lower(),
+                )
                 .order_by(resources.c.deleted, resources.c.seq.desc())
             ).first()
             return self._user_of(connection, partition, row) if row else None
@@ -293,7 +308,8 @@ class Storage:
     def list_users(self, partition: str, *, include_deleted: bool = False) -> list[ProvisionedUser]:
         with self.transaction() as connection:
             query = select(resources).where(
-                resources.c.partition == partition, resources.c.resource_type == "User")
+                resources.c.partition == partition, resources.c.resource_type == "User"
+            )
             if not include_deleted:
                 query = query.where(resources.c.deleted.is_(False))
             rows = connection.execute(query.order_by(resources.c.seq)).all()
@@ -302,22 +318,30 @@ class Storage:
     def list_groups(self, partition: str) -> list[ProvisionedGroup]:
         with self.transaction() as connection:
             rows = connection.execute(
-                select(resources).where(resources.c.partition == partition,
-                                        resources.c.resource_type == "Group")
-                .order_by(resources.c.seq)).all()
+                select(resources)
+                .where(resources.c.partition == partition, resources.c.resource_type == "Group")
+                .order_by(resources.c.seq)
+            ).all()
             result = []
             for row in rows:
-                ids = connection.execute(
-                    select(members.c.user_id).where(members.c.partition == partition,
-                                                    members.c.group_id == row.id)
-                    .order_by(members.c.user_id)).scalars().all()
+                ids = (
+                    connection.execute(
+                        select(members.c.user_id)
+                        .where(members.c.partition == partition, members.c.group_id == row.id)
+                        .order_by(members.c.user_id)
+                    )
+                    .scalars()
+                    .all()
+                )
                 data = json.loads(row.data)
-                result.append(ProvisionedGroup(partition, row.id, row.label or "",
-                                               data.get("externalId"), tuple(ids)))
+                result.append(
+                    ProvisionedGroup(partition, row.id, row.label or "", data.get("externalId"), tuple(ids))
+                )
             return result
 
-    def group_names_of(self, connection: Connection, partition: str, user_ids: Sequence[str]
-                       ) -> dict[str, list[tuple[str, str]]]:
+    def group_names_of(
+        self, connection: Connection, partition: str, user_ids: Sequence[str]
+    ) -> dict[str, list[tuple[str, str]]]:
         """``{user_id: [(group_id, displayName), ...]}`` for the given users."""
         if not user_ids:
             return {}

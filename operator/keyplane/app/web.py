@@ -41,7 +41,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-OnLogin = Callable[[Request, LoginResult], "Response | None | Awaitable[Response | None]"]
+OnLogin = Callable[[Request, LoginResult], "Response | Awaitable[Response | None] | None"]
 
 SESSION_COOKIE = "keyplane_session"
 PENDING_MAX_AGE = 600
@@ -65,10 +65,18 @@ class Keyplane:
         (a signed ``keyplane_session`` cookie and a redirect to ``next``).
     """
 
-    def __init__(self, bundle: str | os.PathLike[str] | BundleStore | Bundle, *,
-                 database_url: str = "sqlite://", storage: Storage | None = None,
-                 secret_key: str | None = None, clock: Clock = utcnow, on_login: OnLogin | None = None,
-                 http: httpx.AsyncClient | None = None, session_max_age: int = 8 * 3600) -> None:
+    def __init__(
+        self,
+        bundle: str | os.PathLike[str] | BundleStore | Bundle,
+        *,
+        database_url: str = "sqlite://",
+        storage: Storage | None = None,
+        secret_key: str | None = None,
+        clock: Clock = utcnow,
+        on_login: OnLogin | None = None,
+        http: httpx.AsyncClient | None = None,
+        session_max_age: int = 8 * 3600,
+    ) -> None:
         if isinstance(bundle, BundleStore):
             self.bundles = bundle
         elif isinstance(bundle, Bundle):
@@ -90,14 +98,16 @@ class Keyplane:
         self._signer = URLSafeTimedSerializer(key, salt="keyplane.app")
         self._saml: dict[str, tuple[str, SamlLogin]] = {}
         self._oidc: dict[str, tuple[str, OidcLogin]] = {}
-        self.sso = Starlette(routes=[
-            Route("/sso/route", self._route, methods=["GET"]),
-            Route("/sso/saml/{name}/login", self._saml_login, methods=["GET"]),
-            Route("/sso/saml/{name}/acs", self._saml_acs, methods=["POST"]),
-            Route("/sso/saml/{name}/metadata", self._saml_metadata, methods=["GET"]),
-            Route("/sso/oidc/{name}/login", self._oidc_login, methods=["GET"]),
-            Route("/sso/oidc/{name}/callback", self._oidc_callback, methods=["GET"]),
-        ])
+        self.sso = Starlette(
+            routes=[
+                Route("/sso/route", self._route, methods=["GET"]),
+                Route("/sso/saml/{name}/login", self._saml_login, methods=["GET"]),
+                Route("/sso/saml/{name}/acs", self._saml_acs, methods=["POST"]),
+                Route("/sso/saml/{name}/metadata", self._saml_metadata, methods=["GET"]),
+                Route("/sso/oidc/{name}/login", self._oidc_login, methods=["GET"]),
+                Route("/sso/oidc/{name}/callback", self._oidc_callback, methods=["GET"]),
+            ]
+        )
 
     # -- pure API ------------------------------------------------------------------
 
@@ -157,8 +167,9 @@ class Keyplane:
         if not raw:
             return None
         try:
-            return cast(dict[str, Any], self._signer.loads(raw, max_age=self.session_max_age,
-                                                           salt="keyplane.session"))
+            return cast(
+                dict[str, Any], self._signer.loads(raw, max_age=self.session_max_age, salt="keyplane.session")
+            )
         except BadSignature:
             return None
 
@@ -184,12 +195,16 @@ class Keyplane:
 
     def asgi(self) -> ASGIApp:
         """A standalone ASGI app with only Keyplane's routes (404 elsewhere)."""
+
         async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "lifespan":
                 message = await receive()
                 while True:
-                    reply = "lifespan.startup.complete" if message["type"] == "lifespan.startup" \
+                    reply = (
+                        "lifespan.startup.complete"
+                        if message["type"] == "lifespan.startup"
                         else "lifespan.shutdown.complete"
+                    )
                     await send({"type": reply})
                     if reply == "lifespan.shutdown.complete":
                         return
@@ -225,10 +240,15 @@ class Keyplane:
         response = RedirectResponse(url, status_code=302)
         pending = self._signer.dumps({"rid": request_id, "next": next_url}, salt=f"keyplane.saml.{name}")
         # SameSite=None: the IdP posts the response cross-site, and the cookie must come along.
-        response.set_cookie(f"keyplane_saml_{name}", pending, max_age=PENDING_MAX_AGE,
-                            path=f"/sso/saml/{name}/", httponly=True,
-                            secure=self._cookie_secure(request),
-                            samesite="none" if self._cookie_secure(request) else "lax")
+        response.set_cookie(
+            f"keyplane_saml_{name}",
+            pending,
+            max_age=PENDING_MAX_AGE,
+            path=f"/sso/saml/{name}/",
+            httponly=True,
+            secure=self._cookie_secure(request),
+            samesite="none" if self._cookie_secure(request) else "lax",
+        )
         return response
 
     async def _saml_acs(self, request: Request) -> Response:
@@ -248,8 +268,9 @@ class Keyplane:
                 request_id = None
         try:
             identity = self.saml(name).consume(saml_response, request_id)
-            result = resolve_login(self.bundle, self.storage, name, identity.email, identity.groups,
-                                   subject=identity.name_id)
+            result = resolve_login(
+                self.bundle, self.storage, name, identity.email, identity.groups, subject=identity.name_id
+            )
         except LoginError as exc:
             return self._refuse(exc, name)
         response = await self._logged_in(request, result, next_url)
@@ -266,17 +287,23 @@ class Keyplane:
     async def _oidc_login(self, request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            url, pending = await self.oidc(name).start(safe_next(request.query_params.get("next")),
-                                                       login_hint=request.query_params.get("email"))
+            url, pending = await self.oidc(name).start(
+                safe_next(request.query_params.get("next")), login_hint=request.query_params.get("email")
+            )
         except LoginError as exc:
             return self._refuse(exc, name)
         except httpx.HTTPError as exc:
             return self._refuse(LoginError(f"OIDC discovery failed: {type(exc).__name__}", status=502), name)
         response = RedirectResponse(url, status_code=302)
-        response.set_cookie(f"keyplane_oidc_{name}",
-                            self._signer.dumps(pending.as_dict(), salt=f"keyplane.oidc.{name}"),
-                            max_age=PENDING_MAX_AGE, path=f"/sso/oidc/{name}/", httponly=True,
-                            secure=self._cookie_secure(request), samesite="lax")
+        response.set_cookie(
+            f"keyplane_oidc_{name}",
+            self._signer.dumps(pending.as_dict(), salt=f"keyplane.oidc.{name}"),
+            max_age=PENDING_MAX_AGE,
+            path=f"/sso/oidc/{name}/",
+            httponly=True,
+            secure=self._cookie_secure(request),
+            samesite="lax",
+        )
         return response
 
     async def _oidc_callback(self, request: Request) -> Response:
@@ -287,18 +314,22 @@ class Keyplane:
                 raise LoginError("no OIDC login in progress in this browser", status=400)
             try:
                 pending = PendingOidcLogin.from_dict(
-                    self._signer.loads(raw, max_age=PENDING_MAX_AGE, salt=f"keyplane.oidc.{name}"))
+                    self._signer.loads(raw, max_age=PENDING_MAX_AGE, salt=f"keyplane.oidc.{name}")
+                )
             except BadSignature as exc:
                 raise LoginError("the OIDC login cookie is invalid or expired", status=400) from exc
             identity = await self.oidc(name).finish(dict(request.query_params), pending)
             if not self.replay.remember(f"oidc:{name}:{pending.nonce}", None):
                 raise LoginError("this OIDC login was already completed (replay)")
-            result = resolve_login(self.bundle, self.storage, name, identity.email, identity.groups,
-                                   subject=identity.subject)
+            result = resolve_login(
+                self.bundle, self.storage, name, identity.email, identity.groups, subject=identity.subject
+            )
         except LoginError as exc:
             return self._refuse(exc, name)
         except httpx.HTTPError as exc:
-            return self._refuse(LoginError(f"OIDC provider unreachable: {type(exc).__name__}", status=502), name)
+            return self._refuse(
+                LoginError(f"OIDC provider unreachable: {type(exc).__name__}", status=502), name
+            )
         response = await self._logged_in(request, result, pending.next)
         response.delete_cookie(f"keyplane_oidc_{name}", path=f"/sso/oidc/{name}/")
         return response
@@ -312,9 +343,14 @@ class Keyplane:
             if outcome is not None:
                 return cast(Response, outcome)
         response = RedirectResponse(next_url, status_code=303)
-        response.set_cookie(SESSION_COOKIE, self._signer.dumps(result.as_dict(), salt="keyplane.session"),
-                            max_age=self.session_max_age, httponly=True, secure=self._cookie_secure(request),
-                            samesite="lax")
+        response.set_cookie(
+            SESSION_COOKIE,
+            self._signer.dumps(result.as_dict(), salt="keyplane.session"),
+            max_age=self.session_max_age,
+            httponly=True,
+            secure=self._cookie_secure(request),
+            samesite="lax",
+        )
         return response
 
 

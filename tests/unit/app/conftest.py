@@ -35,7 +35,9 @@ def changes() -> list[UserChange]:
 
 @pytest.fixture
 def keyplane(clock: FakeClock, changes: list[UserChange]) -> Keyplane:
-    kp = Keyplane(BundleStore.from_bundle(Bundle.from_dict(bundle_dict())), secret_key="test-secret", clock=clock)
+    kp = Keyplane(
+        BundleStore.from_bundle(Bundle.from_dict(bundle_dict())), secret_key="test-secret", clock=clock
+    )
     kp.add_listener(changes.append)
     return kp
 

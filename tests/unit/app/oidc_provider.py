@@ -32,29 +32,41 @@ class FakeOidcProvider:
         self.port = 0
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None
-        self.app = Starlette(routes=[
-            Route("/.well-known/openid-configuration", self.discovery),
-            Route("/authorize", self.authorize),
-            Route("/token", self.token, methods=["POST"]),
-            Route("/jwks", self.jwks),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/.well-known/openid-configuration", self.discovery),
+                Route("/authorize", self.authorize),
+                Route("/token", self.token, methods=["POST"]),
+                Route("/jwks", self.jwks),
+            ]
+        )
 
     @property
     def issuer(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def discovery(self, request: Request) -> Response:
-        return JSONResponse({"issuer": self.issuer, "authorization_endpoint": f"{self.issuer}/authorize",
-                             "token_endpoint": f"{self.issuer}/token", "jwks_uri": f"{self.issuer}/jwks",
-                             "response_types_supported": ["code"], "code_challenge_methods_supported": ["S256"]})
+        return JSONResponse(
+            {
+                "issuer": self.issuer,
+                "authorization_endpoint": f"{self.issuer}/authorize",
+                "token_endpoint": f"{self.issuer}/token",
+                "jwks_uri": f"{self.issuer}/jwks",
+                "response_types_supported": ["code"],
+                "code_challenge_methods_supported": ["S256"],
+            }
+        )
 
     async def authorize(self, request: Request) -> Response:
         q = request.query_params
         assert q["response_type"] == "code" and q["client_id"] == CLIENT_ID
         assert q["code_challenge_method"] == "S256"
         code = secrets.token_urlsafe(16)
-        self.codes[code] = {"nonce": q["nonce"], "challenge": q["code_challenge"],
-                            "redirect_uri": q["redirect_uri"]}
+        self.codes[code] = {
+            "nonce": q["nonce"],
+            "challenge": q["code_challenge"],
+            "redirect_uri": q["redirect_uri"],
+        }
         return RedirectResponse(f"{q['redirect_uri']}?code={code}&state={q['state']}", status_code=302)
 
     async def token(self, request: Request) -> Response:
@@ -69,9 +81,18 @@ class FakeOidcProvider:
         if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != grant["challenge"]:
             return JSONResponse({"error": "invalid_grant", "error_description": "PKCE"}, status_code=400)
         now = int(time.time())
-        claims = {"iss": self.issuer, "sub": "user-1", "aud": CLIENT_ID, "iat": now, "exp": now + 300,
-                  "nonce": grant["nonce"], "email": self.email, "email_verified": True,
-                  "groups": self.groups, **self.claims_override}
+        claims = {
+            "iss": self.issuer,
+            "sub": "user-1",
+            "aud": CLIENT_ID,
+            "iat": now,
+            "exp": now + 300,
+            "nonce": grant["nonce"],
+            "email": self.email,
+            "email_verified": True,
+            "groups": self.groups,
+            **self.claims_override,
+        }
         id_token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, self.key)
         return JSONResponse({"access_token": "at", "token_type": "Bearer", "id_token": id_token})
 

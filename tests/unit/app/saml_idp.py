@@ -34,13 +34,22 @@ def make_keypair(common_name: str = "test-idp") -> KeyPair:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
     return KeyPair(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption()),
-        cert.public_bytes(serialization.Encoding.PEM))
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        cert.public_bytes(serialization.Encoding.PEM),
+    )
 
 
 IDP_ENTITY = "https://idp.test/exk1"
@@ -51,19 +60,33 @@ ACS = "https://app.example.com/sso/saml/okta/acs"
 
 def saml_settings(idp: KeyPair) -> dict[str, object]:
     return {
-        "strict": True, "debug": False,
-        "sp": {"entityId": SP_ENTITY,
-               "assertionConsumerService": {"url": ACS, "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"},
-               "NameIDFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
-               "x509cert": "", "privateKey": ""},
-        "idp": {"entityId": IDP_ENTITY,
-                "singleSignOnService": {"url": IDP_SSO,
-                                        "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"},
-                "x509cert": idp.cert_body},
-        "security": {"authnRequestsSigned": False, "wantAssertionsSigned": True,
-                     "rejectUnsolicitedResponsesWithInResponseTo": True,
-                     "signatureAlgorithm": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
-                     "digestAlgorithm": "http://www.w3.org/2001/04/xmlenc#sha256"},
+        "strict": True,
+        "debug": False,
+        "sp": {
+            "entityId": SP_ENTITY,
+            "assertionConsumerService": {
+                "url": ACS,
+                "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST",
+            },
+            "NameIDFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+            "x509cert": "",
+            "privateKey": "",
+        },
+        "idp": {
+            "entityId": IDP_ENTITY,
+            "singleSignOnService": {
+                "url": IDP_SSO,
+                "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect",
+            },
+            "x509cert": idp.cert_body,
+        },
+        "security": {
+            "authnRequestsSigned": False,
+            "wantAssertionsSigned": True,
+            "rejectUnsolicitedResponsesWithInResponseTo": True,
+            "signatureAlgorithm": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+            "digestAlgorithm": "http://www.w3.org/2001/04/xmlenc#sha256",
+        },
     }
 
 
@@ -78,17 +101,24 @@ def _iso(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build_response(signer: KeyPair | None, *, in_response_to: str | None, email: str = "alice@acme.com",
-                   groups: tuple[str, ...] = (), audience: str = SP_ENTITY,
-                   not_on_or_after: datetime.timedelta = datetime.timedelta(minutes=5),
-                   issued: datetime.timedelta = datetime.timedelta(0)) -> str:
+def build_response(
+    signer: KeyPair | None,
+    *,
+    in_response_to: str | None,
+    email: str = "alice@acme.com",
+    groups: tuple[str, ...] = (),
+    audience: str = SP_ENTITY,
+    not_on_or_after: datetime.timedelta = datetime.timedelta(minutes=5),
+    issued: datetime.timedelta = datetime.timedelta(0),
+) -> str:
     """A base64 SAML Response whose assertion is signed by ``signer`` (None: unsigned)."""
     now = datetime.datetime.now(datetime.UTC) + issued
     end = now + not_on_or_after
     irt = f' InResponseTo="{in_response_to}"' if in_response_to else ""
     aid = "_a" + uuid.uuid4().hex
     group_values = "".join(f"<saml:AttributeValue>{g}</saml:AttributeValue>" for g in groups)
-    xml = f"""<samlp:Response xmlns:samlp="{SAMLP}" xmlns:saml="{SAML}" ID="_r{uuid.uuid4().hex}" Version="2.0"
+    xml = f"""<samlp:Response xmlns:samlp="{SAMLP}" xmlns:saml="{SAML}" ID="_r{uuid.uuid4().hex}"
+ Version="2.0"
  IssueInstant="{_iso(now)}" Destination="{ACS}"{irt}>
 <saml:Issuer>{IDP_ENTITY}</saml:Issuer>
 <samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>
@@ -116,8 +146,9 @@ def build_response(signer: KeyPair | None, *, in_response_to: str | None, email:
     if signer is not None:
         assertion = root.find(f"{{{SAML}}}Assertion")
         xmlsec.tree.add_ids(root, ["ID"])
-        signature = xmlsec.template.create(assertion, xmlsec.constants.TransformExclC14N,
-                                           xmlsec.constants.TransformRsaSha256, ns="ds")
+        signature = xmlsec.template.create(
+            assertion, xmlsec.constants.TransformExclC14N, xmlsec.constants.TransformRsaSha256, ns="ds"
+        )
         assertion.find(f"{{{SAML}}}Issuer").addnext(signature)
         ref = xmlsec.template.add_reference(signature, xmlsec.constants.TransformSha256, uri=f"#{aid}")
         xmlsec.template.add_transform(ref, xmlsec.constants.TransformEnveloped)

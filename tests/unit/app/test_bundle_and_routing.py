@@ -81,7 +81,9 @@ def test_login_routing() -> None:
     assert router.local_login_allowed("root@acme.com")  # break-glass
     assert not router.local_login_allowed("alice@eu.acme.com")  # subdomains follow their parent
     optional = router.route("bob@contoso.com")
-    assert optional.identity_provider == "entra" and optional.local_login_allowed and not optional.sso_required
+    assert (
+        optional.identity_provider == "entra" and optional.local_login_allowed and not optional.sso_required
+    )
     free = router.route("carol@gmail.com")
     assert free.identity_provider is None and free.local_login_allowed
     assert router.route("not-an-email").identity_provider is None

@@ -26,11 +26,17 @@ async def oidc_kp(provider: FakeOidcProvider) -> AsyncIterator[Keyplane]:
     provider.claims_override.clear()
     document = bundle_dict()
     document["identityProviders"]["corp"] = {
-        "protocol": "OIDC", "displayName": "Corp",
-        "oidc": {"issuer": provider.issuer, "clientID": CLIENT_ID, "clientSecret": CLIENT_SECRET,
-                 "scopes": ["openid", "email", "profile"],
-                 "redirectURI": "https://app.example.com/sso/oidc/corp/callback"},
-        "claimMapping": {"email": "email", "groups": "groups"}}
+        "protocol": "OIDC",
+        "displayName": "Corp",
+        "oidc": {
+            "issuer": provider.issuer,
+            "clientID": CLIENT_ID,
+            "clientSecret": CLIENT_SECRET,
+            "scopes": ["openid", "email", "profile"],
+            "redirectURI": "https://app.example.com/sso/oidc/corp/callback",
+        },
+        "claimMapping": {"email": "email", "groups": "groups"},
+    }
     document["domains"]["corp.example"] = {"identityProvider": "corp", "enforcement": "Required"}
     document["scim"]["okta"]["identityProvider"] = "corp"
     kp = Keyplane(BundleStore.from_bundle(Bundle.from_dict(document)), secret_key="s3cret")
@@ -39,8 +45,12 @@ async def oidc_kp(provider: FakeOidcProvider) -> AsyncIterator[Keyplane]:
 
 
 async def login(kp: Keyplane, *, tamper_state: bool = False) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=kp.asgi()),
-                                 base_url="https://app.example.com") as browser, httpx.AsyncClient() as net:
+    async with (
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=kp.asgi()), base_url="https://app.example.com"
+        ) as browser,
+        httpx.AsyncClient() as net,
+    ):
         r = await browser.get("/sso/oidc/corp/login", params={"next": "/home", "email": "dana@corp.example"})
         assert r.status_code == 302, r.text
         authorize = r.headers["location"]
@@ -65,15 +75,19 @@ async def test_code_pkce_round_trip(oidc_kp: Keyplane) -> None:
     assert session["protocol"] == "OIDC"
 
 
-@pytest.mark.parametrize(("override", "reason"), [
-    ({"iss": "https://evil.example"}, "iss"),
-    ({"aud": "someone-else"}, "aud"),
-    ({"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200}, "exp"),
-    ({"nonce": "replayed-nonce"}, "nonce"),
-    ({"email_verified": False}, "not verified"),
-])
-async def test_bad_id_tokens_refused(oidc_kp: Keyplane, provider: FakeOidcProvider, override: dict[str, object],
-                                     reason: str) -> None:
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        ({"iss": "https://evil.example"}, "iss"),
+        ({"aud": "someone-else"}, "aud"),
+        ({"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200}, "exp"),
+        ({"nonce": "replayed-nonce"}, "nonce"),
+        ({"email_verified": False}, "not verified"),
+    ],
+)
+async def test_bad_id_tokens_refused(
+    oidc_kp: Keyplane, provider: FakeOidcProvider, override: dict[str, object], reason: str
+) -> None:
     provider.claims_override.update(override)
     r = await login(oidc_kp)
     assert r.status_code == 403, r.text

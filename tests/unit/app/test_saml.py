@@ -35,8 +35,9 @@ def saml_kp(idp_keys: KeyPair) -> Keyplane:
 
 @pytest.fixture
 async def browser(saml_kp: Keyplane) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=saml_kp.asgi()),
-                                 base_url="https://app.example.com") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=saml_kp.asgi()), base_url="https://app.example.com"
+    ) as client:
         yield client
 
 
@@ -53,6 +54,7 @@ async def post_acs(browser: httpx.AsyncClient, response: str, relay: str = "/das
 
 def _assertion_id(response: str) -> str:
     import base64
+
     root = etree.fromstring(base64.b64decode(response))
     return str(root.find("{urn:oasis:names:tc:SAML:2.0:assertion}Assertion").get("ID"))
 
@@ -64,8 +66,9 @@ def session_of(kp: Keyplane, response: httpx.Response) -> dict[str, Any] | None:
     return kp._signer.loads(cookie, salt="keyplane.session")  # type: ignore[no-any-return]
 
 
-async def test_round_trip_gives_the_bound_role(browser: httpx.AsyncClient, saml_kp: Keyplane,
-                                               idp_keys: KeyPair) -> None:
+async def test_round_trip_gives_the_bound_role(
+    browser: httpx.AsyncClient, saml_kp: Keyplane, idp_keys: KeyPair
+) -> None:
     request_id = await start_login(browser)
     pending_cookie = browser.cookies.get("keyplane_saml_okta")
     response = build_response(idp_keys, in_response_to=request_id, groups=("platform-admins", "other"))
@@ -77,7 +80,9 @@ async def test_round_trip_gives_the_bound_role(browser: httpx.AsyncClient, saml_
     assert session["email"] == "alice@acme.com" and session["role"] == "Admin"
     assert session["identityProvider"] == "okta" and not session["provisioned"]
     # Replaying the same Response with the same browser state is refused.
-    browser.cookies.set("keyplane_saml_okta", pending_cookie, domain="app.example.com", path="/sso/saml/okta/")
+    browser.cookies.set(
+        "keyplane_saml_okta", pending_cookie, domain="app.example.com", path="/sso/saml/okta/"
+    )
     r = await post_acs(browser, response)
     assert r.status_code == 403 and "replay" in r.text, r.text
     assert not saml_kp.replay.remember(f"saml:okta:{_assertion_id(response)}", None)
@@ -87,28 +92,55 @@ async def test_round_trip_gives_the_bound_role(browser: httpx.AsyncClient, saml_
     assert r.status_code == 403 and "InResponseTo" in r.text
 
 
-async def test_provisioned_user_gets_scim_role(browser: httpx.AsyncClient, saml_kp: Keyplane,
-                                               idp_keys: KeyPair) -> None:
+async def test_provisioned_user_gets_scim_role(
+    browser: httpx.AsyncClient, saml_kp: Keyplane, idp_keys: KeyPair
+) -> None:
     storage = saml_kp.scim.storage_for("okta")
     rt = saml_kp.scim.provider.resource_types[0]
     model = saml_kp.scim.provider.model_for(rt)
     with storage.operation():
-        storage.create(rt, model.model_validate({"schemas": [USER], "userName": "bob@acme.com",
-                                                 "emails": [{"value": "bob@acme.com", "primary": True}]}))
+        storage.create(
+            rt,
+            model.model_validate(
+                {
+                    "schemas": [USER],
+                    "userName": "bob@acme.com",
+                    "emails": [{"value": "bob@acme.com", "primary": True}],
+                }
+            ),
+        )
     request_id = await start_login(browser, "bob@acme.com")
     # The assertion's groups do not matter for a provisioned user: SCIM is the source of truth.
-    r = await post_acs(browser, build_response(idp_keys, in_response_to=request_id, email="bob@acme.com",
-                                               groups=("platform-admins",)))
+    r = await post_acs(
+        browser,
+        build_response(
+            idp_keys, in_response_to=request_id, email="bob@acme.com", groups=("platform-admins",)
+        ),
+    )
     assert r.status_code == 303, r.text
     assert session_of(saml_kp, r)["role"] == "Viewer"  # type: ignore[index]
 
 
-@pytest.mark.parametrize(("case", "reason"), [
-    ("wrong_audience", "audience"), ("expired", "expired"), ("unsigned", "not signed"),
-    ("wrong_certificate", "signature"), ("other_request", "InResponseTo"),
-    ("unsolicited", "unsolicited"), ("foreign_domain", "not claimed")])
-async def test_refused_assertions(case: str, reason: str, browser: httpx.AsyncClient, saml_kp: Keyplane,
-                                  idp_keys: KeyPair, other_keys: KeyPair) -> None:
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("wrong_audience", "audience"),
+        ("expired", "expired"),
+        ("unsigned", "not signed"),
+        ("wrong_certificate", "signature"),
+        ("other_request", "InResponseTo"),
+        ("unsolicited", "unsolicited"),
+        ("foreign_domain", "not claimed"),
+    ],
+)
+async def test_refused_assertions(
+    case: str,
+    reason: str,
+    browser: httpx.AsyncClient,
+    saml_kp: Keyplane,
+    idp_keys: KeyPair,
+    other_keys: KeyPair,
+) -> None:
     request_id = await start_login(browser)
     kwargs: dict[str, Any] = {"in_response_to": request_id}
     signer = idp_keys

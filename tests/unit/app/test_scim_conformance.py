@@ -18,8 +18,11 @@ def test_scim2_tester_passes_every_check() -> None:
     router = ScimRouter(BundleStore.from_bundle(Bundle.from_dict(bundle_dict())), Storage())
     bridge = AsgiAsWsgi(router)
     try:
-        client = WSGISCIMClient(bridge, base_url="http://localhost/scim/v2/okta",
-                                headers={"Authorization": f"Bearer {OKTA_TOKEN}"})
+        client = WSGISCIMClient(
+            bridge,
+            base_url="http://localhost/scim/v2/okta",
+            headers={"Authorization": f"Bearer {OKTA_TOKEN}"},
+        )
         results = check_server(client)
     finally:
         bridge.close()
@@ -31,8 +34,9 @@ def test_scim2_tester_passes_every_check() -> None:
 
 def test_token_rotation_overlap() -> None:
     now = [datetime.datetime(2026, 11, 24, 9, 0, tzinfo=datetime.UTC)]
-    router = ScimRouter(BundleStore.from_bundle(Bundle.from_dict(bundle_dict())), Storage(),
-                        clock=lambda: now[0])
+    router = ScimRouter(
+        BundleStore.from_bundle(Bundle.from_dict(bundle_dict())), Storage(), clock=lambda: now[0]
+    )
     bridge = AsgiAsWsgi(router)
 
     def status(token: str | None, path: str = "/Users") -> int:
@@ -51,8 +55,9 @@ def test_token_rotation_overlap() -> None:
         assert status(None) == 401
         # RFC 7643 §5: the service provider configuration needs no authentication.
         assert status(None, "/ServiceProviderConfig") == 200
-        client = WSGISCIMClient(bridge, base_url="http://localhost/scim/v2/okta",
-                                headers={"Authorization": "Basic b2t0YTp4"})
+        client = WSGISCIMClient(
+            bridge, base_url="http://localhost/scim/v2/okta", headers={"Authorization": "Basic b2t0YTp4"}
+        )
         response = client.request("GET", "/Users")
         assert response.status_code == 401
         assert response.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]

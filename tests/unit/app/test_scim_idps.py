@@ -22,20 +22,29 @@ ENTRA = {"Authorization": f"Bearer {ENTRA_TOKEN}", "Content-Type": "application/
 
 def okta_user(active: bool = True, given: str = "John") -> dict[str, object]:
     return {
-        "schemas": [USER], "userName": "jdoe@acme.com",
+        "schemas": [USER],
+        "userName": "jdoe@acme.com",
         "name": {"givenName": given, "familyName": "Doe"},
         "emails": [{"primary": True, "value": "jdoe@acme.com", "type": "work"}],
-        "displayName": f"{given} Doe", "locale": "en-US", "externalId": "00ujl29u0le5T6Aj10h7",
-        "groups": [], "password": "1mz050nq", "active": active,
+        "displayName": f"{given} Doe",
+        "locale": "en-US",
+        "externalId": "00ujl29u0le5T6Aj10h7",
+        "groups": [],
+        "password": "1mz050nq",
+        "active": active,
     }
 
 
 async def test_okta_provisioning_group_push_and_deactivation(
-        client: httpx.AsyncClient, keyplane: Keyplane, changes: list[UserChange]) -> None:
+    client: httpx.AsyncClient, keyplane: Keyplane, changes: list[UserChange]
+) -> None:
     base = "/scim/v2/okta"
     # 1. Okta checks whether the user exists.
-    r = await client.get(f"{base}/Users", params={"filter": 'userName eq "jdoe@acme.com"',
-                                                  "startIndex": "1", "count": "100"}, headers=OKTA)
+    r = await client.get(
+        f"{base}/Users",
+        params={"filter": 'userName eq "jdoe@acme.com"', "startIndex": "1", "count": "100"},
+        headers=OKTA,
+    )
     assert r.status_code == 200 and r.json()["totalResults"] == 0
     # 2. Create.
     r = await client.post(f"{base}/Users", json=okta_user(), headers=OKTA)
@@ -54,14 +63,27 @@ async def test_okta_provisioning_group_push_and_deactivation(
     assert stored is not None and stored.active and stored.role == "Viewer" and stored.groups == ()
 
     # 4. Group push: create the group, then PATCH its members.
-    r = await client.post(f"{base}/Groups", json={"schemas": [GROUP], "displayName": "platform-admins",
-                                                  "members": []}, headers=OKTA)
+    r = await client.post(
+        f"{base}/Groups",
+        json={"schemas": [GROUP], "displayName": "platform-admins", "members": []},
+        headers=OKTA,
+    )
     assert r.status_code == 201, r.text
     gid = r.json()["id"]
-    r = await client.patch(f"{base}/Groups/{gid}", json={"schemas": [PATCH], "Operations": [
-        {"op": "add", "path": "members", "value": [{"value": uid, "display": "jdoe@acme.com"}]}]}, headers=OKTA)
+    r = await client.patch(
+        f"{base}/Groups/{gid}",
+        json={
+            "schemas": [PATCH],
+            "Operations": [
+                {"op": "add", "path": "members", "value": [{"value": uid, "display": "jdoe@acme.com"}]}
+            ],
+        },
+        headers=OKTA,
+    )
     assert r.status_code in (200, 204), r.text
-    r = await client.get(f"{base}/Groups", params={"filter": 'displayName eq "platform-admins"'}, headers=OKTA)
+    r = await client.get(
+        f"{base}/Groups", params={"filter": 'displayName eq "platform-admins"'}, headers=OKTA
+    )
     assert r.json()["totalResults"] == 1
     assert [m["value"] for m in r.json()["Resources"][0]["members"]] == [uid]
     user_now = keyplane.storage.find_user("okta", "jdoe@acme.com")
@@ -71,26 +93,48 @@ async def test_okta_provisioning_group_push_and_deactivation(
     assert changes[-1].action == "upsert" and changes[-1].user.role == "Admin"
 
     # 5. Rename pushed group (path-less replace carrying the id): now unbound -> grants nothing.
-    r = await client.patch(f"{base}/Groups/{gid}", json={"schemas": [PATCH], "Operations": [
-        {"op": "replace", "value": {"id": gid, "displayName": "platform-admins-old"}}]}, headers=OKTA)
+    r = await client.patch(
+        f"{base}/Groups/{gid}",
+        json={
+            "schemas": [PATCH],
+            "Operations": [{"op": "replace", "value": {"id": gid, "displayName": "platform-admins-old"}}],
+        },
+        headers=OKTA,
+    )
     assert r.status_code in (200, 204), r.text
     assert keyplane.storage.find_user("okta", "jdoe@acme.com").role == "Viewer"  # type: ignore[union-attr]
-    r = await client.patch(f"{base}/Groups/{gid}", json={"schemas": [PATCH], "Operations": [
-        {"op": "replace", "value": {"id": gid, "displayName": "platform-admins"}}]}, headers=OKTA)
+    r = await client.patch(
+        f"{base}/Groups/{gid}",
+        json={
+            "schemas": [PATCH],
+            "Operations": [{"op": "replace", "value": {"id": gid, "displayName": "platform-admins"}}],
+        },
+        headers=OKTA,
+    )
     assert keyplane.storage.find_user("okta", "jdoe@acme.com").role == "Admin"  # type: ignore[union-attr]
 
     # 6. Membership change: remove with a value filter in the path.
-    r = await client.patch(f"{base}/Groups/{gid}", json={"schemas": [PATCH], "Operations": [
-        {"op": "remove", "path": f'members[value eq "{uid}"]'}]}, headers=OKTA)
+    r = await client.patch(
+        f"{base}/Groups/{gid}",
+        json={"schemas": [PATCH], "Operations": [{"op": "remove", "path": f'members[value eq "{uid}"]'}]},
+        headers=OKTA,
+    )
     assert r.status_code in (200, 204), r.text
     user_now = keyplane.storage.find_user("okta", "jdoe@acme.com")
     assert user_now is not None and user_now.groups == () and user_now.role == "Viewer"
-    await client.patch(f"{base}/Groups/{gid}", json={"schemas": [PATCH], "Operations": [
-        {"op": "add", "path": "members", "value": [{"value": uid}]}]}, headers=OKTA)
+    await client.patch(
+        f"{base}/Groups/{gid}",
+        json={
+            "schemas": [PATCH],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": uid}]}],
+        },
+        headers=OKTA,
+    )
 
     # 7. Deactivation by PUT with active false (deprovisionAction Deactivate: kept, blocked).
-    r = await client.put(f"{base}/Users/{uid}", json={**okta_user(active=False, given="Johnny"), "id": uid},
-                         headers=OKTA)
+    r = await client.put(
+        f"{base}/Users/{uid}", json={**okta_user(active=False, given="Johnny"), "id": uid}, headers=OKTA
+    )
     assert r.status_code == 200 and r.json()["active"] is False
     blocked = keyplane.storage.find_user("okta", "jdoe@acme.com")
     assert blocked is not None and not blocked.active and blocked.role is None
@@ -101,8 +145,11 @@ async def test_okta_provisioning_group_push_and_deactivation(
     except LoginError as exc:
         assert "deprovisioned" in exc.reason
     # Reactivation through a path-less PATCH.
-    r = await client.patch(f"{base}/Users/{uid}", json={"schemas": [PATCH], "Operations": [
-        {"op": "replace", "value": {"active": True}}]}, headers=OKTA)
+    r = await client.patch(
+        f"{base}/Users/{uid}",
+        json={"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"active": True}}]},
+        headers=OKTA,
+    )
     assert r.status_code in (200, 204)
     assert keyplane.storage.find_user("okta", "jdoe@acme.com").role == "Admin"  # type: ignore[union-attr]
 
@@ -135,8 +182,9 @@ def entra_user() -> dict[str, object]:
     }
 
 
-async def test_entra_provisioning_dialect(client: httpx.AsyncClient, keyplane: Keyplane,
-                                          changes: list[UserChange]) -> None:
+async def test_entra_provisioning_dialect(
+    client: httpx.AsyncClient, keyplane: Keyplane, changes: list[UserChange]
+) -> None:
     base = "/scim/v2/entra"
     q = "aadOptscim062020"
     # Entra's connection test: a user that does not exist.
@@ -146,17 +194,25 @@ async def test_entra_provisioning_dialect(client: httpx.AsyncClient, keyplane: K
     assert r.status_code == 201, r.text
     uid = r.json()["id"]
     assert r.json()[ENTERPRISE]["manager"]["value"] == "mgr-1"
-    r = await client.get(f"{base}/Users?{q}&filter=externalId+eq+%220a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef%22",
-                         headers=ENTRA)
+    r = await client.get(
+        f"{base}/Users?{q}&filter=externalId+eq+%220a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef%22", headers=ENTRA
+    )
     assert r.json()["totalResults"] == 1
     # Capitalised ops, filter path that creates the entry, the manager as a bare string.
-    r = await client.patch(f"{base}/Users/{uid}?{q}", json={"schemas": [PATCH], "Operations": [
-        {"op": "Replace", "path": "displayName", "value": "Jane Contoso"},
-        {"op": "Add", "path": 'phoneNumbers[type eq "work"].value', "value": "+1 555 0100"},
-        {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "jane@contoso.com"},
-        {"op": "Replace", "path": f"{ENTERPRISE}:manager", "value": "mgr-2"},
-        {"op": "Replace", "path": f"{ENTERPRISE}:department", "value": "Engineering"},
-    ]}, headers=ENTRA)
+    r = await client.patch(
+        f"{base}/Users/{uid}?{q}",
+        json={
+            "schemas": [PATCH],
+            "Operations": [
+                {"op": "Replace", "path": "displayName", "value": "Jane Contoso"},
+                {"op": "Add", "path": 'phoneNumbers[type eq "work"].value', "value": "+1 555 0100"},
+                {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "jane@contoso.com"},
+                {"op": "Replace", "path": f"{ENTERPRISE}:manager", "value": "mgr-2"},
+                {"op": "Replace", "path": f"{ENTERPRISE}:department", "value": "Engineering"},
+            ],
+        },
+        headers=ENTRA,
+    )
     assert r.status_code in (200, 204), r.text
     user = (await client.get(f"{base}/Users/{uid}", headers=ENTRA)).json()
     assert user["displayName"] == "Jane Contoso"
@@ -166,40 +222,73 @@ async def test_entra_provisioning_dialect(client: httpx.AsyncClient, keyplane: K
     # userIdentifier is userName for this connection.
     assert keyplane.storage.find_user("entra", "test_user_ab6490ee@contoso.com", "userName") is not None
     # PATCH without path.
-    r = await client.patch(f"{base}/Users/{uid}", json={"schemas": [PATCH], "Operations": [
-        {"op": "replace", "value": {"name.givenName": "Jane", "name.familyName": "Doe"}}]}, headers=ENTRA)
+    r = await client.patch(
+        f"{base}/Users/{uid}",
+        json={
+            "schemas": [PATCH],
+            "Operations": [{"op": "replace", "value": {"name.givenName": "Jane", "name.familyName": "Doe"}}],
+        },
+        headers=ENTRA,
+    )
     assert r.status_code in (200, 204), r.text
     user = (await client.get(f"{base}/Users/{uid}", headers=ENTRA)).json()
     assert user["name"]["givenName"] == "Jane" and user["name"]["familyName"] == "Doe"
 
     # Groups: lookup excluding members, create, add and remove members Entra's way.
-    r = await client.get(f"{base}/Groups?excludedAttributes=members&filter=displayName+eq+%22Platform%20Admins%22",
-                         headers=ENTRA)
+    r = await client.get(
+        f"{base}/Groups?excludedAttributes=members&filter=displayName+eq+%22Platform%20Admins%22",
+        headers=ENTRA,
+    )
     assert r.json()["totalResults"] == 0
-    r = await client.post(f"{base}/Groups", json={"schemas": [GROUP], "externalId": "8aa1a0c0",
-                                                  "displayName": "Platform Admins", "meta": {"resourceType": "Group"},
-                                                  "members": []}, headers=ENTRA)
+    r = await client.post(
+        f"{base}/Groups",
+        json={
+            "schemas": [GROUP],
+            "externalId": "8aa1a0c0",
+            "displayName": "Platform Admins",
+            "meta": {"resourceType": "Group"},
+            "members": [],
+        },
+        headers=ENTRA,
+    )
     assert r.status_code == 201, r.text
     gid = r.json()["id"]
-    r = await client.post(f"{base}/Groups", json={"schemas": [GROUP], "displayName": "Finance"}, headers=ENTRA)
+    r = await client.post(
+        f"{base}/Groups", json={"schemas": [GROUP], "displayName": "Finance"}, headers=ENTRA
+    )
     finance = r.json()["id"]
     for group in (gid, finance):
-        r = await client.patch(f"{base}/Groups/{group}", json={"schemas": [PATCH], "Operations": [
-            {"op": "Add", "path": "members", "value": [{"value": uid}]}]}, headers=ENTRA)
+        r = await client.patch(
+            f"{base}/Groups/{group}",
+            json={
+                "schemas": [PATCH],
+                "Operations": [{"op": "Add", "path": "members", "value": [{"value": uid}]}],
+            },
+            headers=ENTRA,
+        )
         assert r.status_code in (200, 204), r.text
     user_now = keyplane.storage.find_user("entra", "test_user_ab6490ee@contoso.com", "userName")
     assert user_now is not None and user_now.role == "Admin"
     assert user_now.groups == ("Finance", "Platform Admins")
-    r = await client.patch(f"{base}/Groups/{gid}", json={"schemas": [PATCH], "Operations": [
-        {"op": "Remove", "path": "members", "value": [{"value": uid}]}]}, headers=ENTRA)
+    r = await client.patch(
+        f"{base}/Groups/{gid}",
+        json={
+            "schemas": [PATCH],
+            "Operations": [{"op": "Remove", "path": "members", "value": [{"value": uid}]}],
+        },
+        headers=ENTRA,
+    )
     assert r.status_code in (200, 204), r.text
     # Finance is unbound: unboundGroupRole Member beats defaultUserRole Viewer.
     user_now = keyplane.storage.find_user("entra", "test_user_ab6490ee@contoso.com", "userName")
     assert user_now is not None and user_now.groups == ("Finance",) and user_now.role == "Member"
 
     # Disable: active as the string "False". deprovisionAction Delete -> the app deletes its user.
-    r = await client.patch(f"{base}/Users/{uid}?{q}", json={"schemas": [PATCH], "Operations": [
-        {"op": "Replace", "path": "active", "value": "False"}]}, headers=ENTRA)
+    r = await client.patch(
+        f"{base}/Users/{uid}?{q}",
+        json={"schemas": [PATCH], "Operations": [{"op": "Replace", "path": "active", "value": "False"}]},
+        headers=ENTRA,
+    )
     assert r.status_code in (200, 204), r.text
     assert (await client.get(f"{base}/Users/{uid}", headers=ENTRA)).json()["active"] is False
     assert changes[-1].action == "delete" and changes[-1].user.user_name == "Test_User_ab6490ee@contoso.com"
@@ -219,8 +308,9 @@ async def test_connections_are_partitioned(client: httpx.AsyncClient, keyplane: 
     r = await client.get("/scim/v2/entra/Users", headers=OKTA)
     assert r.status_code == 401
     # The same userName can exist in both partitions.
-    r = await client.post("/scim/v2/entra/Users", json={"schemas": [USER], "userName": "jdoe@acme.com"},
-                          headers=ENTRA)
+    r = await client.post(
+        "/scim/v2/entra/Users", json={"schemas": [USER], "userName": "jdoe@acme.com"}, headers=ENTRA
+    )
     assert r.status_code == 201
     r = await client.post("/scim/v2/okta/Users", json=okta_user(), headers=OKTA)
     assert r.status_code == 409
@@ -228,18 +318,27 @@ async def test_connections_are_partitioned(client: httpx.AsyncClient, keyplane: 
 
 async def test_pagination_and_filters(client: httpx.AsyncClient) -> None:
     for i in range(7):
-        r = await client.post("/scim/v2/okta/Users", json={"schemas": [USER], "userName": f"u{i}@acme.com",
-                                                           "externalId": f"ext-{i}", "displayName": f"User {i}"},
-                              headers=OKTA)
+        r = await client.post(
+            "/scim/v2/okta/Users",
+            json={
+                "schemas": [USER],
+                "userName": f"u{i}@acme.com",
+                "externalId": f"ext-{i}",
+                "displayName": f"User {i}",
+            },
+            headers=OKTA,
+        )
         assert r.status_code == 201
     r = await client.get("/scim/v2/okta/Users", params={"startIndex": "3", "count": "2"}, headers=OKTA)
     body = r.json()
     assert body["totalResults"] == 7 and body["startIndex"] == 3 and body["itemsPerPage"] == 2
     assert [u["userName"] for u in body["Resources"]] == ["u2@acme.com", "u3@acme.com"]
-    for flt, expected in [('externalId eq "ext-4"', ["u4@acme.com"]),
-                          ('displayName eq "user 5"', ["u5@acme.com"]),
-                          ('userName eq "U6@ACME.COM"', ["u6@acme.com"]),
-                          ('userName sw "u1"', ["u1@acme.com"])]:
+    for flt, expected in [
+        ('externalId eq "ext-4"', ["u4@acme.com"]),
+        ('displayName eq "user 5"', ["u5@acme.com"]),
+        ('userName eq "U6@ACME.COM"', ["u6@acme.com"]),
+        ('userName sw "u1"', ["u1@acme.com"]),
+    ]:
         r = await client.get("/scim/v2/okta/Users", params={"filter": flt}, headers=OKTA)
         assert [u["userName"] for u in r.json()["Resources"]] == expected, flt
     for path in ("ServiceProviderConfig", "Schemas", "ResourceTypes"):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -149,10 +149,10 @@ def scim_snap(name: str = "okta", spec: dict[str, Any] | None = None, **kw: Any)
     return snapshot("ScimConnection", name, spec if spec is not None else default, **kw)
 
 
-def ready_observation(snap: Snapshot, metadata: IdPMetadata | None = None, **kw: Any) -> IdPObservation:
+def ready_observation(snap: Snapshot, idp: IdPMetadata | None = None, **kw: Any) -> IdPObservation:
     values: dict[str, Any] = {
         "generation": snap.generation,
-        "saml": metadata or idp_metadata(),
+        "saml": idp or idp_metadata(),
         "resolved_generation": snap.generation,
         "signing": sp_pair(),
         "metadata": {"lastAttemptTime": "2026-06-01T12:00:00Z", "lastSuccessTime": "2026-06-01T12:00:00Z"},
@@ -171,3 +171,8 @@ def cond(status: dict[str, Any], type_: str) -> dict[str, Any]:
 def cstate(status: dict[str, Any], type_: str) -> tuple[str, str]:
     c = cond(status, type_)
     return c["status"], c["reason"]
+
+
+def with_status(snap: Snapshot, status: dict[str, Any]) -> Snapshot:
+    """The same object after its status was written (what the next reconcile sees)."""
+    return replace(snap, status=json.loads(json.dumps(status)))

@@ -39,8 +39,10 @@ def make_registry(calls: Calls) -> kopf.OperatorRegistry:
     def delete_widget(**_: Any) -> None:
         calls['delete'] += 1
 
+    # Async: it stops at once on deletion. A sync timer runs in a thread, so Kopf would poll for
+    # its exit every settings.background.cancellation_polling (60 s) before releasing the finalizer.
     @kopf.timer('example.dev', 'v1', 'widgets', interval=0.05, registry=registry)
-    def tick(**_: Any) -> None:
+    async def tick(**_: Any) -> None:
         calls['tick'] += 1
 
     return registry
@@ -52,6 +54,12 @@ def make_settings(*, initial_streaming: bool = False) -> kopf.OperatorSettings:
     settings.watching.initial_streaming = initial_streaming
     settings.posting.enabled = False
     return settings
+
+
+@pytest.fixture(scope='module', autouse=True)
+def warm_kubernetes_client() -> None:
+    # The first kubernetes.client.CoreV1Api() costs ~2 s (once per process): not in the handlers' timing.
+    kubernetes.client.CoreV1Api()
 
 
 @pytest.fixture()
