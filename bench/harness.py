@@ -145,7 +145,8 @@ class Progress:
         self._seen_rv: dict[str, str] = {}
 
     def _bundle_complete(self, ns: str) -> bool:
-        obj = self.emu.objects.get((SECRETS, ns, BUNDLE)) if (SECRETS, ns, BUNDLE) in self.emu.objects else None
+        key = (SECRETS, ns, BUNDLE)
+        obj = self.emu.objects[key] if key in self.emu.objects else None
         if obj is None or obj.deleted:
             return False
         body = obj.raw

@@ -136,7 +136,9 @@ def _with_defaults(doc: dict[str, Any], namespace: str) -> dict[str, Any]:
     doc = copy.deepcopy(doc)
     meta = doc.setdefault("metadata", {})
     meta.setdefault("namespace", namespace)
-    meta.setdefault("generation", 1)
+    if doc.get("apiVersion") == API_GROUP_VERSION:
+        # Only Keyplane's own objects need a generation; Secrets fed back in must be echoed unchanged.
+        meta.setdefault("generation", 1)
     return doc
 
 

@@ -13,14 +13,10 @@
   value: {{ join "," $c.roles | quote }}
 - name: KEYPLANE_BUNDLE_SECRET_NAME
   value: {{ $c.bundleSecretName | quote }}
-{{- if $c.allowPrivateNetworks }}
 - name: KEYPLANE_ALLOW_PRIVATE_NETWORKS
-  value: "true"
-{{- end }}
-{{- if $c.allowInsecureHTTP }}
+  value: {{ ternary "true" "false" $c.allowPrivateNetworks | quote }}
 - name: KEYPLANE_ALLOW_INSECURE_HTTP
-  value: "true"
-{{- end }}
+  value: {{ ternary "true" "false" $c.allowInsecureHTTP | quote }}
 - name: KEYPLANE_METADATA_MAX_BYTES
   value: {{ include "keyplane.number" $c.metadataMaxBytes | quote }}
 - name: KEYPLANE_METADATA_TIMEOUT

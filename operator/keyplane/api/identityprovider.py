@@ -245,6 +245,7 @@ class IdentityProviderObserved(StatusModel):
     ssoBinding: str | None = Field(default=None, description="Binding of the SSO URL.")
     sloURL: str | None = Field(default=None, description="IdP single logout URL.")
     certificates: list[CertificateStatus] | None = Field(default=None, description="IdP signing certificates.")
+    issuer: str | None = Field(default=None, description="OIDC issuer.")
     authorizationEndpoint: str | None = Field(default=None, description="OIDC authorization endpoint.")
     tokenEndpoint: str | None = Field(default=None, description="OIDC token endpoint.")
     jwksURI: str | None = Field(default=None, description="OIDC JWKS URI.")

@@ -140,7 +140,10 @@ class Keyplane:
             raise LoginError(f"no SAML identity provider named {name}", status=404)
         cached = self._saml.get(name)
         if cached is None or cached[0] != bundle.sha256 or not bundle.sha256:
-            cached = (bundle.sha256, SamlLogin(idp, self.replay))
+            try:
+                cached = (bundle.sha256, SamlLogin(idp, self.replay))
+            except Exception as exc:  # python3-saml's settings errors name fields, never key material
+                raise LoginError(f"the SAML settings of {name} are invalid: {exc}", status=500) from exc
             self._saml[name] = cached
         return cached[1]
 

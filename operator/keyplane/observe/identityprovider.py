@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from ..api.common import parse_duration
 from ..api.identityprovider import IdentityProviderSpec, OIDCConfig, SAMLConfig
 from ..oidc.discovery import DiscoveryError, OIDCProviderMetadata, count_signing_keys, discovery_url, parse_discovery
-from ..reconcile.conditions import rfc3339
+from ..reconcile.conditions import parse_time, rfc3339
 from ..reconcile.identityprovider import IdPObservation, SigningPair, signing_secret_name
 from ..reconcile.model import Problem, Snapshot
 from ..saml.certificates import load_certificate
@@ -62,15 +62,46 @@ async def observe_identity_provider(
     the cache when it was fetched recently by another IdentityProvider.
     """
     base = previous or _seeded(snap, seed_entry)
-    base = replace(base, generation=snap.generation)
+    status_meta = dict(snap.status.get("metadata") or {})
+    base = replace(base, generation=snap.generation, metadata=dict(base.metadata) or status_meta)
     try:
         spec = IdentityProviderSpec.model_validate(snap.spec)
     except ValidationError:
         return base  # the reconcile reports the invalid spec itself
+    if previous is None and _fresh_after_restart(snap, spec, base, now):
+        # A restart within the refresh interval serves what the bundle holds and re-reads on schedule:
+        # no burst of fetches against the IdPs, and no status rewrite, when an operator pod restarts.
+        if spec.oidc is not None:
+            return await _with_client_secret(snap, spec.oidc, store, base)
+        return await _with_signing(snap, spec, store, base, settings, now)
     if spec.saml is not None:
         return await _observe_saml(snap, spec.saml, store, cache, base, settings, now, max_age)
     assert spec.oidc is not None
     return await _observe_oidc(snap, spec.oidc, store, cache, base, settings, now, max_age)
+
+
+def _fresh_after_restart(snap: Snapshot, spec: IdentityProviderSpec, base: IdPObservation, now: datetime) -> bool:
+    interval = refresh_interval(spec)
+    if interval is None or (base.saml is None and base.oidc is None):
+        return False
+    resolved = next((c for c in snap.status.get("conditions") or []
+                     if isinstance(c, dict) and c.get("type") == "MetadataResolved"), {})
+    last = parse_time(base.metadata.get("lastAttemptTime"))
+    return (
+        resolved.get("status") == "True"
+        and resolved.get("observedGeneration") == snap.generation
+        and last is not None
+        and now < last + interval
+    )
+
+
+async def _with_signing(
+    snap: Snapshot, spec: IdentityProviderSpec, store: ObjectStore, obs: IdPObservation, settings: Settings,
+    now: datetime,
+) -> IdPObservation:
+    if spec.saml is not None and spec.saml.signAuthnRequests:
+        return await _ensure_signing_pair(snap, store, obs, settings, now)
+    return obs
 
 
 def _seeded(snap: Snapshot, entry: dict[str, Any] | None) -> IdPObservation:
@@ -153,7 +184,7 @@ async def _observe_saml(
                 m.entityID, m.ssoURL, m.ssoBinding, m.sloURL or None, list(m.certificates),
                 allow_http=settings.allow_insecure_http,
             )
-            document_sha = None
+            document_sha = hashlib.sha256(m.model_dump_json().encode()).hexdigest()
             etag = None
         else:
             source = saml.metadata
@@ -182,7 +213,12 @@ async def _observe_saml(
     except _Waiting as exc:
         return replace(obs, problem=exc.problem, metadata=meta)
 
-    meta["lastSuccessTime"] = rfc3339(now)
+    if from_url or document_sha != meta.get("sha256"):
+        meta["lastSuccessTime"] = rfc3339(now)
+    else:
+        # An inline, ConfigMap or manual source that did not change was not "refreshed": keeping
+        # its times means a re-read (or an operator restart) rewrites nothing.
+        meta["lastAttemptTime"] = base.metadata.get("lastAttemptTime") or meta["lastAttemptTime"]
     meta["sha256"] = document_sha
     meta["etag"] = etag
     return replace(
@@ -250,6 +286,22 @@ async def _ensure_signing_pair(
     return replace(obs, signing=SigningPair(data["tls.crt"], data["tls.key"]), signing_problem=None)
 
 
+async def _with_client_secret(
+    snap: Snapshot, oidc: OIDCConfig, store: ObjectStore, obs: IdPObservation
+) -> IdPObservation:
+    """Read the client secret by name (the operator does not watch Secrets); None when absent."""
+    value: str | None = None
+    if oidc.clientSecretRef is not None:
+        ref = oidc.clientSecretRef
+        try:
+            secret = await store.get("v1", "secrets", snap.namespace, ref.name)
+        except KubeError:
+            secret = None
+        raw = ((secret or {}).get("data") or {}).get(ref.key)
+        value = decode_secret_value(raw) if raw is not None else None
+    return replace(obs, client_secret=value)
+
+
 async def _observe_oidc(
     snap: Snapshot,
     oidc: OIDCConfig,
@@ -262,18 +314,7 @@ async def _observe_oidc(
 ) -> IdPObservation:
     meta = dict(base.metadata)
     meta["lastAttemptTime"] = rfc3339(now)
-    obs = replace(base, from_url=True, signing=None)
-    secret_value: str | None = None
-    if oidc.clientSecretRef is not None:
-        ref = oidc.clientSecretRef
-        try:
-            secret = await store.get("v1", "secrets", snap.namespace, ref.name)
-        except KubeError:
-            secret = None
-        if secret is not None:
-            raw = (secret.get("data") or {}).get(ref.key)
-            secret_value = decode_secret_value(raw) if raw is not None else None
-    obs = replace(obs, client_secret=secret_value)
+    obs = await _with_client_secret(snap, oidc, store, replace(base, from_url=True, signing=None))
     try:
         result = await _fetch(cache, discovery_url(oidc.issuer), max_age, now)
         provider = parse_discovery(result.body, oidc.issuer, allow_http=settings.allow_insecure_http)

@@ -138,7 +138,9 @@ def idp_snap(name: str = "okta", spec: dict[str, Any] | None = None, **kw: Any) 
 
 def domain_snap(name: str, domains: list[str], idp: str = "okta", **kw: Any) -> Snapshot:
     extra = kw.pop("spec_extra", {})
-    return snapshot("SSODomain", name, {"domains": domains, "identityProviderRef": {"name": idp}, **extra}, **kw)
+    return snapshot(
+        "SSODomain", name, {"domains": domains, "identityProviderRef": {"name": idp}, **extra}, **kw
+    )
 
 
 def scim_snap(name: str = "okta", spec: dict[str, Any] | None = None, **kw: Any) -> Snapshot:
@@ -176,3 +178,22 @@ def cstate(status: dict[str, Any], type_: str) -> tuple[str, str]:
 def with_status(snap: Snapshot, status: dict[str, Any]) -> Snapshot:
     """The same object after its status was written (what the next reconcile sees)."""
     return replace(snap, status=json.loads(json.dumps(status)))
+
+
+def undeclared_fields(kind: str, status: dict[str, Any]) -> list[str]:
+    """Status fields the API server would silently prune: not declared in the CRD's structural schema."""
+    from keyplane.api.crds import openapi_schema
+    from keyplane.api.kinds import KINDS_BY_NAME
+
+    def walk(schema: dict[str, Any], value: Any, path: str) -> list[str]:
+        if isinstance(value, dict) and "properties" in schema:
+            found = [f"{path}.{k}" for k in value if k not in schema["properties"]]
+            for key, child in value.items():
+                if key in schema["properties"]:
+                    found += walk(schema["properties"][key], child, f"{path}.{key}")
+            return found
+        if isinstance(value, list) and isinstance(schema.get("items"), dict):
+            return [p for i, v in enumerate(value) for p in walk(schema["items"], v, f"{path}[{i}]")]
+        return []
+
+    return walk(openapi_schema(KINDS_BY_NAME[kind].status_model), status, ".status")

@@ -91,39 +91,115 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("saml with oidc too", "IdentityProvider", _with(SAML_URL, oidc=OIDC["oidc"]), False),
     ("oidc with saml too", "IdentityProvider", _with(OIDC, saml=SAML_URL["saml"]), False),
     ("oidc protocol, saml block", "IdentityProvider", _with(SAML_URL, protocol="OIDC"), False),
-    ("configMapRef", "IdentityProvider", _with(SAML_URL, saml={"metadata": {"configMapRef": {"name": "md"}}}), True),
+    (
+        "configMapRef",
+        "IdentityProvider",
+        _with(SAML_URL, saml={"metadata": {"configMapRef": {"name": "md"}}}),
+        True,
+    ),
     ("inline", "IdentityProvider", _with(SAML_URL, saml={"metadata": {"inline": "<x/>"}}), True),
     ("no metadata source", "IdentityProvider", _with(SAML_URL, saml={"metadata": {}}), False),
-    ("url and inline", "IdentityProvider",
-     _with(SAML_URL, saml={"metadata": {"url": "https://a.example/md", "inline": "<x/>"}}), False),
-    ("all three sources", "IdentityProvider",
-     _with(SAML_URL, saml={"metadata": {"url": "https://a.example/md", "inline": "<x/>",
-                                        "configMapRef": {"name": "md"}}}), False),
-    ("refresh with url", "IdentityProvider",
-     _with(SAML_URL, saml={"metadata": {"url": "https://a.example/md", "refreshInterval": "2h"}}), True),
-    ("refresh with inline", "IdentityProvider",
-     _with(SAML_URL, saml={"metadata": {"inline": "<x/>", "refreshInterval": "2h"}}), False),
+    (
+        "url and inline",
+        "IdentityProvider",
+        _with(SAML_URL, saml={"metadata": {"url": "https://a.example/md", "inline": "<x/>"}}),
+        False,
+    ),
+    (
+        "all three sources",
+        "IdentityProvider",
+        _with(
+            SAML_URL,
+            saml={
+                "metadata": {"url": "https://a.example/md", "inline": "<x/>", "configMapRef": {"name": "md"}}
+            },
+        ),
+        False,
+    ),
+    (
+        "refresh with url",
+        "IdentityProvider",
+        _with(SAML_URL, saml={"metadata": {"url": "https://a.example/md", "refreshInterval": "2h"}}),
+        True,
+    ),
+    (
+        "refresh with inline",
+        "IdentityProvider",
+        _with(SAML_URL, saml={"metadata": {"inline": "<x/>", "refreshInterval": "2h"}}),
+        False,
+    ),
     ("manual", "IdentityProvider", _with(SAML_URL, saml={"manual": MANUAL}), True),
-    ("metadata and manual", "IdentityProvider",
-     _with(SAML_URL, saml={"manual": MANUAL, "metadata": {"inline": "<x/>"}}), False),
-    ("neither metadata nor manual", "IdentityProvider", _with(SAML_URL, saml={"signAuthnRequests": False}), False),
-    ("unique groups", "ScimConnection",
-     {"groupBindings": [{"group": "a", "role": "Admin"}, {"group": "b", "role": "Admin"}]}, True),
-    ("duplicate groups", "ScimConnection",
-     {"groupBindings": [{"group": "a", "role": "Admin"}, {"group": "b", "role": "Viewer"},
-                        {"group": "a", "role": "Member"}]}, False),
+    (
+        "metadata and manual",
+        "IdentityProvider",
+        _with(SAML_URL, saml={"manual": MANUAL, "metadata": {"inline": "<x/>"}}),
+        False,
+    ),
+    (
+        "neither metadata nor manual",
+        "IdentityProvider",
+        _with(SAML_URL, saml={"signAuthnRequests": False}),
+        False,
+    ),
+    (
+        "unique groups",
+        "ScimConnection",
+        {"groupBindings": [{"group": "a", "role": "Admin"}, {"group": "b", "role": "Admin"}]},
+        True,
+    ),
+    (
+        "duplicate groups",
+        "ScimConnection",
+        {
+            "groupBindings": [
+                {"group": "a", "role": "Admin"},
+                {"group": "b", "role": "Viewer"},
+                {"group": "a", "role": "Member"},
+            ]
+        },
+        False,
+    ),
     ("no bindings", "ScimConnection", {"groupBindings": []}, True),
-    ("break glass in domain", "SSODomain",
-     {"domains": ["acme.com", "acme.io"], "identityProviderRef": {"name": "okta"},
-      "breakGlassUsers": ["root@acme.com", "ops@acme.io"]}, True),
-    ("break glass mixed case", "SSODomain",
-     {"domains": ["acme.com"], "identityProviderRef": {"name": "okta"}, "breakGlassUsers": ["Root@ACME.com"]}, True),
-    ("break glass outside", "SSODomain",
-     {"domains": ["acme.com"], "identityProviderRef": {"name": "okta"},
-      "breakGlassUsers": ["root@acme.com", "root@evil.example"]}, False),
-    ("break glass subdomain suffix trick", "SSODomain",
-     {"domains": ["acme.com"], "identityProviderRef": {"name": "okta"}, "breakGlassUsers": ["root@notacme.com"]},
-     False),
+    (
+        "break glass in domain",
+        "SSODomain",
+        {
+            "domains": ["acme.com", "acme.io"],
+            "identityProviderRef": {"name": "okta"},
+            "breakGlassUsers": ["root@acme.com", "ops@acme.io"],
+        },
+        True,
+    ),
+    (
+        "break glass mixed case",
+        "SSODomain",
+        {
+            "domains": ["acme.com"],
+            "identityProviderRef": {"name": "okta"},
+            "breakGlassUsers": ["Root@ACME.com"],
+        },
+        True,
+    ),
+    (
+        "break glass outside",
+        "SSODomain",
+        {
+            "domains": ["acme.com"],
+            "identityProviderRef": {"name": "okta"},
+            "breakGlassUsers": ["root@acme.com", "root@evil.example"],
+        },
+        False,
+    ),
+    (
+        "break glass subdomain suffix trick",
+        "SSODomain",
+        {
+            "domains": ["acme.com"],
+            "identityProviderRef": {"name": "okta"},
+            "breakGlassUsers": ["root@notacme.com"],
+        },
+        False,
+    ),
     ("no break glass", "SSODomain", {"domains": ["acme.com"], "identityProviderRef": {"name": "okta"}}, True),
 ]
 
@@ -138,7 +214,8 @@ def test_cel_rules_and_model_agree(what: str, kind: str, spec: dict[str, Any], v
 def test_a_failing_rule_reports_its_message() -> None:
     failures = failing_rules("IdentityProvider", _with(SAML_URL, oidc=OIDC["oidc"]))
     assert failures == [
-        "set spec.saml (and not spec.oidc) when protocol is SAML, spec.oidc (and not spec.saml) when protocol is OIDC"
+        "set spec.saml (and not spec.oidc) when protocol is SAML, "
+        "spec.oidc (and not spec.saml) when protocol is OIDC"
     ]
 
 

@@ -72,7 +72,9 @@ def test_schema_is_structural(kind: str) -> None:
         if node["type"] == "array":
             assert isinstance(node.get("items"), dict), f"{kind}{path}: array without items schema"
         for required in node.get("required") or []:
-            assert required in node.get("properties", {}), f"{kind}{path}: required {required} is not a property"
+            assert required in node.get("properties", {}), (
+                f"{kind}{path}: required {required} is not a property"
+            )
 
 
 @pytest.mark.parametrize("kind", sorted(CRDS))
@@ -81,13 +83,18 @@ def test_defaults_are_scalars_that_validate_against_their_own_schema(kind: str) 
     for path, node in walk(root_schema(kind)):
         if "default" in node:
             assert not isinstance(node["default"], dict | list), f"{kind}{path}"
-            jsonschema.Draft7Validator({k: v for k, v in node.items() if k != "default"}).validate(node["default"])
+            jsonschema.Draft7Validator({k: v for k, v in node.items() if k != "default"}).validate(
+                node["default"]
+            )
 
 
 @pytest.mark.parametrize(
     ("kind", "plural", "short"),
-    [("IdentityProvider", "identityproviders", "idp"), ("SSODomain", "ssodomains", "ssod"),
-     ("ScimConnection", "scimconnections", "scim")],
+    [
+        ("IdentityProvider", "identityproviders", "idp"),
+        ("SSODomain", "ssodomains", "ssod"),
+        ("ScimConnection", "scimconnections", "scim"),
+    ],
 )
 def test_names_scope_and_status_subresource(kind: str, plural: str, short: str) -> None:
     crd = CRDS[kind]
@@ -108,9 +115,11 @@ def test_names_scope_and_status_subresource(kind: str, plural: str, short: str) 
 
 @pytest.mark.parametrize(
     ("kind", "middle"),
-    [("IdentityProvider", ("SSO URL", ".status.identityProvider.ssoURL")),
-     ("SSODomain", ("Domains", ".spec.domains")),
-     ("ScimConnection", ("Endpoint", ".status.endpointURL"))],
+    [
+        ("IdentityProvider", ("SSO URL", ".status.identityProvider.ssoURL")),
+        ("SSODomain", ("Domains", ".spec.domains")),
+        ("ScimConnection", ("Endpoint", ".status.endpointURL")),
+    ],
 )
 def test_printer_columns(kind: str, middle: tuple[str, str]) -> None:
     (version,) = CRDS[kind]["spec"]["versions"]
@@ -129,8 +138,11 @@ def test_printer_columns(kind: str, middle: tuple[str, str]) -> None:
 def test_idp_wide_columns_show_what_an_admin_pastes_into_the_idp() -> None:
     (version,) = CRDS["IdentityProvider"]["spec"]["versions"]
     wide = {c["jsonPath"] for c in version["additionalPrinterColumns"] if c.get("priority") == 1}
-    assert {".status.serviceProvider.acsURL", ".status.serviceProvider.entityID",
-            ".status.serviceProvider.redirectURI"} <= wide
+    assert {
+        ".status.serviceProvider.acsURL",
+        ".status.serviceProvider.entityID",
+        ".status.serviceProvider.redirectURI",
+    } <= wide
 
 
 @pytest.mark.parametrize("kind", sorted(CRDS))
@@ -243,41 +255,111 @@ def _mutate(kind: str, name: str, change: Any) -> dict[str, Any]:
 
 
 INVALID = [
-    ("wrong enum", "ScimConnection", "okta",
-     lambda s: s["provisioning"].update(deprovisionAction="Purge"), "deprovisionAction"),
+    (
+        "wrong enum",
+        "ScimConnection",
+        "okta",
+        lambda s: s["provisioning"].update(deprovisionAction="Purge"),
+        "deprovisionAction",
+    ),
     ("wrong protocol", "IdentityProvider", "okta", lambda s: s.update(protocol="CAS"), "protocol"),
     ("missing required", "SSODomain", "acme", lambda s: s.pop("identityProviderRef"), "identityProviderRef"),
     ("missing group role", "ScimConnection", "okta", lambda s: s["groupBindings"][0].pop("role"), "role"),
-    ("both saml and oidc", "IdentityProvider", "okta",
-     lambda s: s.update(oidc={"issuer": "https://accounts.example.com", "clientID": "abc"}), "spec.oidc"),
-    ("oidc protocol with saml block", "IdentityProvider", "okta", lambda s: s.update(protocol="OIDC"), "spec.oidc"),
-    ("two metadata sources", "IdentityProvider", "okta",
-     lambda s: s["saml"]["metadata"].update(url="https://idp.example.com/md"), "metadata.url"),
-    ("refreshInterval without url", "IdentityProvider", "okta",
-     lambda s: s["saml"]["metadata"].update(refreshInterval="1h"), "refreshInterval"),
-    ("metadata and manual", "IdentityProvider", "keycloak",
-     lambda s: s["saml"].update(metadata={"url": "https://idp.example.com/md"}), "saml.manual"),
-    ("duplicate group", "ScimConnection", "okta",
-     lambda s: s["groupBindings"].append({"group": "platform-admins", "role": "Viewer"}), "platform-admins"),
+    (
+        "both saml and oidc",
+        "IdentityProvider",
+        "okta",
+        lambda s: s.update(oidc={"issuer": "https://accounts.example.com", "clientID": "abc"}),
+        "spec.oidc",
+    ),
+    (
+        "oidc protocol with saml block",
+        "IdentityProvider",
+        "okta",
+        lambda s: s.update(protocol="OIDC"),
+        "spec.oidc",
+    ),
+    (
+        "two metadata sources",
+        "IdentityProvider",
+        "okta",
+        lambda s: s["saml"]["metadata"].update(url="https://idp.example.com/md"),
+        "metadata.url",
+    ),
+    (
+        "refreshInterval without url",
+        "IdentityProvider",
+        "okta",
+        lambda s: s["saml"]["metadata"].update(refreshInterval="1h"),
+        "refreshInterval",
+    ),
+    (
+        "metadata and manual",
+        "IdentityProvider",
+        "keycloak",
+        lambda s: s["saml"].update(metadata={"url": "https://idp.example.com/md"}),
+        "saml.manual",
+    ),
+    (
+        "duplicate group",
+        "ScimConnection",
+        "okta",
+        lambda s: s["groupBindings"].append({"group": "platform-admins", "role": "Viewer"}),
+        "platform-admins",
+    ),
     ("bad duration", "ScimConnection", "okta", lambda s: s["token"].update(overlap="1 day"), "overlap"),
-    ("bad duration unit", "ScimConnection", "okta", lambda s: s["token"].update(rotationInterval="90d"),
-     "rotationInterval"),
+    (
+        "bad duration unit",
+        "ScimConnection",
+        "okta",
+        lambda s: s["token"].update(rotationInterval="90d"),
+        "rotationInterval",
+    ),
     ("uppercase domain", "SSODomain", "acme", lambda s: s.update(domains=["ACME.com"]), "domains"),
     ("single-label domain", "SSODomain", "acme", lambda s: s.update(domains=["localhost"]), "domains"),
-    ("duplicate domain", "SSODomain", "acme", lambda s: s.update(domains=["acme.com", "acme.com"]), "acme.com"),
-    ("breakGlass outside domains", "SSODomain", "acme",
-     lambda s: s.update(breakGlassUsers=["root@evil.example"]), "breakGlassUsers"),
+    (
+        "duplicate domain",
+        "SSODomain",
+        "acme",
+        lambda s: s.update(domains=["acme.com", "acme.com"]),
+        "acme.com",
+    ),
+    (
+        "breakGlass outside domains",
+        "SSODomain",
+        "acme",
+        lambda s: s.update(breakGlassUsers=["root@evil.example"]),
+        "breakGlassUsers",
+    ),
     ("unknown field", "SSODomain", "acme", lambda s: s.update(enforcment="Required"), "enforcment"),
-    ("bad fingerprint", "IdentityProvider", "okta",
-     lambda s: s["saml"]["metadata"].update(signingCertificateFingerprint="sha256:zz"), "signingCertificateFingerprint"),
-    ("manual without certificates", "IdentityProvider", "keycloak",
-     lambda s: s["saml"]["manual"].update(certificates=[]), "certificates"),
-    ("bad verification method", "SSODomain", "acme", lambda s: s.update(verification={"method": "HTTP"}), "method"),
+    (
+        "bad fingerprint",
+        "IdentityProvider",
+        "okta",
+        lambda s: s["saml"]["metadata"].update(signingCertificateFingerprint="sha256:zz"),
+        "signingCertificateFingerprint",
+    ),
+    (
+        "manual without certificates",
+        "IdentityProvider",
+        "keycloak",
+        lambda s: s["saml"]["manual"].update(certificates=[]),
+        "certificates",
+    ),
+    (
+        "bad verification method",
+        "SSODomain",
+        "acme",
+        lambda s: s.update(verification={"method": "HTTP"}),
+        "method",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("what", "kind", "name", "change", "field"), INVALID, ids=[i[0] for i in INVALID])
-def test_invalid_spec_is_rejected_naming_the_field(what: str, kind: str, name: str, change: Any, field: str) -> None:
+def test_invalid_spec_is_rejected_naming_the_field(
+    what: str, kind: str, name: str, change: Any, field: str
+) -> None:
     model: type[BaseModel] = KINDS_BY_NAME[kind].spec_model
     spec = _mutate(kind, name, change)
     with pytest.raises(ValidationError) as caught:
@@ -287,15 +369,36 @@ def test_invalid_spec_is_rejected_naming_the_field(what: str, kind: str, name: s
 
 @pytest.mark.parametrize(
     ("what", "kind", "name", "change"),
-    [i[:4] for i in INVALID if i[0] in {"wrong enum", "wrong protocol", "missing required", "missing group role",
-                                         "bad duration", "bad duration unit", "uppercase domain",
-                                         "single-label domain", "bad fingerprint", "manual without certificates",
-                                         "bad verification method"}],
+    [
+        i[:4]
+        for i in INVALID
+        if i[0]
+        in {
+            "wrong enum",
+            "wrong protocol",
+            "missing required",
+            "missing group role",
+            "bad duration",
+            "bad duration unit",
+            "uppercase domain",
+            "single-label domain",
+            "bad fingerprint",
+            "manual without certificates",
+            "bad verification method",
+        }
+    ],
     ids=lambda v: v if isinstance(v, str) and " " in v else "",
 )
-def test_schema_level_mistakes_are_also_refused_by_the_crd_schema(what: str, kind: str, name: str, change: Any) -> None:
+def test_schema_level_mistakes_are_also_refused_by_the_crd_schema(
+    what: str, kind: str, name: str, change: Any
+) -> None:
     # These never reach the operator: the API server refuses them with the openAPIV3Schema alone.
-    doc = {"apiVersion": API_GROUP_VERSION, "kind": kind, "metadata": {"name": name}, "spec": _mutate(kind, name, change)}
+    doc = {
+        "apiVersion": API_GROUP_VERSION,
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": _mutate(kind, name, change),
+    }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(root_schema(kind)).validate(doc)
 
@@ -305,8 +408,13 @@ def test_valid_durations_and_domains_are_accepted() -> None:
     for duration in ("0", "90s", "30m", "1h30m", "2160h", "1.5h"):
         scim.model_validate({"token": {"rotationInterval": duration, "overlap": duration}})
     domain = KINDS_BY_NAME["SSODomain"].spec_model
-    domain.model_validate({"domains": ["xn--bcher-kva.example", "a.b.c.example"], "identityProviderRef": {"name": "x"},
-                           "breakGlassUsers": ["Root@xn--bcher-kva.example"]})
+    domain.model_validate(
+        {
+            "domains": ["xn--bcher-kva.example", "a.b.c.example"],
+            "identityProviderRef": {"name": "x"},
+            "breakGlassUsers": ["Root@xn--bcher-kva.example"],
+        }
+    )
 
 
 def test_quickstart_folder_is_among_the_examples() -> None:

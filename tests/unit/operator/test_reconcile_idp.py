@@ -18,6 +18,7 @@ from keyplane_op_helpers import (
     saml_spec,
     settings,
     sp_pair,
+    undeclared_fields,
     with_status,
 )
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
@@ -27,7 +28,9 @@ from keyplane.reconcile.identityprovider import IdPObservation, reconcile_identi
 from keyplane.reconcile.model import Problem
 
 SETTINGS = settings()
-FETCH_FAILED = Problem("MetadataUnreachable", "GET https://acme.okta.example/metadata timed out", transient=True)
+FETCH_FAILED = Problem(
+    "MetadataUnreachable", "GET https://acme.okta.example/metadata timed out", transient=True
+)
 MALFORMED = Problem("MetadataMalformed", "the document is not XML", transient=False)
 PROVIDER = OIDCProviderMetadata(
     issuer="https://accounts.example.com",
@@ -38,12 +41,18 @@ PROVIDER = OIDCProviderMetadata(
 )
 
 
-def reconcile(snap: Any, obs: IdPObservation | None, previous: dict[str, Any] | None = None, **kw: Any) -> Any:
+def reconcile(
+    snap: Any, obs: IdPObservation | None, previous: dict[str, Any] | None = None, **kw: Any
+) -> Any:
     return reconcile_identity_provider(snap, obs, previous, kw.pop("settings", SETTINGS), kw.pop("now", NOW))
 
 
 def phase(status: dict[str, Any]) -> tuple[str, str, str]:
-    return cond(status, "Ready")["status"], cond(status, "Reconciling")["status"], cond(status, "Stalled")["status"]
+    return (
+        cond(status, "Ready")["status"],
+        cond(status, "Reconciling")["status"],
+        cond(status, "Stalled")["status"],
+    )
 
 
 def test_ready_saml_idp_reports_the_urls_to_paste_and_a_python3_saml_entry() -> None:
@@ -68,7 +77,10 @@ def test_ready_saml_idp_reports_the_urls_to_paste_and_a_python3_saml_entry() -> 
     entry = result.entry
     assert entry["protocol"] == "SAML"
     assert entry["saml"]["sp"]["entityId"] == "https://platform.example.com/sso/saml/okta"
-    assert entry["saml"]["sp"]["assertionConsumerService"]["url"] == "https://platform.example.com/sso/saml/okta/acs"
+    assert (
+        entry["saml"]["sp"]["assertionConsumerService"]["url"]
+        == "https://platform.example.com/sso/saml/okta/acs"
+    )
     assert entry["saml"]["idp"]["entityId"] == "http://www.okta.com/exk1"
     assert entry["saml"]["security"]["authnRequestsSigned"] is True
     assert OneLogin_Saml2_Settings(entry["saml"], sp_validation_only=False).get_errors() == []
@@ -114,18 +126,21 @@ def test_no_observation_yet_is_reconciling() -> None:
 def test_failed_refresh_of_the_same_url_serves_last_known_good() -> None:
     snap = idp_snap()
     good = reconcile(snap, ready_observation(snap))
-    obs = ready_observation(snap, problem=FETCH_FAILED,
-                            metadata={"lastAttemptTime": "2026-06-01T13:00:00Z",
-                                      "lastSuccessTime": "2026-06-01T12:00:00Z"})
-    result = reconcile(with_status(snap, good.status), obs, good.entry,
-                       now=NOW + timedelta(hours=1))
+    obs = ready_observation(
+        snap,
+        problem=FETCH_FAILED,
+        metadata={"lastAttemptTime": "2026-06-01T13:00:00Z", "lastSuccessTime": "2026-06-01T12:00:00Z"},
+    )
+    result = reconcile(with_status(snap, good.status), obs, good.entry, now=NOW + timedelta(hours=1))
     assert phase(result.status) == ("True", "False", "False")
     assert cstate(result.status, "Ready") == ("True", "LastKnownGood")
     assert "2026-06-01T12:00:00Z" in cond(result.status, "Ready")["message"]
     assert cstate(result.status, "MetadataResolved") == ("False", "MetadataUnreachable")
     assert result.entry == good.entry
     # Ready stayed True: its transition time did not move; a Warning says the refresh failed.
-    assert cond(result.status, "Ready")["lastTransitionTime"] == cond(good.status, "Ready")["lastTransitionTime"]
+    assert (
+        cond(result.status, "Ready")["lastTransitionTime"] == cond(good.status, "Ready")["lastTransitionTime"]
+    )
     assert ("Warning", "MetadataUnreachable") in [(e.type, e.reason) for e in result.events]
     assert ("Warning", "LastKnownGood") in [(e.type, e.reason) for e in result.events]
 
@@ -142,7 +157,9 @@ def test_permanent_parse_failure_without_last_good_is_stalled_with_no_entry() ->
 
 def test_transient_failure_without_last_good_is_reconciling() -> None:
     snap = idp_snap()
-    result = reconcile(snap, IdPObservation(generation=1, problem=FETCH_FAILED, signing=sp_pair(), from_url=True))
+    result = reconcile(
+        snap, IdPObservation(generation=1, problem=FETCH_FAILED, signing=sp_pair(), from_url=True)
+    )
     assert phase(result.status) == ("False", "True", "False")
     assert cstate(result.status, "Ready") == ("False", "MetadataUnreachable")
     assert result.entry is None
@@ -151,8 +168,14 @@ def test_transient_failure_without_last_good_is_reconciling() -> None:
 def test_user_broken_document_is_stalled_but_the_last_good_config_stays_in_the_bundle() -> None:
     snap = idp_snap(generation=2)
     last_good = ready_observation(idp_snap(generation=1))
-    obs = IdPObservation(generation=2, saml=last_good.saml, resolved_generation=1, problem=MALFORMED,
-                         signing=sp_pair(), from_url=False)
+    obs = IdPObservation(
+        generation=2,
+        saml=last_good.saml,
+        resolved_generation=1,
+        problem=MALFORMED,
+        signing=sp_pair(),
+        from_url=False,
+    )
     result = reconcile(snap, obs)
     assert phase(result.status) == ("False", "False", "True")
     assert "last working configuration stays" in cond(result.status, "Ready")["message"]
@@ -180,15 +203,20 @@ def test_expiring_soon_is_ready_with_a_warning_event() -> None:
     warnings = [e for e in result.events if e.type == "Warning"]
     assert [e.reason for e in warnings] == ["ExpiringSoon"]
     # The warning window is a setting.
-    quiet = reconcile(snap, ready_observation(snap, idp_metadata(soon)),
-                      settings=settings(certificate_expiry_warning=timedelta(days=1)))
+    quiet = reconcile(
+        snap,
+        ready_observation(snap, idp_metadata(soon)),
+        settings=settings(certificate_expiry_warning=timedelta(days=1)),
+    )
     assert cstate(quiet.status, "CertificateValid") == ("True", "Valid")
 
 
 def test_certificate_and_sso_url_change_post_identity_provider_changed() -> None:
     snap = idp_snap()
     before = reconcile(snap, ready_observation(snap))
-    rolled = idp_metadata(make_cert("new.example.com", key_index=2), sso_url="https://acme.okta.example/sso/v2")
+    rolled = idp_metadata(
+        make_cert("new.example.com", key_index=2), sso_url="https://acme.okta.example/sso/v2"
+    )
     after_snap = with_status(snap, before.status)
     result = reconcile(after_snap, ready_observation(after_snap, rolled))
     changed = [e for e in result.events if e.reason == "IdentityProviderChanged"]
@@ -200,18 +228,20 @@ def test_certificate_and_sso_url_change_post_identity_provider_changed() -> None
     assert f"certificates added: {new_fp[:23]}" in message
     assert f"certificates removed: {old_fp[:23]}" in message
     # Reconciling the same world again says nothing.
-    again = reconcile(with_status(after_snap, result.status),
-                      ready_observation(after_snap, rolled))
+    again = reconcile(with_status(after_snap, result.status), ready_observation(after_snap, rolled))
     assert again.events == []
 
 
 def test_oidc_entry_holds_endpoints_and_secret_but_status_does_not() -> None:
     snap = idp_snap("google", oidc_spec())
-    obs = IdPObservation(generation=1, oidc=PROVIDER, client_secret="s3cr3t-value-xyz", resolved_generation=1,
-                         from_url=True)
+    obs = IdPObservation(
+        generation=1, oidc=PROVIDER, client_secret="s3cr3t-value-xyz", resolved_generation=1, from_url=True
+    )
     result = reconcile(snap, obs)
     assert phase(result.status) == ("True", "False", "False")
-    assert result.status["serviceProvider"] == {"redirectURI": "https://platform.example.com/sso/oidc/google/callback"}
+    assert result.status["serviceProvider"] == {
+        "redirectURI": "https://platform.example.com/sso/oidc/google/callback"
+    }
     assert result.status["identityProvider"]["authorizationEndpoint"] == PROVIDER.authorization_endpoint
     oidc = result.entry["oidc"]
     assert oidc == {
@@ -233,7 +263,9 @@ def test_oidc_entry_holds_endpoints_and_secret_but_status_does_not() -> None:
 
 def test_missing_client_secret_is_reconciling_client_secret_not_found() -> None:
     snap = idp_snap("google", oidc_spec())
-    obs = IdPObservation(generation=1, oidc=PROVIDER, client_secret=None, resolved_generation=1, from_url=True)
+    obs = IdPObservation(
+        generation=1, oidc=PROVIDER, client_secret=None, resolved_generation=1, from_url=True
+    )
     result = reconcile(snap, obs)
     assert phase(result.status) == ("False", "True", "False")
     ready = cond(result.status, "Ready")
@@ -244,7 +276,9 @@ def test_missing_client_secret_is_reconciling_client_secret_not_found() -> None:
 
 def test_public_oidc_client_needs_no_secret() -> None:
     snap = idp_snap("google", oidc_spec(secret=False))
-    result = reconcile(snap, IdPObservation(generation=1, oidc=PROVIDER, resolved_generation=1, from_url=True))
+    result = reconcile(
+        snap, IdPObservation(generation=1, oidc=PROVIDER, resolved_generation=1, from_url=True)
+    )
     assert cstate(result.status, "Ready") == ("True", "Ready")
     assert result.entry["oidc"]["clientSecret"] is None
 
@@ -260,8 +294,27 @@ def test_missing_sp_signing_pair_blocks_the_entry_until_issued() -> None:
 def test_steady_state_keeps_status_identical() -> None:
     snap = idp_snap()
     first = reconcile(snap, ready_observation(snap))
-    again = reconcile(with_status(snap, first.status), ready_observation(snap),
-                      first.entry, now=NOW + timedelta(hours=5))
+    again = reconcile(
+        with_status(snap, first.status), ready_observation(snap), first.entry, now=NOW + timedelta(hours=5)
+    )
     assert again.status == first.status
     assert again.entry == first.entry
     assert again.events == []
+
+
+def test_every_status_field_is_declared_in_the_crd() -> None:
+    # Undeclared fields are pruned by the API server: invisible to users, and a diff on every reconcile.
+    saml = idp_snap()
+    oidc = idp_snap("google", oidc_spec())
+    statuses = [
+        reconcile(saml, ready_observation(saml)).status,
+        reconcile(saml, ready_observation(saml, problem=FETCH_FAILED)).status,
+        reconcile(
+            oidc,
+            IdPObservation(
+                generation=1, oidc=PROVIDER, client_secret="x", resolved_generation=1, from_url=True
+            ),
+        ).status,
+    ]
+    for status in statuses:
+        assert undeclared_fields("IdentityProvider", status) == []

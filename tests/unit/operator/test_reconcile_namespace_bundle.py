@@ -1,4 +1,4 @@
-"""reconcile_namespace and the bundle: deterministic bytes, deletions, python3-saml accepts the SAML entries."""
+"""reconcile_namespace and the bundle: deterministic bytes, deletions, python3-saml accepts SAML entries."""
 
 from __future__ import annotations
 
@@ -38,8 +38,12 @@ from keyplane.reconcile.ssodomain import build_claim_book
 
 SETTINGS = settings()
 TOKEN = TokenState(token_sha256("scim-token-value-1234567890"), NOW, None, None)
-PROVIDER = OIDCProviderMetadata("https://accounts.example.com", "https://accounts.example.com/auth",
-                                "https://accounts.example.com/token", "https://accounts.example.com/jwks")
+PROVIDER = OIDCProviderMetadata(
+    "https://accounts.example.com",
+    "https://accounts.example.com/auth",
+    "https://accounts.example.com/token",
+    "https://accounts.example.com/jwks",
+)
 
 
 def world() -> tuple[list[Any], dict[str, IdPObservation]]:
@@ -47,29 +51,59 @@ def world() -> tuple[list[Any], dict[str, IdPObservation]]:
     keycloak = idp_snap("keycloak", saml_spec(signAuthnRequests=False))
     google = idp_snap("google", oidc_spec())
     snaps = [
-        okta, keycloak, google,
-        domain_snap("acme", ["acme.com", "acme.io"], "okta", spec_extra={"breakGlassUsers": ["root@acme.com"]}),
-        domain_snap("contractors", ["contractors.example"], "keycloak", spec_extra={"enforcement": "Optional"}),
+        okta,
+        keycloak,
+        google,
+        domain_snap(
+            "acme", ["acme.com", "acme.io"], "okta", spec_extra={"breakGlassUsers": ["root@acme.com"]}
+        ),
+        domain_snap(
+            "contractors", ["contractors.example"], "keycloak", spec_extra={"enforcement": "Optional"}
+        ),
         domain_snap("gmail-users", ["example.org"], "google"),
         scim_snap("okta"),
         scim_snap("local", spec={"groupBindings": [{"group": "ops", "role": "Viewer"}]}),
     ]
     observations = {
         "okta": ready_observation(okta),
-        "keycloak": ready_observation(keycloak, idp_metadata(make_cert("kc.example.com", key_index=2),
-                                                             entity_id="https://kc.example.com/realms/x",
-                                                             binding="HTTP-POST"), signing=None, from_url=False),
-        "google": IdPObservation(generation=1, oidc=PROVIDER, client_secret="client-secret-value",
-                                 resolved_generation=1, from_url=True),
+        "keycloak": ready_observation(
+            keycloak,
+            idp_metadata(
+                make_cert("kc.example.com", key_index=2),
+                entity_id="https://kc.example.com/realms/x",
+                binding="HTTP-POST",
+            ),
+            signing=None,
+            from_url=False,
+        ),
+        "google": IdPObservation(
+            generation=1,
+            oidc=PROVIDER,
+            client_secret="client-secret-value",
+            resolved_generation=1,
+            from_url=True,
+        ),
     }
     return snaps, observations
 
 
-def run(snaps: list[Any], observations: dict[str, IdPObservation], previous: dict[str, Any] | None = None,
-        *, now: Any = NOW) -> NamespaceResult:
+def run(
+    snaps: list[Any],
+    observations: dict[str, IdPObservation],
+    previous: dict[str, Any] | None = None,
+    *,
+    now: Any = NOW,
+) -> NamespaceResult:
     tokens = {s.name: TOKEN for s in snaps if s.kind == "ScimConnection"}
-    inputs = NamespaceInputs(NS, snaps, observations, tokens, {}, build_claim_book(
-        [s for s in snaps if s.kind == "SSODomain"], False), previous)
+    inputs = NamespaceInputs(
+        NS,
+        snaps,
+        observations,
+        tokens,
+        {},
+        build_claim_book([s for s in snaps if s.kind == "SSODomain"], False),
+        previous,
+    )
     return reconcile_namespace(inputs, SETTINGS, now)
 
 
@@ -82,9 +116,17 @@ def test_full_namespace_bundle_contents() -> None:
     assert bundle["roles"] == ["Admin", "Member", "Viewer"]
     assert set(bundle["identityProviders"]) == {"okta", "keycloak", "google"}
     assert bundle["domains"] == {
-        "acme.com": {"identityProvider": "okta", "enforcement": "Required", "breakGlassUsers": ["root@acme.com"]},
+        "acme.com": {
+            "identityProvider": "okta",
+            "enforcement": "Required",
+            "breakGlassUsers": ["root@acme.com"],
+        },
         "acme.io": {"identityProvider": "okta", "enforcement": "Required", "breakGlassUsers": []},
-        "contractors.example": {"identityProvider": "keycloak", "enforcement": "Optional", "breakGlassUsers": []},
+        "contractors.example": {
+            "identityProvider": "keycloak",
+            "enforcement": "Optional",
+            "breakGlassUsers": [],
+        },
         "example.org": {"identityProvider": "google", "enforcement": "Required", "breakGlassUsers": []},
     }
     assert set(bundle["scim"]) == {"okta", "local"}
@@ -109,8 +151,9 @@ def test_every_saml_entry_is_accepted_by_python3_saml() -> None:
 def test_same_inputs_give_byte_identical_bundles_whatever_the_order() -> None:
     snaps, observations = world()
     first = run(snaps, observations).data
-    again = run(list(reversed(snaps)), dict(reversed(list(observations.items()))),
-                now=NOW + timedelta(minutes=30)).data
+    again = run(
+        list(reversed(snaps)), dict(reversed(list(observations.items()))), now=NOW + timedelta(minutes=30)
+    ).data
     assert first == again
     assert first is not None and first.endswith(b"\n")
     changed = run(snaps[:-1], observations).data  # one ScimConnection less
@@ -120,9 +163,13 @@ def test_same_inputs_give_byte_identical_bundles_whatever_the_order() -> None:
 def test_deleting_an_idp_removes_its_domains_and_scim_and_says_why() -> None:
     snaps, observations = world()
     previous = run(snaps, observations).bundle
-    for gone in ([s for s in snaps if s.name != "okta" or s.kind != "IdentityProvider"],
-                 [s if (s.kind, s.name) != ("IdentityProvider", "okta") else idp_snap("okta", deleting=True)
-                  for s in snaps]):
+    for gone in (
+        [s for s in snaps if s.name != "okta" or s.kind != "IdentityProvider"],
+        [
+            s if (s.kind, s.name) != ("IdentityProvider", "okta") else idp_snap("okta", deleting=True)
+            for s in snaps
+        ],
+    ):
         result = run(gone, observations, previous)
         bundle = result.bundle
         assert bundle is not None
@@ -130,9 +177,14 @@ def test_deleting_an_idp_removes_its_domains_and_scim_and_says_why() -> None:
         assert not {"acme.com", "acme.io"} & set(bundle["domains"])
         assert "contractors.example" in bundle["domains"]
         assert "okta" not in bundle["scim"] and "local" in bundle["scim"]
-        assert cstate(result.results[("SSODomain", "acme")].status, "Ready") == ("False", "IdentityProviderNotFound")
-        assert cstate(result.results[("ScimConnection", "okta")].status, "Ready") == \
-            ("False", "IdentityProviderNotFound")
+        assert cstate(result.results[("SSODomain", "acme")].status, "Ready") == (
+            "False",
+            "IdentityProviderNotFound",
+        )
+        assert cstate(result.results[("ScimConnection", "okta")].status, "Ready") == (
+            "False",
+            "IdentityProviderNotFound",
+        )
         assert ("IdentityProvider", "okta") not in result.results
 
 
@@ -150,7 +202,10 @@ def test_not_ready_idp_keeps_domains_out_until_resolved() -> None:
     assert result.bundle is not None
     assert "okta" not in result.bundle["identityProviders"]
     assert "acme.com" not in result.bundle["domains"]
-    assert cstate(result.results[("SSODomain", "acme")].status, "Ready") == ("False", "IdentityProviderNotReady")
+    assert cstate(result.results[("SSODomain", "acme")].status, "Ready") == (
+        "False",
+        "IdentityProviderNotReady",
+    )
 
 
 def test_bundle_secret_manifest_and_parse_round_trip() -> None:

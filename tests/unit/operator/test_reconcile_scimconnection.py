@@ -13,18 +13,31 @@ from keyplane.reconcile.scimtoken import TokenState, token_sha256
 from keyplane.reconcile.ssodomain import IdPState
 
 TOKEN = "the-plaintext-token-value-000000000000"
-STATE = TokenState(token_sha256(TOKEN), NOW - timedelta(hours=1), token_sha256("old-token-value-xxxxxxxx"),
-                   NOW + timedelta(hours=5))
+STATE = TokenState(
+    token_sha256(TOKEN),
+    NOW - timedelta(hours=1),
+    token_sha256("old-token-value-xxxxxxxx"),
+    NOW + timedelta(hours=5),
+)
 IDP = IdPState(exists=True, ready=True, serving=True, reason="Ready", base_url="https://platform.example.com")
 
 
-def reconcile(snap: Any, token: TokenState | None = STATE, idp: IdPState | None = IDP,
-              previous: dict[str, Any] | None = None, **overrides: Any) -> Any:
+def reconcile(
+    snap: Any,
+    token: TokenState | None = STATE,
+    idp: IdPState | None = IDP,
+    previous: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Any:
     return reconcile_scim_connection(snap, token, idp, previous, settings(**overrides), NOW)
 
 
 def phase(status: dict[str, Any]) -> tuple[str, str, str]:
-    return cond(status, "Ready")["status"], cond(status, "Reconciling")["status"], cond(status, "Stalled")["status"]
+    return (
+        cond(status, "Ready")["status"],
+        cond(status, "Reconciling")["status"],
+        cond(status, "Stalled")["status"],
+    )
 
 
 def test_ready_connection_status_and_entry() -> None:
@@ -40,8 +53,10 @@ def test_ready_connection_status_and_entry() -> None:
     assert cstate(status, "BindingsValid") == ("True", "Valid")
     assert result.entry == {
         "endpointPath": "/scim/v2/okta",
-        "tokenHashes": [{"sha256": STATE.current_sha256, "notAfter": None},
-                        {"sha256": STATE.previous_sha256, "notAfter": "2026-06-01T17:00:00Z"}],
+        "tokenHashes": [
+            {"sha256": STATE.current_sha256, "notAfter": None},
+            {"sha256": STATE.previous_sha256, "notAfter": "2026-06-01T17:00:00Z"},
+        ],
         "identityProvider": "okta",
         "defaultUserRole": "Member",
         "deprovisionAction": "Deactivate",
@@ -59,12 +74,17 @@ def test_custom_secret_name_and_disabled_rotation() -> None:
     assert "tokenRotatesAt" not in status
 
 
-def test_unknown_role_is_stalled_naming_the_offender_and_keeps_previous_bindings_with_current_hashes() -> None:
+def test_unknown_role_is_stalled_naming_the_offender_and_keeps_previous_bindings_with_current_hashes() -> (
+    None
+):
     good = reconcile(scim_snap()).entry
-    bad_spec = {"identityProviderRef": {"name": "okta"},
-                "groupBindings": [{"group": "platform-admins", "role": "Owner"}, {"group": "data", "role": "Member"}]}
-    rotated = TokenState(token_sha256("brand-new-token-after-rotation"), NOW, STATE.current_sha256,
-                         NOW + timedelta(hours=24))
+    bad_spec = {
+        "identityProviderRef": {"name": "okta"},
+        "groupBindings": [{"group": "platform-admins", "role": "Owner"}, {"group": "data", "role": "Member"}],
+    }
+    rotated = TokenState(
+        token_sha256("brand-new-token-after-rotation"), NOW, STATE.current_sha256, NOW + timedelta(hours=24)
+    )
     result = reconcile(scim_snap(spec=bad_spec), token=rotated, previous=good)
     assert phase(result.status) == ("False", "False", "True")
     bindings = cond(result.status, "BindingsValid")
@@ -92,10 +112,14 @@ def test_unknown_role_without_a_previous_entry_contributes_nothing() -> None:
 
 def test_endpoint_url_uses_the_idps_base_url_or_the_default() -> None:
     other = IdPState(exists=True, ready=True, serving=True, base_url="https://sso.example.org/app")
-    assert reconcile(scim_snap(), idp=other).status["endpointURL"] == "https://sso.example.org/app/scim/v2/okta"
+    assert (
+        reconcile(scim_snap(), idp=other).status["endpointURL"] == "https://sso.example.org/app/scim/v2/okta"
+    )
     snap = scim_snap("standalone", spec={})
-    assert reconcile(snap, idp=None, default_base_url="https://d.example.com/").status["endpointURL"] == \
-        "https://d.example.com/scim/v2/standalone"
+    assert (
+        reconcile(snap, idp=None, default_base_url="https://d.example.com/").status["endpointURL"]
+        == "https://d.example.com/scim/v2/standalone"
+    )
 
 
 def test_referenced_idp_missing_keeps_the_connection_out_of_the_bundle() -> None:
@@ -108,7 +132,9 @@ def test_referenced_idp_missing_keeps_the_connection_out_of_the_bundle() -> None
 
 
 def test_idp_not_ready_and_not_serving_keeps_it_out_serving_keeps_it_in() -> None:
-    down = reconcile(scim_snap(), idp=IdPState(exists=True, ready=False, serving=False, reason="MetadataMalformed"))
+    down = reconcile(
+        scim_snap(), idp=IdPState(exists=True, ready=False, serving=False, reason="MetadataMalformed")
+    )
     assert down.entry is None
     assert cstate(down.status, "Ready") == ("False", "IdentityProviderNotReady")
     degraded = reconcile(scim_snap(), idp=IdPState(exists=True, ready=False, serving=True, reason="Expired"))

@@ -1,4 +1,4 @@
-"""plan_token: issue, adopt, rotate on request or schedule, expire the previous token; the Secret round trip."""
+"""plan_token: issue, adopt, rotate on request or schedule, expire the previous token; Secret round trip."""
 
 from __future__ import annotations
 
@@ -29,10 +29,24 @@ def gen() -> str:
     return f"token-{next(_counter):04d}-abcdefghijklmnop"
 
 
-def plan(existing: TokenSecret | None, *, now: Any = NOW, request: str | None = None, interval: timedelta = INTERVAL,
-         overlap: timedelta = DAY, reissue: bool = False) -> TokenPlan:
-    return plan_token(existing, rotation_interval=interval, overlap=overlap, rotate_request=request, now=now,
-                      reissue=reissue, generate=gen)
+def plan(
+    existing: TokenSecret | None,
+    *,
+    now: Any = NOW,
+    request: str | None = None,
+    interval: timedelta = INTERVAL,
+    overlap: timedelta = DAY,
+    reissue: bool = False,
+) -> TokenPlan:
+    return plan_token(
+        existing,
+        rotation_interval=interval,
+        overlap=overlap,
+        rotate_request=request,
+        now=now,
+        reissue=reissue,
+        generate=gen,
+    )
 
 
 def test_first_issue_writes_a_token_and_says_so() -> None:
@@ -90,7 +104,9 @@ def test_overlap_zero_keeps_no_previous_token() -> None:
     first = plan(None).secret
     rotated = plan(first, now=NOW + DAY, request="now", overlap=timedelta(0)).secret
     assert rotated.previous_sha256 is None and rotated.previous_expires_at is None
-    assert rotated.state().token_hashes(NOW + DAY) == [{"sha256": token_sha256(rotated.token), "notAfter": None}]
+    assert rotated.state().token_hashes(NOW + DAY) == [
+        {"sha256": token_sha256(rotated.token), "notAfter": None}
+    ]
 
 
 def test_previous_token_is_dropped_once_it_expires() -> None:
@@ -137,8 +153,12 @@ def test_token_secret_round_trips_through_a_secret_and_the_token_stays_out_of_to
     serialized = json.dumps(asdict(state), default=str)
     assert rotated.token not in serialized and first.token not in serialized
     # stringData (what a user might apply by hand) is read too.
-    by_hand = TokenSecret.from_secret({"stringData": {"token": "a-long-enough-token-value"},
-                                       "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}})
+    by_hand = TokenSecret.from_secret(
+        {
+            "stringData": {"token": "a-long-enough-token-value"},
+            "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+        }
+    )
     assert by_hand is not None and by_hand.token == "a-long-enough-token-value"
     assert by_hand.issued_at.isoformat() == "2026-01-01T00:00:00+00:00"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keyplane_op_helpers import NOW, NS, cond, cstate, domain_snap
+from keyplane_op_helpers import NOW, NS, cond, cstate, domain_snap, with_status
 
 from keyplane.reconcile.model import Snapshot
 from keyplane.reconcile.ssodomain import (
@@ -19,14 +19,23 @@ from keyplane.reconcile.ssodomain import (
 READY_IDP = IdPState(exists=True, ready=True, serving=True, reason="Ready")
 
 
-def reconcile(snap: Snapshot, others: list[Snapshot] = (), idp: IdPState | None = READY_IDP,  # type: ignore[assignment]
-              dns: DnsObservation | None = None, cluster: bool = False) -> Any:
+def reconcile(
+    snap: Snapshot,
+    others: list[Snapshot] = (),
+    idp: IdPState | None = READY_IDP,  # type: ignore[assignment]
+    dns: DnsObservation | None = None,
+    cluster: bool = False,
+) -> Any:
     book = build_claim_book([snap, *others], cluster)
     return reconcile_sso_domain(snap, book, idp, dns, cluster_scoped=cluster, now=NOW)
 
 
 def phase(status: dict[str, Any]) -> tuple[str, str, str]:
-    return cond(status, "Ready")["status"], cond(status, "Reconciling")["status"], cond(status, "Stalled")["status"]
+    return (
+        cond(status, "Ready")["status"],
+        cond(status, "Reconciling")["status"],
+        cond(status, "Stalled")["status"],
+    )
 
 
 def test_claim_book_orders_oldest_first_then_by_name() -> None:
@@ -39,7 +48,10 @@ def test_claim_book_orders_oldest_first_then_by_name() -> None:
     book = build_claim_book(snaps, cluster_scoped=False)
     assert [c.name for c in book[(NS, "acme.com")]] == ["alpha", "zeta", "beta"]
     assert [c.name for c in book[(NS, "acme.io")]] == ["beta"]
-    assert sorted([Claim("2026-01-02T00:00:00Z", NS, "a"), Claim("2026-01-01T00:00:00Z", NS, "z")])[0].name == "z"
+    assert (
+        sorted([Claim("2026-01-02T00:00:00Z", NS, "a"), Claim("2026-01-01T00:00:00Z", NS, "z")])[0].name
+        == "z"
+    )
 
 
 def test_oldest_claim_owns_the_domain_and_a_later_claimant_is_stalled_naming_it() -> None:
@@ -55,7 +67,10 @@ def test_oldest_claim_owns_the_domain_and_a_later_claimant_is_stalled_naming_it(
     ready = cond(theirs.status, "Ready")
     assert ready["reason"] == "DomainClaimed"
     assert "acme.com (owned by acme)" in ready["message"]
-    assert {d["name"]: d["claimedBy"] for d in theirs.status["domains"]} == {"acme.com": "acme", "acme.net": "acme-copy"}
+    assert {d["name"]: d["claimedBy"] for d in theirs.status["domains"]} == {
+        "acme.com": "acme",
+        "acme.net": "acme-copy",
+    }
     # What it owns uncontested still counts; what it lost does not.
     assert set(theirs.entry) == {"acme.net"}
     assert theirs.entry["acme.net"]["identityProvider"] == "other"
@@ -69,8 +84,6 @@ def test_domain_is_handed_over_when_the_owner_is_gone() -> None:
     assert cstate(stalled.status, "Ready") == ("False", "DomainClaimed")
     # The owner is deleted (absent, or being deleted): the next claimant takes over.
     for others in ([], [domain_snap("acme", ["acme.com"], created="2026-01-01T00:00:00Z", deleting=True)]):
-        from keyplane_op_helpers import with_status
-
         taken = reconcile(with_status(later, stalled.status), others)
         assert cstate(taken.status, "Ready") == ("True", "Ready")
         assert taken.status["domains"] == [{"name": "acme.com", "verified": True, "claimedBy": "acme-copy"}]
@@ -103,7 +116,9 @@ def test_missing_idp_is_reconciling_identity_provider_not_found() -> None:
 
 def test_idp_not_ready_is_reconciling_and_serves_only_a_last_good_idp() -> None:
     snap = domain_snap("acme", ["acme.com"])
-    broken = reconcile(snap, idp=IdPState(exists=True, ready=False, serving=False, reason="MetadataMalformed"))
+    broken = reconcile(
+        snap, idp=IdPState(exists=True, ready=False, serving=False, reason="MetadataMalformed")
+    )
     assert phase(broken.status) == ("False", "True", "False")
     assert cstate(broken.status, "IdentityProviderReady") == ("False", "IdentityProviderNotReady")
     assert "MetadataMalformed" in cond(broken.status, "Ready")["message"]
@@ -115,7 +130,9 @@ def test_idp_not_ready_is_reconciling_and_serves_only_a_last_good_idp() -> None:
 
 
 def test_dns_verification_pending_keeps_domains_out_and_shows_the_txt_records() -> None:
-    snap = domain_snap("acme", ["acme.com", "acme.io"], uid="1111-aaaa", spec_extra={"verification": {"method": "DNS"}})
+    snap = domain_snap(
+        "acme", ["acme.com", "acme.io"], uid="1111-aaaa", spec_extra={"verification": {"method": "DNS"}}
+    )
     result = reconcile(snap, dns=DnsObservation(last_error="NXDOMAIN"))
     assert phase(result.status) == ("False", "True", "False")
     assert cstate(result.status, "Ready") == ("False", "VerificationPending")
@@ -124,8 +141,11 @@ def test_dns_verification_pending_keeps_domains_out_and_shows_the_txt_records() 
     assert "acme.com, acme.io" in verified["message"] and "NXDOMAIN" in verified["message"]
     assert result.entry == {}
     assert result.status["verification"] == [
-        {"domain": d, "recordName": f"_keyplane-challenge.{d}",
-         "recordValue": challenge_value("1111-aaaa", snap.namespace, snap.name, d)}
+        {
+            "domain": d,
+            "recordName": f"_keyplane-challenge.{d}",
+            "recordValue": challenge_value("1111-aaaa", snap.namespace, snap.name, d),
+        }
         for d in ("acme.com", "acme.io")
     ]
     assert all(r["recordValue"].startswith("keyplane-verification=") for r in result.status["verification"])
@@ -156,14 +176,26 @@ def test_challenge_value_is_stable_per_uid_and_differs_across_uids_and_domains()
 
 
 def test_break_glass_users_are_split_per_domain_lowercased() -> None:
-    snap = domain_snap("acme", ["acme.com", "acme.io"],
-                       spec_extra={"breakGlassUsers": ["root@acme.com", "Ops@ACME.io", "admin@acme.com"],
-                                   "enforcement": "Required"})
+    snap = domain_snap(
+        "acme",
+        ["acme.com", "acme.io"],
+        spec_extra={
+            "breakGlassUsers": ["root@acme.com", "Ops@ACME.io", "admin@acme.com"],
+            "enforcement": "Required",
+        },
+    )
     entries = reconcile(snap).entry
     assert entries == {
-        "acme.com": {"identityProvider": "okta", "enforcement": "Required",
-                     "breakGlassUsers": ["admin@acme.com", "root@acme.com"]},
-        "acme.io": {"identityProvider": "okta", "enforcement": "Required", "breakGlassUsers": ["ops@acme.io"]},
+        "acme.com": {
+            "identityProvider": "okta",
+            "enforcement": "Required",
+            "breakGlassUsers": ["admin@acme.com", "root@acme.com"],
+        },
+        "acme.io": {
+            "identityProvider": "okta",
+            "enforcement": "Required",
+            "breakGlassUsers": ["ops@acme.io"],
+        },
     }
 
 

@@ -66,11 +66,6 @@ async def dns_server() -> AsyncIterator[Callable[[str], Any]]:
         transport.close()
 
 
-def test_challenge_record_name() -> None:
-    assert challenge_record_name("acme.com") == "_keyplane-challenge.acme.com"
-    assert challenge_record_name("Acme.COM.") == "_keyplane-challenge.acme.com"
-
-
 async def test_txt_found_and_chunks_joined(dns_server: Any) -> None:
     server, port = await dns_server("answer")
     resolver = DnsPythonTxtResolver(["127.0.0.1"], port=port, timeout=2.0)
@@ -107,3 +102,8 @@ async def test_invalid_name_raises() -> None:
     resolver = DnsPythonTxtResolver(["127.0.0.1"], port=9, timeout=0.5)
     with pytest.raises(DnsLookupError):
         await resolver.txt("a" * 70 + ".example")
+
+
+def test_challenge_record_name() -> None:
+    assert challenge_record_name("acme.com") == "_keyplane-challenge.acme.com"
+    assert challenge_record_name("Acme.COM.") == "_keyplane-challenge.acme.com"
