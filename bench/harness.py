@@ -53,6 +53,9 @@ class OperatorProcess:
         self.cluster = cluster
         self.log_path = Path(tempfile.gettempdir()) / f"keyplane-bench-{name}-{os.getpid()}.log"
         args = [sys.executable, "-m", module] + (["run"] if module == "keyplane" else [])
+        if os.environ.get("BENCH_PROFILE_DIR"):  # cProfile the operator too (see README.md)
+            out = Path(os.environ["BENCH_PROFILE_DIR"]) / f"{name}.pstats"
+            args = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", module, *args[3:]]
         full_env = {**os.environ, "KUBECONFIG": cluster.kubeconfig_path, "KEYPLANE_LIVENESS_ENDPOINT": "",
                     "PYTHONUNBUFFERED": "1", **env}
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()

@@ -17,7 +17,7 @@ from keyplane.oidc.discovery import (
     parse_discovery,
 )
 
-GOOGLE = {
+GOOGLE: dict[str, Any] = {
     "issuer": "https://accounts.google.com",
     "authorization_endpoint": "https://accounts.google.com/o/oauth2/v2/auth",
     "device_authorization_endpoint": "https://oauth2.googleapis.com/device/code",
@@ -35,7 +35,7 @@ GOOGLE = {
 }
 
 KC = "https://kc.example.com/realms/acme"
-KEYCLOAK = {
+KEYCLOAK: dict[str, Any] = {
     "issuer": KC,
     "authorization_endpoint": f"{KC}/protocol/openid-connect/auth",
     "token_endpoint": f"{KC}/protocol/openid-connect/token",
@@ -55,7 +55,7 @@ KEYCLOAK = {
 
 TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
 ENTRA_BASE = f"https://login.microsoftonline.com/{TENANT}"
-ENTRA = {
+ENTRA: dict[str, Any] = {
     "token_endpoint": f"{ENTRA_BASE}/oauth2/v2.0/token",
     "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
     "jwks_uri": f"{ENTRA_BASE}/discovery/v2.0/keys",

@@ -319,7 +319,7 @@ async def test_slow_trickle_hits_the_overall_deadline(serve: Any, make_fetcher: 
     with pytest.raises(FetchError) as exc:
         await fetcher.fetch(server.url())
     assert exc.value.reason == "MetadataTimeout"
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3.0  # 0.5 s deadline; without it the trickle would take minutes
 
 
 async def test_slow_dns_is_a_timeout(make_fetcher: Any) -> None:
@@ -332,7 +332,7 @@ async def test_slow_dns_is_a_timeout(make_fetcher: Any) -> None:
     with pytest.raises(FetchError) as exc:
         await fetcher.fetch("https://slow-dns.example.test/")
     assert exc.value.reason == "MetadataTimeout"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0
 
 
 async def test_too_large_by_content_length_is_rejected_before_reading(serve: Any, make_fetcher: Any) -> None:
@@ -348,7 +348,7 @@ async def test_too_large_by_content_length_is_rejected_before_reading(serve: Any
         await fetcher.fetch(server.url())
     assert exc.value.reason == "MetadataTooLarge"
     assert "1024" in exc.value.message
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # the 5 s deadline would be the only other way out
 
 
 @pytest.mark.parametrize("framing", ["close-delimited", "chunked"])
