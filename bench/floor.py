@@ -76,17 +76,17 @@ async def _handle(kind: str, body: kopf.Body, event_type: str | None) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "identityproviders")
-async def idp_event(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 - Kopf's kwarg name
+async def idp_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     await _handle("IdentityProvider", body, type)
 
 
 @kopf.on.event(GROUP, VERSION, "scimconnections")
-async def scim_event(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002
+async def scim_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     await _handle("ScimConnection", body, type)
 
 
 @kopf.on.event(GROUP, VERSION, "ssodomains")
-async def ssod_event(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002
+async def ssod_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     await _handle("SSODomain", body, type)
 
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import kmock
 
-from . import kmock_fastpath
-
 from keyplane.api.crds import all_crds
 from keyplane.testing import EmulatedCluster, emulated_cluster
+
+from . import kmock_fastpath
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRETS = kmock.resource("", "v1", "secrets")

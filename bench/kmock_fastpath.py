@@ -23,7 +23,7 @@ _UNKNOWN = object()
 
 
 def _member(view: Any, request: Any) -> Any:
-    if type(view) is dsl.Root or isinstance(view, dsl.Root) and not isinstance(view, dsl.Chained):
+    if type(view) is dsl.Root or (isinstance(view, dsl.Root) and not isinstance(view, dsl.Chained)):
         requests = view._requests
         for candidate in reversed(requests):  # the request being served is the newest or nearly
             if candidate is request:

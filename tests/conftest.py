@@ -7,14 +7,14 @@ import os
 # The per-object timers tick every second in tests instead of every minute (read at import).
 os.environ.setdefault("KEYPLANE_TIMER_INTERVAL", "1")
 
-from collections.abc import AsyncIterator, Callable  # noqa: E402
-from contextlib import AbstractAsyncContextManager, asynccontextmanager  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from keyplane.api.crds import all_crds  # noqa: E402
-from keyplane.settings import Settings  # noqa: E402
+from keyplane.api.crds import all_crds
+from keyplane.settings import Settings
 
 TEST_SETTINGS = dict(
     liveness_endpoint=None,

@@ -255,7 +255,9 @@ def run_render(paths: list[str], settings: Settings, now: datetime, out: TextIO,
         for body in result.inputs:
             status = body.get("status") or {}
             if not is_true(status, READY):
-                ready = next((c for c in status.get("conditions") or [] if c.get("type") == READY), {})
+                ready: dict[str, Any] = next(
+                    (c for c in status.get("conditions") or [] if c.get("type") == READY), {}
+                )
                 err.write(f"{body['kind']} {body['metadata']['namespace']}/{body['metadata']['name']} is not "
                           f"Ready: {ready.get('reason')}: {ready.get('message')}\n")
         return EXIT_NOT_READY

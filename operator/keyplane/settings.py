@@ -27,7 +27,9 @@ class Settings(BaseModel):
         default="https://platform.example.com",
         description="External base URL of the platform when an IdentityProvider does not set one.",
     )
-    roles: tuple[str, ...] = Field(default=("Admin", "Member", "Viewer"), description="Known roles, most privileged first.")
+    roles: tuple[str, ...] = Field(
+        default=("Admin", "Member", "Viewer"), description="Known roles, most privileged first."
+    )
     bundle_secret_name: str = Field(default="keyplane-identity", description="Name of the bundle Secret.")
     allow_private_networks: bool = Field(
         default=False, description="Allow metadata URLs that resolve to private, loopback or link-local addresses."

@@ -8,7 +8,6 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import yaml
 

@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class RealCluster(EmulatedCluster):
     """EmulatedCluster's kubectl-like helpers (discovery, apply, get, patch...) over a real API server."""
 
-    def __init__(self) -> None:  # noqa: D107 - no emulator, no server
+    def __init__(self) -> None:
         from kubernetes import client, config
 
         configuration = client.Configuration()
@@ -79,7 +79,7 @@ async def _delete_namespaces(cluster: RealCluster) -> None:
         for kind in ("IdentityProvider", "SSODomain", "ScimConnection"):
             try:
                 items = await cluster.list("keyplane.dev/v1alpha1", kind, ns)
-            except Exception:  # noqa: BLE001 - the namespace may not exist
+            except Exception:
                 continue
             for item in items:  # the operator is stopped by now: release its finalizers
                 await cluster.patch("keyplane.dev/v1alpha1", kind, ns, item["metadata"]["name"],
@@ -119,10 +119,9 @@ async def idp_server() -> AsyncIterator[Any]:
 def keyplane_operator(cluster: RealCluster) -> Any:
     import kopf
 
+    from conftest import test_settings
     from keyplane import handlers  # noqa: F401
     from keyplane.testing import running_operator
-
-    from conftest import test_settings
 
     @asynccontextmanager
     async def run(**overrides: Any) -> AsyncIterator[Any]:

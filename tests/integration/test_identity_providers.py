@@ -8,7 +8,16 @@ import json
 from typing import Any
 
 from .builders import (
-    API, NS, bundle_of, certificate_b64, condition, decode, idp_metadata, is_ready, namespace, saml_idp,
+    API,
+    NS,
+    bundle_of,
+    certificate_b64,
+    condition,
+    decode,
+    idp_metadata,
+    is_ready,
+    namespace,
+    saml_idp,
 )
 from .idp_server import discovery
 

@@ -40,15 +40,28 @@ def format_duration(delta: timedelta) -> str:
     return "".join(f"{n}{u}" for n, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if n)
 
 
-def cel(rule: str, message: str) -> dict[str, str]:
+def cel(rule: str, message: str) -> dict[str, Any]:
     """One x-kubernetes-validations entry (a CEL rule the API server enforces on apply)."""
     return {"rule": rule, "message": message}
+
+
+def validations(*rules: dict[str, Any]) -> dict[str, Any]:
+    """Schema extra carrying CEL rules (for a Field's json_schema_extra)."""
+    return {"x-kubernetes-validations": list(rules)}
+
+
+SPEC_CONFIG = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+def spec_config(*rules: dict[str, Any]) -> ConfigDict:
+    """The spec models' config, with CEL rules that land on the object's schema."""
+    return ConfigDict(**SPEC_CONFIG, json_schema_extra=validations(*rules))  # type: ignore[typeddict-item]
 
 
 class SpecModel(BaseModel):
     """Base of every spec model: unknown fields are errors (the API server would silently prune them)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = SPEC_CONFIG
 
 
 class StatusModel(BaseModel):
@@ -67,9 +80,7 @@ class ConfigMapKeyReference(SpecModel):
     """A key of a ConfigMap in the same namespace."""
 
     name: ObjectName = Field(description="Name of the ConfigMap in the same namespace.")
-    key: str = Field(
-        default="metadata.xml", min_length=1, max_length=253, description="Key in the ConfigMap's data."
-    )
+    key: str = Field(default="metadata.xml", min_length=1, max_length=253, description="Key in the ConfigMap's data.")
 
 
 class SecretKeyReference(SpecModel):

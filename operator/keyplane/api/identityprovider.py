@@ -17,6 +17,7 @@ from .common import (
     SpecModel,
     StatusModel,
     cel,
+    spec_config,
 )
 
 EMAIL_NAMEID = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
@@ -26,20 +27,16 @@ FINGERPRINT_PATTERN = r"^(?i:(sha256:)?[0-9a-f]{2}(:?[0-9a-f]{2}){31})$"
 class SAMLMetadataSource(SpecModel):
     """Where the IdP's SAML metadata document comes from: exactly one of url, configMapRef, inline."""
 
-    model_config = SpecModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                cel(
-                    "[has(self.url), has(self.configMapRef), has(self.inline)].filter(x, x).size() == 1",
-                    "set exactly one of metadata.url, metadata.configMapRef, metadata.inline",
-                ),
-                cel(
-                    "!has(self.refreshInterval) || has(self.url)",
-                    "metadata.refreshInterval only applies to metadata.url",
-                ),
-            ]
-        }
-    }
+    model_config = spec_config(
+        cel(
+            "[has(self.url), has(self.configMapRef), has(self.inline)].filter(x, x).size() == 1",
+            "set exactly one of metadata.url, metadata.configMapRef, metadata.inline",
+        ),
+        cel(
+            "!has(self.refreshInterval) || has(self.url)",
+            "metadata.refreshInterval only applies to metadata.url",
+        ),
+    )
 
     url: str | None = Field(
         default=None,
@@ -50,9 +47,7 @@ class SAMLMetadataSource(SpecModel):
     configMapRef: ConfigMapKeyReference | None = Field(
         default=None, description="A ConfigMap key holding the metadata XML; re-read when the ConfigMap changes."
     )
-    inline: str | None = Field(
-        default=None, max_length=1048576, description="The metadata XML document itself."
-    )
+    inline: str | None = Field(default=None, max_length=1048576, description="The metadata XML document itself.")
     refreshInterval: Duration | None = Field(
         default=None, description="How often a metadata url is re-fetched (conditional GET). Default 1h."
     )
@@ -83,9 +78,7 @@ class SAMLManualConfig(SpecModel):
     """The IdP described by hand, for IdPs whose admins copy three values instead of a metadata document."""
 
     entityID: str = Field(min_length=1, max_length=1024, description="The IdP's entity ID (issuer).")
-    ssoURL: str = Field(
-        max_length=2048, pattern=r"^https?://", description="The IdP's single sign-on URL (https)."
-    )
+    ssoURL: str = Field(max_length=2048, pattern=r"^https?://", description="The IdP's single sign-on URL (https).")
     ssoBinding: Literal["HTTP-Redirect", "HTTP-POST"] = Field(
         default="HTTP-Redirect", description="Binding of the single sign-on URL."
     )
@@ -109,13 +102,9 @@ class AttributeMapping(SpecModel):
 class SAMLConfig(SpecModel):
     """SAML 2.0 settings: where the IdP is described, and how the service provider behaves."""
 
-    model_config = SpecModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                cel("has(self.metadata) != has(self.manual)", "set exactly one of saml.metadata or saml.manual")
-            ]
-        }
-    }
+    model_config = spec_config(
+        cel("has(self.metadata) != has(self.manual)", "set exactly one of saml.metadata or saml.manual")
+    )
 
     metadata: SAMLMetadataSource | None = Field(default=None, description="The IdP's metadata document.")
     manual: SAMLManualConfig | None = Field(
@@ -187,18 +176,13 @@ class ServiceProviderConfig(SpecModel):
 class IdentityProviderSpec(SpecModel):
     """Desired state of an IdentityProvider."""
 
-    model_config = SpecModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                cel(
-                    "self.protocol == 'SAML' ? (has(self.saml) && !has(self.oidc)) "
-                    ": (has(self.oidc) && !has(self.saml))",
-                    "set spec.saml (and not spec.oidc) when protocol is SAML, spec.oidc (and not spec.saml) "
-                    "when protocol is OIDC",
-                )
-            ]
-        }
-    }
+    model_config = spec_config(
+        cel(
+            "self.protocol == 'SAML' ? (has(self.saml) && !has(self.oidc)) : (has(self.oidc) && !has(self.saml))",
+            "set spec.saml (and not spec.oidc) when protocol is SAML, spec.oidc (and not spec.saml) "
+            "when protocol is OIDC",
+        )
+    )
 
     displayName: str | None = Field(default=None, max_length=128, description="Name shown on the login page.")
     protocol: Literal["SAML", "OIDC"] = Field(description="SAML or OIDC.")

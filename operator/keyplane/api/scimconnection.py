@@ -17,6 +17,7 @@ from .common import (
     SpecModel,
     StatusModel,
     cel,
+    validations,
 )
 
 RoleName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -31,9 +32,7 @@ class TokenSettings(SpecModel):
     rotationInterval: Duration = Field(
         default="2160h", description="Issue a new token this often; 0 disables scheduled rotation."
     )
-    overlap: Duration = Field(
-        default="24h", description="How long the previous token stays valid after a rotation."
-    )
+    overlap: Duration = Field(default="24h", description="How long the previous token stays valid after a rotation.")
     deletionPolicy: Literal["Retain", "Delete"] = Field(
         default="Retain",
         description=(
@@ -76,14 +75,12 @@ class ScimConnectionSpec(SpecModel):
         default_factory=list,
         max_length=256,
         description="Pushed groups mapped to roles.",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "self.all(b, self.exists_one(c, c.group == b.group))",
-                    "each group may appear only once in groupBindings",
-                )
-            ]
-        },
+        json_schema_extra=validations(
+            cel(
+                "self.all(b, self.exists_one(c, c.group == b.group))",
+                "each group may appear only once in groupBindings",
+            )
+        ),
     )
     unboundGroupRole: str = Field(
         default="None",

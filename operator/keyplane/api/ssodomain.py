@@ -14,6 +14,7 @@ from .common import (
     SpecModel,
     StatusModel,
     cel,
+    spec_config,
 )
 
 # A lowercase DNS name of at least two labels; IDNs must be given in their A-label (xn--) form.
@@ -34,17 +35,13 @@ class DomainVerification(SpecModel):
 class SSODomainSpec(SpecModel):
     """Desired state of an SSODomain."""
 
-    model_config = SpecModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                cel(
-                    "!has(self.breakGlassUsers) || self.breakGlassUsers.all(u, "
-                    "self.domains.exists(d, u.lowerAscii().endsWith('@' + d)))",
-                    "every breakGlassUsers entry must be an email address of one of spec.domains",
-                )
-            ]
-        }
-    }
+    model_config = spec_config(
+        cel(
+            "!has(self.breakGlassUsers) || self.breakGlassUsers.all(u, "
+            "self.domains.exists(d, u.lowerAscii().endsWith('@' + d)))",
+            "every breakGlassUsers entry must be an email address of one of spec.domains",
+        )
+    )
 
     domains: list[DomainName] = Field(
         min_length=1,

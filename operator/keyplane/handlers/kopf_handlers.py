@@ -116,6 +116,7 @@ async def _observe_idp(rt: Runtime, snap: Snapshot, *, max_age: timedelta | None
 
             bundle = parse_bundle_secret(secret)
         seed = ((bundle or {}).get("identityProviders") or {}).get(snap.name)
+    rt.observed(snap)
     rt.idp_observations[key] = await observe_identity_provider(
         snap, rt.kube, rt.cache, previous, rt.settings, rt.clock(), seed_entry=seed, max_age=max_age
     )
@@ -179,6 +180,7 @@ async def configmap_changed(
 
 async def _observe_domain(rt: Runtime, snap: Snapshot) -> None:
     key = (snap.namespace, snap.name)
+    rt.observed(snap)
     rt.dns[key] = await observe_sso_domain(snap, rt.resolver, rt.dns.get(key))
     assert rt.writer is not None
     if rt.settings.domain_scope == "Cluster":
@@ -222,6 +224,7 @@ async def _observe_scim(rt: Runtime, snap: Snapshot) -> None:
         state, events = await observe_scim_connection(snap, rt.kube, rt.clock())
     except KubeError as exc:
         raise kopf.TemporaryError(f"token Secret: {exc.message}", delay=5) from exc
+    rt.observed(snap)
     rt.tokens[key] = state
     for event in events:
         await post_event(rt.kube, snap, event, rt.clock())
@@ -260,7 +263,7 @@ async def scim_connection_tick(body: kopf.Body, memo: Any, **kwargs: Any) -> Non
 async def object_deleted(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     rt = runtime_of(memo, kwargs)
     snap = Snapshot.from_body(body)
-    rt.forget(snap.kind, snap.namespace, snap.name)
+    rt.forget(snap)
     assert rt.writer is not None
     rt.writer.schedule(snap.namespace)
 
@@ -268,12 +271,12 @@ async def object_deleted(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
 @kopf.on.event(*IDP)
 @kopf.on.event(*SSOD)
 @kopf.on.event(*SCIM)
-async def object_event(body: kopf.Body, event: dict[str, Any], memo: Any, **kwargs: Any) -> None:
+async def object_event(body: kopf.Body, event: Any, memo: Any, **kwargs: Any) -> None:
     """A deletion that skipped the delete handler (finalizer removed by hand, operator down) still counts."""
     if event.get("type") != "DELETED":
         return
     rt = runtime_of(memo, kwargs)
     snap = Snapshot.from_body(body)
-    rt.forget(snap.kind, snap.namespace, snap.name)
+    rt.forget(snap)
     assert rt.writer is not None
     rt.writer.schedule(snap.namespace)

@@ -63,6 +63,7 @@ class Runtime:
     bundles: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # namespace -> bundle now in the Secret
     bundle_hashes: dict[str, str | None] = field(default_factory=dict)
     indexes: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
+    observed_uids: dict[tuple[str, str, str], str] = field(default_factory=dict)
     writer: NamespaceWriter | None = None
 
     def capture_indexes(self, kwargs: Mapping[str, Any]) -> None:
@@ -85,12 +86,22 @@ class Runtime:
             return {}
         return {key: sorted(index[key]) for key in list(index.keys())}
 
-    def forget(self, kind: str, namespace: str, name: str) -> None:
-        key = (namespace, name)
-        {"IdentityProvider": self.idp_observations, "ScimConnection": self.tokens, "SSODomain": self.dns}[kind].pop(
-            key, None
-        )
-        self.written_status.pop((kind, namespace, name), None)
+    def observed(self, snap: Snapshot) -> None:
+        """Record which object (uid) the observation under its name belongs to."""
+        self.observed_uids[(snap.kind, snap.namespace, snap.name)] = snap.uid
+
+    def forget(self, snap: Snapshot) -> None:
+        """Drop a deleted object's observations, unless a re-created namesake already replaced them
+        (the old object's DELETED event may arrive after the new object's first observation)."""
+        key3 = (snap.kind, snap.namespace, snap.name)
+        if self.observed_uids.get(key3, snap.uid) != snap.uid:
+            return
+        self.observed_uids.pop(key3, None)
+        stores: dict[str, dict[Key, Any]] = {
+            "IdentityProvider": self.idp_observations, "ScimConnection": self.tokens, "SSODomain": self.dns,
+        }
+        stores[snap.kind].pop((snap.namespace, snap.name), None)
+        self.written_status.pop(key3, None)
 
 
 class NamespaceWriter:
@@ -156,9 +167,9 @@ def _ready_to_flush(runtime: Runtime, snaps: list[Snapshot]) -> bool:
             obs = runtime.idp_observations.get(key)
             if obs is None or obs.generation != snap.generation:
                 return False
-        elif snap.kind == "ScimConnection" and key not in runtime.tokens:
-            return False
-        elif snap.kind == "SSODomain" and key not in runtime.dns:
+        elif (snap.kind == "ScimConnection" and key not in runtime.tokens) or (
+            snap.kind == "SSODomain" and key not in runtime.dns
+        ):
             return False
     return True
 
@@ -242,7 +253,13 @@ async def _write_bundle(
         return
     digest = bundle_sha256(data)
     if digest == runtime.bundle_hashes.get(namespace):
-        return
+        # Unchanged content: a read (never a write) confirms the Secret is still there, since the
+        # operator does not watch Secrets and garbage collection or a human may have removed it.
+        current = await kube.get("v1", "secrets", namespace, name)
+        annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
+        if annotations.get(BUNDLE_HASH_ANNOTATION) == digest:
+            return
+        runtime.bundle_hashes[namespace] = digest if current is not None else None
     owners = [s.owner_reference(controller=False) for s in sorted(snaps, key=lambda s: (s.kind, s.name))
               if not s.deleting and s.uid]
     manifest = bundle_secret(name, namespace, data, owners)
@@ -305,5 +322,5 @@ async def post_event(kube: KubeAPI, snap: Snapshot, event: Event, now: datetime)
     log.log(level, "%s %s/%s: %s: %s", snap.kind, snap.namespace, snap.name, event.reason, event.message)
     try:
         await kube.create("v1", "events", snap.namespace, body)
-    except Exception as exc:  # noqa: BLE001 - an Event is best effort
+    except Exception as exc:
         log.warning("could not post Event %s for %s/%s: %s", event.reason, snap.namespace, snap.name, exc)

@@ -27,7 +27,8 @@ def transition_events(old_status: dict[str, Any], new_status: dict[str, Any]) ->
         previous = before.get(type_)
         if previous and (previous.get("status"), previous.get("reason")) == (cond["status"], cond["reason"]):
             continue
-        if previous is None and cond["status"] == "True" and cond["reason"] not in _WARNING_WHEN_TRUE and type_ != "Ready":
+        healthy = cond["status"] == "True" and cond["reason"] not in _WARNING_WHEN_TRUE
+        if previous is None and healthy and type_ != "Ready":
             continue  # a first, healthy kind-specific condition is no news
         ok = cond["status"] == "True" and cond["reason"] not in _WARNING_WHEN_TRUE
         message = cond.get("message") or f"{type_} is {cond['status']}"

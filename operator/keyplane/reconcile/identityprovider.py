@@ -22,7 +22,7 @@ from ..saml.sp import build_saml_settings
 from ..settings import Settings
 from .conditions import Check, Outcome, Phase, merge_conditions, rfc3339, standard_checks
 from .events import transition_events
-from .model import compact, Event, KindResult, Problem, Snapshot
+from .model import Event, KindResult, Problem, Snapshot, compact
 from .validation import spec_problem
 
 METADATA_RESOLVED = "MetadataResolved"
@@ -146,8 +146,8 @@ def reconcile_identity_provider(
     try:
         spec = IdentityProviderSpec.model_validate(snap.spec)
     except ValidationError as exc:
-        problem = spec_problem(exc)
-        outcome = Outcome(Phase.STALLED, problem.reason, problem.message)
+        invalid = spec_problem(exc)
+        outcome = Outcome(Phase.STALLED, invalid.reason, invalid.message)
         return _finish(snap, status, checks, outcome, entry, now)
 
     urls = service_provider_urls(snap.name, spec.protocol, base_url(dict(snap.spec), settings))

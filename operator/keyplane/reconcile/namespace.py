@@ -64,7 +64,7 @@ def reconcile_namespace(inputs: NamespaceInputs, settings: Settings, now: dateti
         results[(snap.kind, snap.name)] = result
         if result.entry is not None:
             idp_entries[snap.name] = result.entry
-        ready_cond = next((c for c in result.status["conditions"] if c["type"] == READY), {})
+        ready_cond: dict[str, Any] = next((c for c in result.status["conditions"] if c["type"] == READY), {})
         idp_states[snap.name] = IdPState(
             exists=True,
             ready=is_true(result.status, READY),

@@ -13,7 +13,7 @@ from ..settings import Settings
 from .conditions import Check, Outcome, Phase, merge_conditions, rfc3339, standard_checks
 from .events import transition_events
 from .identityprovider import base_url
-from .model import compact, KindResult, Problem, Snapshot
+from .model import KindResult, Problem, Snapshot, compact
 from .scimtoken import TokenState
 from .ssodomain import IdPState
 from .validation import spec_problem
@@ -80,9 +80,9 @@ def reconcile_scim_connection(
     try:
         spec = ScimConnectionSpec.model_validate(snap.spec)
     except ValidationError as exc:
-        problem = spec_problem(exc)
-        checks.append(Check(BINDINGS_VALID, False, problem.reason, problem.message))
-        return _finish(snap, status, checks, Outcome(Phase.STALLED, problem.reason, problem.message),
+        invalid = spec_problem(exc)
+        checks.append(Check(BINDINGS_VALID, False, invalid.reason, invalid.message))
+        return _finish(snap, status, checks, Outcome(Phase.STALLED, invalid.reason, invalid.message),
                        _keep_bindings(previous_entry, token, now), now)
 
     if token is None:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from ..api.ssodomain import SSODomainSpec
 from .conditions import Check, Outcome, Phase, merge_conditions, standard_checks
 from .events import transition_events
-from .model import compact, KindResult, Snapshot
+from .model import KindResult, Snapshot, compact
 from .validation import spec_problem
 
 DOMAINS_VERIFIED = "DomainsVerified"
@@ -106,7 +106,8 @@ def reconcile_sso_domain(
         return _finish(snap, status, checks, Outcome(Phase.STALLED, problem.reason, problem.message), {}, now)
 
     scope = claim_scope(snap.namespace, cluster_scoped)
-    owned, taken = [], []
+    owned: list[tuple[str, str]] = []
+    taken: list[tuple[str, str]] = []
     domain_status = []
     for domain in spec.domains:
         claimants = claims.get((scope, domain), [])
@@ -130,12 +131,13 @@ def reconcile_sso_domain(
         pending = [d["name"] for d in domain_status if not d["verified"]]
         if pending:
             detail = f" Last check: {dns.last_error}." if dns and dns.last_error else ""
+            pending_names = [str(name) for name in pending]
             checks.append(
                 Check(
                     DOMAINS_VERIFIED,
                     False,
                     "VerificationPending",
-                    f"Publish the TXT records listed in status.verification for {', '.join(pending)}; "
+                    f"Publish the TXT records listed in status.verification for {', '.join(pending_names)}; "
                     f"the operator re-checks periodically.{detail}",
                 )
             )

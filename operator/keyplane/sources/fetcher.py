@@ -360,8 +360,9 @@ class MetadataFetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        for _hop in range(self.policy.max_redirects + 1):
+        for hop in range(self.policy.max_redirects + 1):
             self._check_scheme(current)
+            logger.debug("GET %s (hop %d)", _safe_url(current), hop)
             visited.add(str(current))
             try:
                 response = await self._client.send(

@@ -84,7 +84,8 @@ class KubeAPI:
             verify = False
         elif configuration.ssl_ca_cert:
             verify = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
-        cert = (configuration.cert_file, configuration.key_file) if configuration.cert_file else None
+        cert = (configuration.cert_file, configuration.key_file or configuration.cert_file) \
+            if configuration.cert_file else None
 
         def token() -> str | None:
             value = configuration.get_api_key_with_prefix("authorization")
