@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import contextlib
 import json
 import os
@@ -36,6 +37,7 @@ PLURALS = {"IdentityProvider": "identityproviders", "ScimConnection": "scimconne
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 kmock_fastpath.install()
+kmock_fastpath.install_emulator_cache()
 
 
 @contextlib.asynccontextmanager
@@ -132,33 +134,34 @@ def _ready(body: Mapping[str, Any]) -> bool:
 
 
 class Progress:
-    """Incremental convergence check straight on the emulator's objects."""
+    """Incremental convergence check: reads the emulator's event logs from where it left off."""
 
     def __init__(self, cluster: EmulatedCluster, docs: list[dict[str, Any]], *, floor: bool = False) -> None:
         self.emu = cluster.emulator
         self.floor = floor
-        self.pending: set[tuple[Any, str, str]] = set()
+        self.pending: set[tuple[str, str, str]] = set()
         self.expected: dict[str, dict[str, set[str]]] = {}
+        self.resources = {kmock.resource("keyplane.dev", "v1alpha1", plural) for plural in PLURALS.values()}
         for doc in docs:
-            group, version = doc["apiVersion"].split("/")
             ns, name = doc["metadata"]["namespace"], doc["metadata"]["name"]
-            self.pending.add((kmock.resource(group, version, PLURALS[doc["kind"]]), ns, name))
+            self.pending.add((doc["kind"], ns, name))
             self.expected.setdefault(ns, {}).setdefault(doc["kind"], set()).add(name)
         self.bundles_pending = set(self.expected)
-        self._seen_rv: dict[str, str] = {}
+        self._cursor: dict[Any, int] = {}
 
-    def _bundle_complete(self, ns: str) -> bool:
-        key = (SECRETS, ns, BUNDLE)
-        obj = self.emu.objects[key] if key in self.emu.objects else None
-        if obj is None or obj.deleted:
-            return False
-        body = obj.raw
+    def _new_events(self, res: Any) -> list[tuple[int, str, dict[str, Any], Any]]:
+        log = self.emu._logs.get(res)
+        if log is None:
+            return []
+        cursor = self._cursor.get(res, 0)
+        events = log.events[bisect.bisect_right(log.events, cursor, key=lambda e: e[0]):]
+        if events:
+            self._cursor[res] = events[-1][0]
+        return events
+
+    def _bundle_complete(self, ns: str, body: Mapping[str, Any]) -> bool:
         if self.floor:
             return (body["metadata"].get("annotations") or {}).get("bench.keyplane.dev/complete") == "true"
-        rv = body["metadata"]["resourceVersion"]
-        if self._seen_rv.get(ns) == rv:
-            return False
-        self._seen_rv[ns] = rv
         bundle = json.loads(base64.b64decode(body["data"]["identity.json"]))
         want = self.expected[ns]
         domains = {d["identityProvider"] for d in bundle.get("domains", {}).values()}
@@ -167,12 +170,20 @@ class Progress:
                 and len(domains) >= len(want.get("SSODomain", set())))
 
     def done(self) -> bool:
-        for key in list(self.pending):
-            obj = self.emu.objects[key] if key in self.emu.objects else None
-            if obj is not None and not obj.deleted and _ready(obj.raw):
-                self.pending.discard(key)
-        for ns in list(self.bundles_pending):
-            if self._bundle_complete(ns):
+        for res in self.resources:
+            latest: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+            for _rv, etype, body, _old in self._new_events(res):
+                key = (body["kind"], body["metadata"]["namespace"], body["metadata"]["name"])
+                latest[key] = body if etype != "DELETED" else {}
+            for key, body in latest.items():
+                if key in self.pending and _ready(body):
+                    self.pending.discard(key)
+        latest_bundles: dict[str, Mapping[str, Any]] = {}
+        for _rv, etype, body, _old in self._new_events(SECRETS):
+            if body["metadata"]["name"] == BUNDLE and etype != "DELETED":
+                latest_bundles[body["metadata"]["namespace"]] = body
+        for ns, body in latest_bundles.items():
+            if ns in self.bundles_pending and self._bundle_complete(ns, body):
                 self.bundles_pending.discard(ns)
         return not self.pending and not self.bundles_pending
 

@@ -51,3 +51,25 @@ def install() -> None:
     """Patch kmock (idempotent)."""
     if dsl.View.__contains__ is not _contains:
         dsl.View.__contains__ = _contains  # type: ignore[method-assign]
+
+
+def install_emulator_cache() -> None:
+    """Cache KeyplaneEmulator's "is this resource served" check (kmock rebuilds the list of resources,
+    from every stored object, on each request: O(objects) per request). Positive answers only."""
+    from keyplane.testing.emulator import KeyplaneEmulator
+
+    original = KeyplaneEmulator.__dict__["_require_known"]
+    if getattr(original, "_bench_cached", False):
+        return
+    known: dict[tuple[int, Any], Any] = {}
+
+    def _require_known(self: Any, res: Any) -> Any:
+        if res is None:
+            return original(self, res)
+        key = (id(self), (res.group, res.version, res.plural))
+        if key not in known:
+            known[key] = original(self, res)
+        return known[key]
+
+    _require_known._bench_cached = True  # type: ignore[attr-defined]
+    KeyplaneEmulator._require_known = _require_known  # type: ignore[method-assign]

@@ -205,3 +205,27 @@ async def test_operator_restart_does_not_rewrite_anything(cluster: Any, keyplane
         assert after["data"] == before["data"]
         writes = [w for w in cluster.writes_since_mark(ignore_events=True) if "/secrets" in w or "/status" in w]
         assert writes == []
+
+
+async def test_cluster_scoped_claims_hand_over_across_namespaces(cluster: Any, keyplane_operator: Any) -> None:
+    await cluster.apply(namespace())
+    await cluster.apply(namespace("team-b"))
+    await cluster.apply(saml_idp("okta"))
+    await cluster.apply(saml_idp("okta", ns="team-b"))
+    await cluster.apply(sso_domain("acme", ["acme.com"], "okta"))
+    await asyncio.sleep(1.1)
+    await cluster.apply(sso_domain("acme", ["acme.com"], "okta", ns="team-b"))
+    async with keyplane_operator(domain_scope="Cluster"):
+        async def claimed() -> bool:
+            obj = await cluster.get(API, "SSODomain", "team-b", "acme")
+            return condition(obj).get("reason") == "DomainClaimed" and "team-a/acme" in condition(obj)["message"]
+
+        await cluster.wait_for(claimed, timeout=15)
+        await cluster.delete(API, "SSODomain", NS, "acme")
+
+        async def taken_over() -> bool:
+            obj = await cluster.get(API, "SSODomain", "team-b", "acme")
+            secret = await cluster.get("v1", "Secret", "team-b", "keyplane-identity")
+            return is_ready(obj) and secret is not None and "acme.com" in bundle_of(secret)["domains"]
+
+        await cluster.wait_for(taken_over, timeout=15)

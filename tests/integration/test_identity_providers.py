@@ -240,3 +240,23 @@ async def test_oidc_issuer_mismatch(cluster: Any, keyplane_operator: Any, idp_se
         cond = condition(obj, "MetadataResolved")
         assert cond["reason"] == "IssuerMismatch" and "other-tenant" in cond["message"]
         assert not is_ready(obj)
+
+
+async def test_sp_signing_certificate_is_renewed_before_expiry(cluster: Any, keyplane_operator: Any) -> None:
+    from datetime import timedelta
+
+    await cluster.apply(namespace())
+    await cluster.apply(saml_idp("okta", sign=True))
+    async with keyplane_operator(sp_certificate_validity=timedelta(seconds=4),
+                                 sp_certificate_renew_before=timedelta(seconds=2)):
+        await _wait_condition(cluster, "Ready", "True")
+        first = decode(await cluster.get("v1", "Secret", NS, "okta-sp-signing"), "tls.crt")
+
+        async def renewed() -> dict[str, Any] | None:
+            entry = await _entry(cluster)
+            cert = decode(await cluster.get("v1", "Secret", NS, "okta-sp-signing"), "tls.crt")
+            if cert != first and entry and entry["saml"]["sp"]["x509cert"].strip() == cert.strip():
+                return entry
+            return None
+
+        await cluster.wait_for(renewed, timeout=15)

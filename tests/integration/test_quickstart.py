@@ -63,3 +63,23 @@ async def test_steady_state_makes_no_writes(cluster: Any, keyplane_operator: Any
         cluster.mark()
         await asyncio.sleep(3.0)  # several resyncs and timer ticks
         assert cluster.writes_since_mark() == []
+
+
+async def test_operator_never_writes_what_users_own(cluster: Any, keyplane_operator: Any) -> None:
+    """GitOps tools must never see drift caused by the operator: spec, labels, user annotations."""
+    docs = await apply_quickstart(cluster)
+    for doc in docs:
+        await cluster.patch(doc["apiVersion"], doc["kind"], NS, doc["metadata"]["name"],
+                            {"metadata": {"labels": {"team": "platform"},
+                                          "annotations": {"example.com/owner": "alice"}}})
+    before = {d["metadata"]["name"] + d["kind"]: await cluster.get(d["apiVersion"], d["kind"], NS, d["metadata"]["name"])
+              for d in docs}
+    async with keyplane_operator():
+        await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
+        await asyncio.sleep(1.0)
+        for key, old in before.items():
+            new = await cluster.get(old["apiVersion"], old["kind"], NS, old["metadata"]["name"])
+            assert new["spec"] == old["spec"], key
+            assert new["metadata"]["labels"] == old["metadata"]["labels"], key
+            own = {k: v for k, v in new["metadata"]["annotations"].items() if not k.startswith("kopf.keyplane.dev/")}
+            assert own == old["metadata"]["annotations"], key

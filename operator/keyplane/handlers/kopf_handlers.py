@@ -21,8 +21,11 @@ from ..api.identityprovider import IdentityProviderSpec
 from ..observe.identityprovider import observe_identity_provider, refresh_interval
 from ..observe.scimconnection import observe_scim_connection
 from ..observe.ssodomain import observe_sso_domain
+from ..reconcile.bundle import parse_bundle_secret
+from ..reconcile.conditions import parse_time
 from ..reconcile.model import Snapshot
 from ..reconcile.ssodomain import claims_of
+from ..saml.sp import sp_certificate_needs_renewal
 from ..settings import Settings
 from ..sources.kube import KubeError
 from .runtime import Runtime, post_event
@@ -112,8 +115,6 @@ async def _observe_idp(rt: Runtime, snap: Snapshot, *, max_age: timedelta | None
         bundle = rt.bundles.get(snap.namespace)
         if bundle is None and snap.namespace not in rt.bundles:
             secret = await rt.kube.get("v1", "secrets", snap.namespace, rt.settings.bundle_secret_name)
-            from ..reconcile.bundle import parse_bundle_secret
-
             bundle = parse_bundle_secret(secret)
         seed = ((bundle or {}).get("identityProviders") or {}).get(snap.name)
     rt.observed(snap)
@@ -147,10 +148,18 @@ async def identity_provider_refresh(body: kopf.Body, memo: Any, **kwargs: Any) -
     except ValueError:
         return
     interval = refresh_interval(spec)
-    if interval is None or previous is None:
+    if previous is None:
         return
-    from ..reconcile.conditions import parse_time
-
+    signing = previous.signing
+    renew = signing is not None and sp_certificate_needs_renewal(
+        signing.certificate_pem, rt.clock(), rt.settings.sp_certificate_renew_before
+    )
+    if renew or previous.signing_problem is not None:
+        # The SP signing certificate is renewed before it expires, for every kind of metadata source.
+        await _observe_idp(rt, snap, max_age=interval or timedelta(hours=1))
+        return
+    if interval is None:
+        return
     last = parse_time((previous.metadata or {}).get("lastAttemptTime"))
     wait = interval + _jitter(snap.uid, interval)
     if previous.problem is not None and previous.problem.transient:
@@ -261,11 +270,17 @@ async def scim_connection_tick(body: kopf.Body, memo: Any, **kwargs: Any) -> Non
 @kopf.on.delete(*SSOD, optional=True)
 @kopf.on.delete(*SCIM, optional=True)
 async def object_deleted(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
-    rt = runtime_of(memo, kwargs)
-    snap = Snapshot.from_body(body)
+    _deleted(runtime_of(memo, kwargs), Snapshot.from_body(body))
+
+
+def _deleted(rt: Runtime, snap: Snapshot) -> None:
     rt.forget(snap)
     assert rt.writer is not None
-    rt.writer.schedule(snap.namespace)
+    if snap.kind == "SSODomain" and rt.settings.domain_scope == "Cluster":
+        # A cluster-wide claim released here may hand a domain to an SSODomain in another namespace.
+        rt.writer.schedule_all(set(rt.indexes.get("ssod_index") or {}) | {snap.namespace})
+    else:
+        rt.writer.schedule(snap.namespace)
 
 
 @kopf.on.event(*IDP)
@@ -275,8 +290,4 @@ async def object_event(body: kopf.Body, event: Any, memo: Any, **kwargs: Any) ->
     """A deletion that skipped the delete handler (finalizer removed by hand, operator down) still counts."""
     if event.get("type") != "DELETED":
         return
-    rt = runtime_of(memo, kwargs)
-    snap = Snapshot.from_body(body)
-    rt.forget(snap)
-    assert rt.writer is not None
-    rt.writer.schedule(snap.namespace)
+    _deleted(runtime_of(memo, kwargs), Snapshot.from_body(body))
