@@ -72,8 +72,10 @@ async def test_operator_never_writes_what_users_own(cluster: Any, keyplane_opera
         await cluster.patch(doc["apiVersion"], doc["kind"], NS, doc["metadata"]["name"],
                             {"metadata": {"labels": {"team": "platform"},
                                           "annotations": {"example.com/owner": "alice"}}})
-    before = {d["metadata"]["name"] + d["kind"]: await cluster.get(d["apiVersion"], d["kind"], NS, d["metadata"]["name"])
-              for d in docs}
+    before = {
+        d["metadata"]["name"] + d["kind"]: await cluster.get(d["apiVersion"], d["kind"], NS, d["metadata"]["name"])
+        for d in docs
+    }
     async with keyplane_operator():
         await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
         await asyncio.sleep(1.0)
