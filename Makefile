@@ -51,8 +51,12 @@ run: $(STAMP) ## run the operator against the current kubeconfig
 render: $(STAMP) ## render examples/quickstart offline
 	$(BIN)/keyplane render -f examples/quickstart
 
-app-demo: $(STAMP) ## serve examples/app against a rendered quickstart bundle
-	$(BIN)/keyplane app-demo --help
+app-demo: $(STAMP) ## serve SSO + SCIM (keyplane.app) from the quickstart's rendered bundle on 127.0.0.1:8000
+	@mkdir -p $(TOOLS)
+	$(BIN)/keyplane render -f examples/quickstart | $(BIN)/python -c "import sys, yaml, base64; \
+	  s = [d for d in yaml.safe_load_all(sys.stdin) if d['kind'] == 'Secret' and d['metadata']['name'] == 'keyplane-identity'][0]; \
+	  open('$(TOOLS)/identity.json', 'wb').write(base64.b64decode(s['data']['identity.json']))"
+	$(BIN)/keyplane app-demo --bundle $(TOOLS)/identity.json --host 127.0.0.1 --port 8000
 
 e2e: $(STAMP) ## the end-to-end suite against $$KUBECONFIG (a real cluster)
 	$(BIN)/pytest -q tests/e2e -m e2e -rs

@@ -51,8 +51,10 @@ async def run_keyplane(n: int, *, env: dict[str, str] | None = None, idle_window
                 cluster.mark()
                 await asyncio.sleep(idle_window)
                 idle = cluster.writes_since_mark()
-                result["idle"] = {"window_s": idle_window, "modifying_requests": len(idle),
-                                  "sample": idle[:10], "requests": len(cluster.requests_since_mark())}
+                seen = cluster.requests_since_mark()
+                token_reads = sum(1 for r in seen if r.method.value == "GET" and r.url.path.endswith("-scim-token"))
+                result["idle"] = {"window_s": idle_window, "modifying_requests": len(idle), "sample": idle[:10],
+                                  "requests": len(seen), "timer_ticks_per_object": round(token_reads / n, 1)}
                 result["peak_rss_mb"] = op.read_peak_rss_mb()
             log = op.log_text()
             result["tracebacks"] = log.count("Traceback")

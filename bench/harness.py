@@ -202,7 +202,7 @@ def classify_writes(requests: Iterable[kmock.Request]) -> Counter[str]:
     by_plural = {v: k for k, v in PLURALS.items()}
     counts: Counter[str] = Counter()
     for request in requests:
-        if request.method.value not in _WRITES:
+        if request.method.value not in _WRITES or _from_bench(request):
             continue
         res = request.resource
         plural = str(res.plural) if res is not None else ""
@@ -223,6 +223,12 @@ def classify_writes(requests: Iterable[kmock.Request]) -> Counter[str]:
         else:
             counts[f"other:{plural}"] += 1
     return counts
+
+
+def _from_bench(request: kmock.Request) -> bool:
+    """The benchmark's own requests (creating the objects) use httpx's default User-Agent."""
+    agent = request.headers.get("User-Agent") or request.headers.get("user-agent") or ""
+    return agent.startswith("python-httpx")
 
 
 def requests_since(cluster: EmulatedCluster, index: int) -> list[kmock.Request]:

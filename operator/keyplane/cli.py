@@ -87,12 +87,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(Path(args.examples), timeout=args.timeout))
 
 
-def cmd_app_demo(args: argparse.Namespace) -> int:
-    from .app.demo import main as app_demo_main
-
-    return app_demo_main(list(args.rest))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keyplane", description="Declarative SSO and SCIM for Kubernetes.")
     parser.add_argument("--version", action="version", version=f"keyplane {__version__}")
@@ -120,14 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-v", "--verbose", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
-    app_demo = sub.add_parser("app-demo", help="serve the app side (SSO + SCIM) from a bundle file")
-    app_demo.add_argument("rest", nargs=argparse.REMAINDER)
-    app_demo.set_defaults(func=cmd_app_demo)
+    sub.add_parser("app-demo", add_help=False, help="serve the app side (SSO + SCIM) from a bundle file")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["app-demo"]:  # its own parser takes every option, --help included
+        from .app.demo import main as app_demo_main
+
+        return app_demo_main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     return int(args.func(args))
 
 

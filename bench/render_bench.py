@@ -1,0 +1,35 @@
+"""`keyplane render` over 1000 objects (a mix of the three kinds), timed as a subprocess, as CI runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import workload
+from .harness import ROOT
+
+
+def render(total: int = 1000) -> dict[str, Any]:
+    docs = workload.objects(total // 3 + 1, 10)[:total]
+    with tempfile.TemporaryDirectory(prefix="keyplane-render-bench-") as tmp:
+        by_ns: dict[str, list[dict[str, Any]]] = {}
+        for doc in docs:
+            by_ns.setdefault(doc["metadata"]["namespace"], []).append(doc)
+        for ns, items in by_ns.items():
+            Path(tmp, f"{ns}.yaml").write_text(yaml.safe_dump_all(items))
+        baseline_started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "keyplane", "--version"], cwd=ROOT, check=True, capture_output=True)
+        startup = time.monotonic() - baseline_started
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "keyplane", "render", "-f", tmp], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        elapsed = time.monotonic() - started
+    return {"objects": len(docs), "seconds": round(elapsed, 3), "exit_code": proc.returncode,
+            "output_documents": proc.stdout.count(b"\n---"), "interpreter_startup_s": round(startup, 3),
+            "stderr_tail": proc.stderr.decode(errors="replace")[-300:] if proc.returncode else ""}
