@@ -130,7 +130,7 @@ def test_dockerignore_keeps_the_build_inputs_only() -> None:
         return any(fnmatch.fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") for p in patterns)
 
     for kept in ("pyproject.toml", "constraints.txt", "README.md", "operator/keyplane/cli.py",
-                 "operator/keyplane/health/IdentityProvider.lua"):
+                 "operator/keyplane/health/health.lua"):
         assert not ignored(kept), kept
     for dropped in (".venv", ".git", ".tools", "tests", "helm", "examples"):
         assert ignored(dropped), dropped

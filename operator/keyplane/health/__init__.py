@@ -14,10 +14,15 @@ KINDS = ("IdentityProvider", "SSODomain", "ScimConnection")
 GROUP = "keyplane.dev"
 
 
+def health_script() -> str:
+    """The Lua source of the health check; one script serves every kind (they share the conditions)."""
+    return resources.files(__name__).joinpath("health.lua").read_text(encoding="utf-8")
+
+
 def health_scripts() -> dict[str, str]:
     """Kind -> the Lua source of its Argo CD health check."""
-    package = resources.files(__name__)
-    return {kind: package.joinpath(f"{kind}.lua").read_text(encoding="utf-8") for kind in KINDS}
+    script = health_script()
+    return dict.fromkeys(KINDS, script)
 
 
 def argocd_cm_entries() -> dict[str, str]:

@@ -1,5 +1,6 @@
--- Argo CD health check for keyplane.dev/v1alpha1 IdentityProvider.
--- Install as resource.customizations.health.keyplane.dev_IdentityProvider in argocd-cm (see docs/gitops.md).
+-- Argo CD health check for the keyplane.dev/v1alpha1 kinds (IdentityProvider, SSODomain, ScimConnection).
+-- Install as resource.customizations.health.keyplane.dev_<Kind> in argocd-cm, the same script for each kind
+-- (see docs/gitops.md).
 -- Follows kstatus: observedGeneration behind metadata.generation (top-level or on the Ready
 -- condition) -> Progressing; Reconciling=True -> Progressing; Stalled=True -> Degraded;
 -- Ready=True -> Healthy; Ready=False with a permanent reason -> Degraded; anything else -> Progressing.
@@ -45,7 +46,7 @@ end
 
 if obj.status == nil then
   hs.status = "Progressing"
-  hs.message = "Waiting for the Keyplane operator to reconcile this IdentityProvider"
+  hs.message = "Waiting for the Keyplane operator to reconcile this " .. (obj.kind or "object")
   return hs
 end
 
