@@ -21,7 +21,6 @@ from ..api.identityprovider import IdentityProviderSpec
 from ..observe.identityprovider import observe_identity_provider, refresh_interval
 from ..observe.scimconnection import observe_scim_connection
 from ..observe.ssodomain import observe_sso_domain
-from ..reconcile.bundle import parse_bundle_secret
 from ..reconcile.conditions import parse_time
 from ..reconcile.model import Snapshot
 from ..reconcile.ssodomain import claims_of
@@ -111,11 +110,8 @@ async def _observe_idp(rt: Runtime, snap: Snapshot, *, max_age: timedelta | None
     key = (snap.namespace, snap.name)
     previous = rt.idp_observations.get(key)
     seed = None
-    if previous is None:
-        bundle = rt.bundles.get(snap.namespace)
-        if bundle is None and snap.namespace not in rt.bundles:
-            secret = await rt.kube.get("v1", "secrets", snap.namespace, rt.settings.bundle_secret_name)
-            bundle = parse_bundle_secret(secret)
+    if previous is None:  # first read since start: the bundle's entry is the last good config
+        bundle = await rt.current_bundle(snap.namespace)
         seed = ((bundle or {}).get("identityProviders") or {}).get(snap.name)
     rt.observed(snap)
     rt.idp_observations[key] = await observe_identity_provider(

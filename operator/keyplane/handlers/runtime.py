@@ -86,6 +86,15 @@ class Runtime:
             return {}
         return {key: sorted(index[key]) for key in list(index.keys())}
 
+    async def current_bundle(self, namespace: str) -> dict[str, Any] | None:
+        """The bundle now in the namespace's Secret, read once per process (then kept up to date)."""
+        if namespace not in self.bundles:
+            existing = await self.kube.get("v1", "secrets", namespace, self.settings.bundle_secret_name)
+            self.bundles[namespace] = parse_bundle_secret(existing)
+            annotations = ((existing or {}).get("metadata") or {}).get("annotations") or {}
+            self.bundle_hashes[namespace] = annotations.get(BUNDLE_HASH_ANNOTATION) if existing else None
+        return self.bundles[namespace]
+
     def observed(self, snap: Snapshot) -> None:
         """Record which object (uid) the observation under its name belongs to."""
         self.observed_uids[(snap.kind, snap.namespace, snap.name)] = snap.uid
@@ -193,13 +202,7 @@ async def flush_namespace(runtime: Runtime, namespace: str) -> None:
     if not _ready_to_flush(runtime, snaps):
         return
     snaps = [_with_written_status(runtime, s) for s in snaps]
-    if namespace not in runtime.bundles:
-        existing = await kube.get("v1", "secrets", namespace, settings.bundle_secret_name)
-        runtime.bundles[namespace] = parse_bundle_secret(existing)
-        runtime.bundle_hashes[namespace] = (
-            ((existing.get("metadata") or {}).get("annotations") or {}).get(BUNDLE_HASH_ANNOTATION)
-            if existing else None
-        )
+    previous_bundle = await runtime.current_bundle(namespace)
     inputs = NamespaceInputs(
         namespace=namespace,
         objects=snaps,
@@ -207,7 +210,7 @@ async def flush_namespace(runtime: Runtime, namespace: str) -> None:
         tokens={n: t for (ns, n), t in runtime.tokens.items() if ns == namespace},
         dns={n: d for (ns, n), d in runtime.dns.items() if ns == namespace},
         claims=runtime.claim_book(),
-        previous_bundle=runtime.bundles.get(namespace),
+        previous_bundle=previous_bundle,
     )
     result = reconcile_namespace(inputs, settings, runtime.clock())
 
