@@ -229,3 +229,28 @@ async def test_cluster_scoped_claims_hand_over_across_namespaces(cluster: Any, k
             return is_ready(obj) and secret is not None and "acme.com" in bundle_of(secret)["domains"]
 
         await cluster.wait_for(taken_over, timeout=15)
+
+
+async def test_a_burst_of_changes_gives_a_handful_of_bundle_writes(cluster: Any, keyplane_operator: Any) -> None:
+    """An Argo CD sync of a whole folder: 30 objects at once, a few bundle writes, not 30."""
+    await cluster.apply(namespace())
+    async with keyplane_operator(bundle_debounce=0.3, bundle_max_delay=2.0):
+        cluster.mark()
+        await asyncio.gather(*(cluster.apply(saml_idp(f"idp-{i}")) for i in range(10)),
+                             *(cluster.apply(sso_domain(f"d-{i}", [f"d{i}.example.com"], f"idp-{i}"))
+                               for i in range(10)),
+                             *(cluster.apply(scim(f"s-{i}", idp=f"idp-{i}")) for i in range(10)))
+
+        async def complete() -> bool:
+            bundle = await _bundle(cluster)
+            return bool(bundle) and len(bundle["domains"]) == 10 and len(bundle["scim"]) == 10
+
+        await cluster.wait_for(complete, timeout=30)
+        await asyncio.sleep(1.0)
+        bundle_writes = [
+            f"{r.method.value} {r.url.path}" for r in cluster.requests_since_mark()
+            if r.method.value in {"POST", "PATCH", "PUT"} and r.resource is not None
+            and r.resource.plural == "secrets"
+            and (r.name or ((r.data or {}).get("metadata") or {}).get("name")) == "keyplane-identity"
+        ]
+        assert 1 <= len(bundle_writes) <= 5, bundle_writes
