@@ -54,11 +54,12 @@ async def _bundle(namespace: str) -> None:
     async with _inflight:
         await kube.create("v1", "secrets", namespace, body)
     for i in range(1, BUNDLE_WRITES):
-        last = i == BUNDLE_WRITES - 1
+        annotations = {"bench.keyplane.dev/write": str(i)}
+        if i == BUNDLE_WRITES - 1:
+            annotations["bench.keyplane.dev/complete"] = "true"
         async with _inflight:
-            await kube.patch("v1", "secrets", namespace, "keyplane-identity",
-                             {"metadata": {"annotations": {"bench.keyplane.dev/write": str(i),
-                                                           **({"bench.keyplane.dev/complete": "true"} if last else {})}}})
+            patch = {"metadata": {"annotations": annotations}}
+            await kube.patch("v1", "secrets", namespace, "keyplane-identity", patch)
 
 
 async def _handle(kind: str, body: kopf.Body, event_type: str | None) -> None:

@@ -25,10 +25,7 @@ _UNKNOWN = object()
 def _member(view: Any, request: Any) -> Any:
     if type(view) is dsl.Root or (isinstance(view, dsl.Root) and not isinstance(view, dsl.Chained)):
         requests = view._requests
-        for candidate in reversed(requests):  # the request being served is the newest or nearly
-            if candidate is request:
-                return True
-        return False
+        return any(candidate is request for candidate in reversed(requests))
     if type(view) is dsl.Priority:
         return _member(view._source, request)
     if type(view) is dsl.Filter:

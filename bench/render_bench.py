@@ -28,7 +28,7 @@ def render(total: int = 1000) -> dict[str, Any]:
         startup = time.monotonic() - baseline_started
         started = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "keyplane", "render", "-f", tmp], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              capture_output=True)
         elapsed = time.monotonic() - started
     return {"objects": len(docs), "seconds": round(elapsed, 3), "exit_code": proc.returncode,
             "output_documents": proc.stdout.count(b"\n---"), "interpreter_startup_s": round(startup, 3),

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from keyplane.render import read_documents
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
@@ -40,6 +42,8 @@ async def test_quickstart_converges_and_writes_the_bundle(cluster: Any, keyplane
         await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
         secret = await cluster.get("v1", "Secret", NS, "keyplane-identity")
         bundle = json.loads(base64.b64decode(secret["data"]["identity.json"]))
+        schema = json.loads((QUICKSTART.parents[1] / "docs" / "bundle.schema.json").read_text())
+        jsonschema.validate(bundle, schema, cls=jsonschema.Draft202012Validator)
         assert set(bundle["identityProviders"]) == {"okta", "keycloak"}
         assert bundle["domains"]["acme.com"] == {
             "identityProvider": "okta", "enforcement": "Required", "breakGlassUsers": ["root@acme.com"]}

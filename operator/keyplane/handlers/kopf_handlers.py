@@ -55,6 +55,10 @@ def configure_kopf(settings: kopf.OperatorSettings, keyplane: Settings) -> None:
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    # A timer tick in flight when its object is deleted (a metadata fetch, a Secret read) holds the finalizer;
+    # Kopf re-checks whether it has exited only every `cancellation_polling` s (default 60): deleting an
+    # IdentityProvider mid-refresh took a minute. The handlers are bounded (fetch and API timeouts).
+    settings.background.cancellation_polling = 1
     if keyplane.peering_name:
         settings.peering.name = keyplane.peering_name
         settings.peering.priority = keyplane.priority
@@ -136,6 +140,8 @@ async def identity_provider_changed(body: kopf.Body, memo: Any, **kwargs: Any) -
 async def identity_provider_refresh(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     """Re-read remote documents when due (backing off on failure); re-evaluate expiry every tick."""
     rt = runtime_of(memo, kwargs)
+    if rt.closing:  # the operator is stopping: the API client may be closed already
+        return
     snap = Snapshot.from_body(body)
     key = (snap.namespace, snap.name)
     previous = rt.idp_observations.get(key)
@@ -206,6 +212,8 @@ async def sso_domain_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
 async def sso_domain_verify(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     """Re-check pending DNS challenges; backs off (1 min doubling to 1 h) while they stay pending."""
     rt = runtime_of(memo, kwargs)
+    if rt.closing:  # the operator is stopping: the API client may be closed already
+        return
     snap = Snapshot.from_body(body)
     previous = rt.dns.get((snap.namespace, snap.name))
     pending = set(snap.spec.get("domains") or []) - set(previous.verified if previous else ())
@@ -248,6 +256,8 @@ async def scim_connection_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> 
 async def scim_connection_tick(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     """Scheduled rotation, a token Secret deleted by hand, and the end of a rotation overlap."""
     rt = runtime_of(memo, kwargs)
+    if rt.closing:  # the operator is stopping: the API client may be closed already
+        return
     snap = Snapshot.from_body(body)
     state = rt.tokens.get((snap.namespace, snap.name))
     now = rt.clock()

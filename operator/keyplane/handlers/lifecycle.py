@@ -65,6 +65,7 @@ async def stop(memo: Any, **_: Any) -> None:
             await resync
     if runtime is None:
         return
+    runtime.closing = True  # timers Kopf left orphaned must not use the clients closed below
     if runtime.writer is not None:
         await runtime.writer.stop()
     await memo.fetcher.aclose()
