@@ -9,6 +9,7 @@ import datetime
 import importlib
 import importlib.util
 import json
+import os
 import platform
 import sys
 import time
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpus": __import__("os").cpu_count()},
+                    "cpus": os.cpu_count()},
         "convergence": [],
     }
     for n in sizes:

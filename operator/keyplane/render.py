@@ -37,6 +37,9 @@ from .sources.fetcher import MetadataFetcher, SharedMetadataCache
 from .sources.kube import KubeError, resource_path
 
 EXIT_READY, EXIT_NOT_READY, EXIT_UNREADABLE = 0, 1, 2
+# LibYAML when PyYAML was built with it: most of a large render's time is YAML.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class InputError(Exception):
@@ -57,7 +60,7 @@ def read_documents(paths: Iterable[str]) -> list[dict[str, Any]]:
         for file in files:
             try:
                 text = sys.stdin.read() if str(file) == "-" else file.read_text()
-                loaded = list(yaml.safe_load_all(text))
+                loaded = list(yaml.load_all(text, Loader=_LOADER))
             except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
                 raise InputError(f"{file}: {exc}") from exc
             for doc in loaded:
@@ -239,7 +242,7 @@ def _sp_metadata_configmaps(namespace: str, bundle: dict[str, Any] | None) -> li
 
 def write_stream(result: RenderResult, out: TextIO) -> None:
     documents = result.outputs + result.inputs
-    out.write(yaml.safe_dump_all(documents, sort_keys=True, explicit_start=True, width=120))
+    out.write(yaml.dump_all(documents, Dumper=_DUMPER, sort_keys=True, explicit_start=True, width=120))
 
 
 def run_render(paths: list[str], settings: Settings, now: datetime, out: TextIO, err: TextIO,

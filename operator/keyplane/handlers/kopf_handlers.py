@@ -18,11 +18,13 @@ import kopf
 from .. import API_GROUP, API_VERSION
 from ..api.common import parse_duration
 from ..api.identityprovider import IdentityProviderSpec
+from ..api.scimconnection import ScimConnectionSpec
 from ..observe.identityprovider import observe_identity_provider, refresh_interval
 from ..observe.scimconnection import observe_scim_connection
 from ..observe.ssodomain import observe_sso_domain
 from ..reconcile.conditions import parse_time
 from ..reconcile.model import Snapshot
+from ..reconcile.scimconnection import token_secret_name
 from ..reconcile.ssodomain import claims_of
 from ..saml.sp import sp_certificate_needs_renewal
 from ..settings import Settings
@@ -261,11 +263,13 @@ async def scim_connection_tick(body: kopf.Body, memo: Any, **kwargs: Any) -> Non
     snap = Snapshot.from_body(body)
     state = rt.tokens.get((snap.namespace, snap.name))
     now = rt.clock()
-    interval = parse_duration(str((snap.spec.get("token") or {}).get("rotationInterval") or "2160h"))
+    try:
+        interval = parse_duration(ScimConnectionSpec.model_validate(snap.spec).token.rotationInterval)
+    except ValueError:  # an invalid spec: the reconcile reports it; nothing is due
+        return
     due = state is None or (interval.total_seconds() > 0 and now >= state.issued_at + interval)
     overlap_ended = bool(state and state.previous_expires_at and state.previous_expires_at <= now)
-    secret = await rt.kube.get("v1", "secrets", snap.namespace,
-                               str((snap.spec.get("token") or {}).get("secretName") or f"{snap.name}-scim-token"))
+    secret = await rt.kube.get("v1", "secrets", snap.namespace, token_secret_name(snap))
     if due or overlap_ended or secret is None:
         await _observe_scim(rt, snap)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import replace
@@ -62,7 +63,8 @@ async def observe_identity_provider(
     the cache when it was fetched recently by another IdentityProvider.
     """
     base = previous or _seeded(snap, seed_entry)
-    status_meta = dict(snap.status.get("metadata") or {})
+    raw_meta = snap.status.get("metadata")
+    status_meta = dict(raw_meta) if isinstance(raw_meta, dict) else {}
     base = replace(base, generation=snap.generation, metadata=dict(base.metadata) or status_meta)
     try:
         spec = IdentityProviderSpec.model_validate(snap.spec)
@@ -260,9 +262,12 @@ async def _ensure_signing_pair(
     """Adopt the existing SP signing Secret, renew it before expiry, or issue one."""
     name = signing_secret_name(snap.name)
 
-    def render() -> dict[str, Any]:
-        cert, key = generate_sp_signing_pair(f"{snap.name}.{snap.namespace} keyplane SP", now,
-                                             settings.sp_certificate_validity)
+    async def render() -> dict[str, str]:
+        # RSA key generation takes ~100 ms of CPU: off the event loop, so watches and writes go on.
+        cert, key = await asyncio.to_thread(
+            generate_sp_signing_pair, f"{snap.name}.{snap.namespace} keyplane SP", now,
+            settings.sp_certificate_validity,
+        )
         return {"tls.crt": cert, "tls.key": key}
 
     def usable(data: dict[str, str]) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..reconcile.bundle import MANAGED_BY, MANAGED_BY_LABEL
@@ -38,7 +38,7 @@ async def ensure_secret(
     namespace: str,
     name: str,
     *,
-    render: Callable[[], dict[str, str]],
+    render: Callable[[], Awaitable[dict[str, str]]],
     usable: Callable[[dict[str, str]], bool],
     secret_type: str,
     labels: dict[str, str],
@@ -54,7 +54,7 @@ async def ensure_secret(
     if existing is not None and usable(decoded_data(existing)):
         return await _adopt(store, existing, owner)
     if existing is not None:
-        return await store.patch("v1", "secrets", namespace, name, {"data": encode_data(render())})
+        return await store.patch("v1", "secrets", namespace, name, {"data": encode_data(await render())})
     body = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -66,7 +66,7 @@ async def ensure_secret(
             "annotations": annotations,
             **({"ownerReferences": [owner]} if owner else {}),
         },
-        "data": encode_data(render()),
+        "data": encode_data(await render()),
     }
     try:
         return await store.create("v1", "secrets", namespace, body)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import ValidationError
+
+from ..api.ssodomain import SSODomainSpec
 from ..reconcile.model import Snapshot
 from ..reconcile.ssodomain import CHALLENGE_PREFIX, DnsObservation, challenge_value
 from ..sources.dns import DnsLookupError, TxtResolver
@@ -13,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def verified_in_status(snap: Snapshot) -> frozenset[str]:
     """Domains the status already shows verified: a restart does not make users re-publish records."""
-    domains = set(snap.spec.get("domains") or [])
+    domains = {d for d in snap.spec.get("domains") or [] if isinstance(d, str)}
     return frozenset(
         str(d.get("name")) for d in snap.status.get("domains") or []
         if isinstance(d, dict) and d.get("verified") and d.get("name") in domains
@@ -24,9 +27,13 @@ async def observe_sso_domain(
     snap: Snapshot, resolver: TxtResolver, previous: DnsObservation | None
 ) -> DnsObservation:
     """Check each unverified domain once. Verification sticks: removing the record later is not a revocation."""
-    if (snap.spec.get("verification") or {}).get("method", "None") != "DNS":
+    try:
+        spec = SSODomainSpec.model_validate(snap.spec)
+    except ValidationError:
+        return DnsObservation()  # the reconcile reports the invalid spec
+    if spec.verification.method != "DNS":
         return DnsObservation()
-    domains = [str(d) for d in snap.spec.get("domains") or []]
+    domains = list(spec.domains)
     verified = set((previous.verified if previous else frozenset()) | verified_in_status(snap))
     verified &= set(domains)
     errors = []

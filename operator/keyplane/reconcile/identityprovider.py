@@ -55,9 +55,9 @@ class IdPObservation:
 
 def base_url(spec: dict[str, Any] | Any, settings: Settings) -> str:
     configured = None
-    if isinstance(spec, dict):
-        configured = (spec.get("serviceProvider") or {}).get("baseURL")
-    return str(configured or settings.default_base_url).rstrip("/")
+    if isinstance(spec, dict) and isinstance(spec.get("serviceProvider"), dict):
+        configured = spec["serviceProvider"].get("baseURL")
+    return str(configured if isinstance(configured, str) and configured else settings.default_base_url).rstrip("/")
 
 
 def service_provider_urls(name: str, protocol: str, base: str) -> dict[str, str]:
@@ -123,11 +123,12 @@ def _oidc_entry(
 
 
 def _status_base(snap: Snapshot, spec_dict: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    protocol = str(spec_dict.get("protocol") or "SAML")
+    protocol = "OIDC" if spec_dict.get("protocol") == "OIDC" else "SAML"
     urls = service_provider_urls(snap.name, protocol, base_url(spec_dict, settings))
     sp: dict[str, Any] = dict(urls)
-    saml = spec_dict.get("saml") or {}
-    if protocol == "SAML" and saml.get("signAuthnRequests", True):
+    raw_saml = spec_dict.get("saml")
+    saml: dict[str, Any] = raw_saml if isinstance(raw_saml, dict) else {}
+    if protocol == "SAML" and saml.get("signAuthnRequests", True) is not False:
         sp["signingCertificateSecretRef"] = {"name": signing_secret_name(snap.name), "key": "tls.crt"}
     return {"serviceProvider": sp}
 

@@ -34,9 +34,9 @@ class Snapshot:
             uid=str(meta.get("uid") or ""),
             generation=int(meta.get("generation") or 1),
             creation_timestamp=str(meta.get("creationTimestamp") or ""),
-            spec=_plain(body.get("spec") or {}),
-            status=_plain(body.get("status") or {}),
-            annotations=dict(meta.get("annotations") or {}),
+            spec=_mapping(body.get("spec")),
+            status=_mapping(body.get("status")),
+            annotations={str(k): str(v) for k, v in _mapping(meta.get("annotations")).items()},
             deleting=bool(meta.get("deletionTimestamp")),
         )
 
@@ -62,6 +62,12 @@ class Snapshot:
             "namespace": self.namespace,
             "uid": self.uid,
         }
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A plain dict of a body part; anything that is not a mapping (a hand-written file) reads as empty."""
+    plain = _plain(value) if value is not None else {}
+    return plain if isinstance(plain, dict) else {}
 
 
 def _plain(value: Any) -> Any:

@@ -74,8 +74,9 @@ def reconcile_namespace(inputs: NamespaceInputs, settings: Settings, now: dateti
         )
 
     def idp_state(snap: Snapshot) -> IdPState | None:
-        ref = (snap.spec.get("identityProviderRef") or {}).get("name")
-        if not ref:
+        ref_block = snap.spec.get("identityProviderRef")
+        ref = ref_block.get("name") if isinstance(ref_block, dict) else None
+        if not isinstance(ref, str) or not ref:
             return None
         return idp_states.get(ref, IdPState(exists=False, ready=False, serving=False))
 

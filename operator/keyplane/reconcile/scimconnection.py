@@ -23,7 +23,9 @@ BINDINGS_VALID = "BindingsValid"
 
 
 def token_secret_name(snap: Snapshot) -> str:
-    return str((snap.spec.get("token") or {}).get("secretName") or f"{snap.name}-scim-token")
+    token = snap.spec.get("token")
+    name = token.get("secretName") if isinstance(token, dict) else None
+    return name if isinstance(name, str) and name else f"{snap.name}-scim-token"
 
 
 def endpoint_path(name: str) -> str:

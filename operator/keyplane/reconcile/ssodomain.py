@@ -47,7 +47,9 @@ def claims_of(snap: Snapshot, cluster_scoped: bool) -> list[tuple[tuple[str, str
     """The claims one SSODomain makes (what the Kopf index stores for it)."""
     if snap.deleting:
         return []
-    domains = snap.spec.get("domains") or []
+    domains = snap.spec.get("domains")
+    if not isinstance(domains, list):
+        return []
     claim = Claim(snap.creation_timestamp, snap.namespace, snap.name, snap.uid)
     scope = claim_scope(snap.namespace, cluster_scoped)
     return [((scope, str(d).lower()), claim) for d in dict.fromkeys(domains) if isinstance(d, str)]

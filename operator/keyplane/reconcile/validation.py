@@ -18,3 +18,4 @@ def spec_problem(exc: ValidationError) -> Problem:
     if more > 0:
         parts.append(f"and {more} more")
     return Problem("InvalidSpec", "Fix the spec: " + "; ".join(parts) + ".")
+

@@ -170,6 +170,11 @@ class EmulatedCluster:
         """End the watch streams, stop the HTTP server, remove the kubeconfig."""
         self.emulator.close_watches()
         await self._client.aclose()
+        # aiohttp waits up to 60 s for open requests: a watch stream of an operator that was cancelled
+        # (not stopped) may still hold one. Nothing in a test needs those answered any more.
+        runner = getattr(self._server.server, 'runner', None)
+        if runner is not None:
+            runner._shutdown_timeout = 0.5
         await self._server.__aexit__(None, None, None)
         await self.emulator.__aexit__(None, None, None)
         shutil.rmtree(self._tmpdir, ignore_errors=True)
