@@ -63,7 +63,8 @@ def keyplane_operator(cluster: Any) -> OperatorFactory:
         priority = overrides.pop("priority", 0)
         settings = test_settings(peering_name=peering, priority=priority, **overrides)
         memo = kopf.Memo(settings=settings)
-        async with running_operator(memo=memo, clusterwide=True, peering_name=peering, priority=priority):
+        async with running_operator(memo=memo, clusterwide=True, peering_name=peering, priority=priority,
+                                    shutdown_timeout=8.0):
             yield memo.runtime
 
     return run
