@@ -6,14 +6,14 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 # Go-style durations ("1h", "90m", "2160h", "1h30m", "0"), as kubectl users write them everywhere else.
 DURATION_PATTERN = r"^(0|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
-Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN)]
+MAX_DURATION = timedelta(days=36500)  # a century: longer is a typo, and timedelta overflows soon after
 DNS_LABEL_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_NAME)]
@@ -27,7 +27,17 @@ def parse_duration(value: str) -> timedelta:
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 30m, 1h, 2160h)")
     seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {value!r} is longer than {int(MAX_DURATION.total_seconds() // 3600)}h")
     return timedelta(seconds=seconds)
+
+
+def _valid_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN), AfterValidator(_valid_duration)]
 
 
 def format_duration(delta: timedelta) -> str:

@@ -52,7 +52,8 @@ def claims_of(snap: Snapshot, cluster_scoped: bool) -> list[tuple[tuple[str, str
         return []
     claim = Claim(snap.creation_timestamp, snap.namespace, snap.name, snap.uid)
     scope = claim_scope(snap.namespace, cluster_scoped)
-    return [((scope, str(d).lower()), claim) for d in dict.fromkeys(domains) if isinstance(d, str)]
+    names = dict.fromkeys(d.lower() for d in domains if isinstance(d, str))
+    return [((scope, name), claim) for name in names]
 
 
 def build_claim_book(snaps: Iterable[Snapshot], cluster_scoped: bool) -> dict[tuple[str, str], list[Claim]]:
