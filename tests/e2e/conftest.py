@@ -105,17 +105,6 @@ async def cluster(kubeconfig: str) -> AsyncIterator[RealCluster]:
 
 
 @pytest.fixture
-async def idp_server() -> AsyncIterator[Any]:
-    from integration.idp_server import IdPServer
-
-    server = await IdPServer().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
 def keyplane_operator(cluster: RealCluster) -> Any:
     import kopf
 

@@ -20,9 +20,9 @@ from ..saml.certificates import evaluate_certificates
 from ..saml.metadata import IdPMetadata
 from ..saml.sp import build_saml_settings
 from ..settings import Settings
-from .conditions import Check, Outcome, Phase, merge_conditions, rfc3339, standard_checks
-from .events import transition_events
-from .model import Event, KindResult, Problem, Snapshot, compact
+from .conditions import Check, Outcome, Phase, rfc3339
+from .model import Event, KindResult, Problem, Snapshot
+from .result import finish
 from .validation import spec_problem
 
 METADATA_RESOLVED = "MetadataResolved"
@@ -240,18 +240,9 @@ def _finish(
     entry: dict[str, Any] | None,
     now: datetime,
 ) -> KindResult:
-    status = compact(status)
-    status["observedGeneration"] = snap.generation
-    status["conditions"] = merge_conditions(
-        list(snap.status.get("conditions") or []),
-        standard_checks(outcome) + checks,
-        generation=snap.generation,
-        now=now,
-    )
-    status = {k: v for k, v in status.items() if v is not None}
-    events: list[Event] = transition_events(dict(snap.status), status)
-    events.extend(_idp_change_events(dict(snap.status), status))
-    return KindResult(status=status, entry=entry, events=events)
+    result = finish(snap, status, checks, outcome, entry, now)
+    result.events.extend(_idp_change_events(dict(snap.status), result.status))
+    return result
 
 
 def _idp_change_events(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:

@@ -10,10 +10,10 @@ from pydantic import ValidationError
 from ..api.common import parse_duration
 from ..api.scimconnection import ScimConnectionSpec
 from ..settings import Settings
-from .conditions import Check, Outcome, Phase, merge_conditions, rfc3339, standard_checks
-from .events import transition_events
+from .conditions import Check, Outcome, Phase, rfc3339
 from .identityprovider import base_url
-from .model import KindResult, Problem, Snapshot, compact
+from .model import KindResult, Problem, Snapshot
+from .result import finish
 from .scimtoken import TokenState
 from .ssodomain import IdPState
 from .validation import spec_problem
@@ -84,7 +84,7 @@ def reconcile_scim_connection(
     except ValidationError as exc:
         invalid = spec_problem(exc)
         checks.append(Check(BINDINGS_VALID, False, invalid.reason, invalid.message))
-        return _finish(snap, status, checks, Outcome(Phase.STALLED, invalid.reason, invalid.message),
+        return finish(snap, status, checks, Outcome(Phase.STALLED, invalid.reason, invalid.message),
                        _keep_bindings(previous_entry, token, now), now)
 
     if token is None:
@@ -125,7 +125,7 @@ def reconcile_scim_connection(
         outcome = Outcome(Phase.READY, "Ready",
                           f"Point the IdP's SCIM connector at {status['endpointURL']} with the token in Secret "
                           f"{token_secret_name(snap)}.")
-    return _finish(snap, status, checks, outcome, entry, now)
+    return finish(snap, status, checks, outcome, entry, now)
 
 
 def _idp_base(snap: Snapshot, idp: IdPState | None) -> dict[str, Any]:
@@ -138,16 +138,3 @@ def _keep_bindings(previous: dict[str, Any] | None, token: TokenState | None, no
     if previous is None or token is None:
         return None
     return {**previous, "tokenHashes": token.token_hashes(now)}
-
-
-def _finish(
-    snap: Snapshot, status: dict[str, Any], checks: list[Check], outcome: Outcome,
-    entry: dict[str, Any] | None, now: datetime,
-) -> KindResult:
-    status = compact(status)
-    status["observedGeneration"] = snap.generation
-    status["conditions"] = merge_conditions(
-        list(snap.status.get("conditions") or []), standard_checks(outcome) + checks,
-        generation=snap.generation, now=now,
-    )
-    return KindResult(status=status, entry=entry, events=transition_events(dict(snap.status), status))

@@ -11,9 +11,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api.ssodomain import SSODomainSpec
-from .conditions import Check, Outcome, Phase, merge_conditions, standard_checks
-from .events import transition_events
-from .model import KindResult, Snapshot, compact
+from .conditions import Check, Outcome, Phase
+from .model import KindResult, Snapshot
+from .result import finish
 from .validation import spec_problem
 
 DOMAINS_VERIFIED = "DomainsVerified"
@@ -106,7 +106,7 @@ def reconcile_sso_domain(
         spec = SSODomainSpec.model_validate(snap.spec)
     except ValidationError as exc:
         problem = spec_problem(exc)
-        return _finish(snap, status, checks, Outcome(Phase.STALLED, problem.reason, problem.message), {}, now)
+        return finish(snap, status, checks, Outcome(Phase.STALLED, problem.reason, problem.message), {}, now)
 
     scope = claim_scope(snap.namespace, cluster_scoped)
     owned: list[tuple[str, str]] = []
@@ -188,21 +188,4 @@ def reconcile_sso_domain(
     else:
         outcome = Outcome(Phase.READY, "Ready",
                           f"{', '.join(spec.domains)} log in through {ref} ({spec.enforcement}).")
-    return _finish(snap, status, checks, outcome, entries, now)
-
-
-def _finish(
-    snap: Snapshot,
-    status: dict[str, Any],
-    checks: list[Check],
-    outcome: Outcome,
-    entries: dict[str, dict[str, Any]],
-    now: datetime,
-) -> KindResult:
-    status = compact(status)
-    status["observedGeneration"] = snap.generation
-    status["conditions"] = merge_conditions(
-        list(snap.status.get("conditions") or []), standard_checks(outcome) + checks,
-        generation=snap.generation, now=now,
-    )
-    return KindResult(status=status, entry=entries, events=transition_events(dict(snap.status), status))
+    return finish(snap, status, checks, outcome, entries, now)
