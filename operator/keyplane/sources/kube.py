@@ -66,6 +66,8 @@ class KubeAPI:
             verify=verify,
             cert=cert,
             timeout=timeout,
+            # A bounded pool: a burst of writes queues here instead of opening (and dropping) connections.
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
             headers={"User-Agent": f"keyplane/{__version__}", "Accept": "application/json"},
         )
 
