@@ -40,16 +40,6 @@ def _valid_duration(value: str) -> str:
 Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN), AfterValidator(_valid_duration)]
 
 
-def format_duration(delta: timedelta) -> str:
-    """The inverse of parse_duration for whole seconds, used in messages."""
-    seconds = int(delta.total_seconds())
-    if seconds == 0:
-        return "0"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return "".join(f"{n}{u}" for n, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if n)
-
-
 def cel(rule: str, message: str) -> dict[str, Any]:
     """One x-kubernetes-validations entry (a CEL rule the API server enforces on apply)."""
     return {"rule": rule, "message": message}

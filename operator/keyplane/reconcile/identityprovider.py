@@ -20,7 +20,7 @@ from ..saml.certificates import evaluate_certificates
 from ..saml.metadata import IdPMetadata
 from ..saml.sp import build_saml_settings
 from ..settings import Settings
-from .conditions import Check, Outcome, Phase, rfc3339
+from .conditions import Check, Outcome, Phase
 from .model import Event, KindResult, Problem, Snapshot
 from .result import finish
 from .validation import spec_problem
@@ -264,6 +264,3 @@ def _idp_change_events(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
         return []
     return [Event("Normal", "IdentityProviderChanged", "; ".join(changes))]
 
-
-def observed_time(moment: datetime) -> str:
-    return rfc3339(moment)
