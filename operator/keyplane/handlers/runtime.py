@@ -143,7 +143,7 @@ class NamespaceWriter:
     async def _loop(self, namespace: str) -> None:
         settings = self.runtime.settings
         dirty = self._dirty[namespace]
-        backoff = 1.0
+        backoff, conflicts = 1.0, 0
         while True:
             await dirty.wait()
             started = time.monotonic()
@@ -156,14 +156,20 @@ class NamespaceWriter:
             try:
                 await flush_namespace(self.runtime, namespace)
                 self.flush_count += 1
-                backoff = 1.0
+                backoff, conflicts = 1.0, 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the API is down or conflicting: retry later, never die
-                log.warning("namespace %s: writing failed (%s: %s); retrying in %.0fs",
-                            namespace, type(exc).__name__, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 60.0)
+                # A conflict only means someone wrote first: reconcile again at once from fresh state.
+                # Anything else (5xx, network) backs off exponentially.
+                conflicts = conflicts + 1 if isinstance(exc, KubeError) and exc.status == 409 else 0
+                conflict = 0 < conflicts <= 5  # a conflict that keeps coming back is treated like any error
+                delay = 0.1 if conflict else backoff
+                log.warning("namespace %s: writing failed (%s: %s); retrying in %.1fs",
+                            namespace, type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                if not conflict:
+                    backoff = min(backoff * 2, 60.0)
                 dirty.set()
 
 
