@@ -12,9 +12,15 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from keyplane.api.crds import all_crds
 from keyplane.settings import Settings
+
+# CI runs the fuzz tests on fixed seeds (a red CI names a change, not luck); locally they explore.
+hypothesis_settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 TEST_SETTINGS = dict(
     liveness_endpoint=None,
