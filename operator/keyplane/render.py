@@ -20,6 +20,7 @@ import yaml
 
 from .api.kinds import API_GROUP_VERSION, KINDS_BY_NAME
 from .handlers.lifecycle import fetch_policy
+from .mergepatch import apply_merge_patch
 from .observe.identityprovider import observe_identity_provider
 from .observe.scimconnection import observe_scim_connection
 from .observe.ssodomain import observe_sso_domain
@@ -100,25 +101,12 @@ class MemoryStore:
         key = self.key(api_version, plural, namespace, name)
         if key not in self.objects:
             raise KubeError(404, "not found")
-        merged = _merge(self.objects[key], patch)
+        merged = apply_merge_patch(self.objects[key], patch)
         self.objects[key] = self.written[key] = merged
         return copy.deepcopy(merged)
 
     async def delete(self, api_version: str, plural: str, namespace: str, name: str) -> None:
         self.objects.pop(self.key(api_version, plural, namespace, name), None)
-
-
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge(result.get(key), value)
-    return result
 
 
 class _OfflineResolver:

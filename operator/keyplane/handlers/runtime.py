@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api.kinds import API_GROUP_VERSION, KINDS_BY_NAME
+from ..mergepatch import merge_patch_between
 from ..reconcile.bundle import (
     BUNDLE_HASH_ANNOTATION,
     CONSUME_LABEL,
@@ -190,18 +191,6 @@ def _ready_to_flush(runtime: Runtime, snaps: list[Snapshot]) -> bool:
     return True
 
 
-def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON merge patch from old to new: removed keys (at any depth) become null, lists are replaced."""
-    patch: dict[str, Any] = {k: None for k in old if k not in new}
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, Mapping) and isinstance(before, Mapping):
-            patch[key] = status_patch(before, value)
-        else:
-            patch[key] = value
-    return patch
-
-
 async def flush_namespace(runtime: Runtime, namespace: str) -> None:
     """Reconcile one namespace and write what changed."""
     settings, kube = runtime.settings, runtime.kube
@@ -231,7 +220,7 @@ async def flush_namespace(runtime: Runtime, namespace: str) -> None:
             plural = KINDS_BY_NAME[kind].plural
             try:
                 await kube.patch_status(API_GROUP_VERSION, plural, namespace, name,
-                                        status_patch(snap.status, outcome.status))
+                                        merge_patch_between(snap.status, outcome.status))
             except KubeError as exc:
                 if exc.status == 404:
                     continue  # deleted meanwhile

@@ -50,6 +50,8 @@ import jsonpointer
 import kmock
 import kmock._internal.parsing as kmock_parsing
 
+from keyplane.mergepatch import apply_merge_patch
+
 __all__ = ['KeyplaneEmulator']
 
 Body = dict[str, Any]
@@ -69,19 +71,6 @@ def _now() -> str:
 
 def _error(status: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
     return kmock.KubernetesError(status=status, reason=reason, message=message, details=details or {})
-
-
-def _merge(base: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: dicts merge recursively, ``null`` deletes, the rest replaces."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    result = dict(base) if isinstance(base, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge(result.get(key), value)
-    return result
 
 
 def _spec_part(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -352,7 +341,7 @@ class KeyplaneEmulator(kmock.KubernetesEmulator):
         patch = request.data
         if isinstance(patch, Mapping):
             self._check_version(key, old, (patch.get('metadata') or {}).get('resourceVersion'))
-            new = _merge(old, patch)
+            new = apply_merge_patch(old, patch)
         elif isinstance(patch, list):
             try:
                 new = jsonpatch.apply_patch(old, patch, in_place=False)
