@@ -223,7 +223,8 @@ async def _delete_namespaces(cluster: RealCluster, namespaces: list[str]) -> Non
             for item in await cluster.list(API_GROUP_VERSION, kind.kind, namespace):
                 name = item["metadata"]["name"]
                 if item["metadata"].get("finalizers"):
-                    await cluster.patch(API_GROUP_VERSION, kind.kind, namespace, name, {"metadata": {"finalizers": None}})
+                    release = {"metadata": {"finalizers": None}}
+                    await cluster.patch(API_GROUP_VERSION, kind.kind, namespace, name, release)
                 await cluster.delete(API_GROUP_VERSION, kind.kind, namespace, name)
         await cluster.delete("v1", "Namespace", None, namespace)
 
