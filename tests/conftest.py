@@ -41,10 +41,14 @@ def test_settings(**overrides: Any) -> Settings:
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[Any]:
-    """An emulated Kubernetes API on 127.0.0.1 with Keyplane's CRDs, and KUBECONFIG pointing at it."""
-    from keyplane.testing import emulated_cluster, use_kubeconfig
+    """An emulated Kubernetes API on 127.0.0.1 with Keyplane's CRDs, and KUBECONFIG pointing at it.
 
-    async with emulated_cluster(all_crds()) as emulated:
+    KUBECONFIG carries a token of the chart's ServiceAccount: whatever runs the operator (the fixture
+    below, `keyplane run` as a process) is authorized against the chart's RBAC (`helm template`), as
+    when installed. The cluster's helpers (create/patch/get...) act as the admin, as the user would."""
+    from keyplane.testing import emulated_cluster, render_chart_rbac, use_kubeconfig
+
+    async with emulated_cluster(all_crds(), rbac=render_chart_rbac()) as emulated:
         restore = use_kubeconfig(emulated.kubeconfig_path)
         try:
             yield emulated
@@ -61,7 +65,7 @@ def keyplane_operator(cluster: Any) -> OperatorFactory:
     import kopf
 
     from keyplane import handlers  # noqa: F401  (registers the handlers once)
-    from keyplane.testing import running_operator
+    from keyplane.testing import render_chart_rbac, running_operator
 
     @asynccontextmanager
     async def run(**overrides: Any) -> AsyncIterator[Any]:
@@ -69,9 +73,15 @@ def keyplane_operator(cluster: Any) -> OperatorFactory:
         priority = overrides.pop("priority", 0)
         settings = test_settings(peering_name=peering, priority=priority, **overrides)
         memo = kopf.Memo(settings=settings)
+        if peering and cluster.rbac is not None:  # HA mode: the chart's HA role (peering objects too)
+            await cluster.use_rbac(render_chart_rbac({"ha": {"enabled": True}}))
         async with running_operator(memo=memo, clusterwide=True, peering_name=peering, priority=priority,
                                     shutdown_timeout=8.0):
             yield memo.runtime
+        # A request the chart does not allow, or one without credentials, fails the test even if the
+        # operator survived it (a real API server would have refused it the same way).
+        refusals = cluster.authorizer.refusals(cluster.rbac.user if cluster.rbac else None)
+        assert not refusals, "the API server refused the operator:\n" + "\n".join(refusals[:20])
 
     return run
 
