@@ -39,8 +39,8 @@ def test_settings(**overrides: Any) -> Settings:
     return Settings(**{**TEST_SETTINGS, **overrides})
 
 
-@pytest.fixture
-async def cluster() -> AsyncIterator[Any]:
+@asynccontextmanager
+async def chart_cluster() -> AsyncIterator[Any]:
     """An emulated Kubernetes API on 127.0.0.1 with Keyplane's CRDs, and KUBECONFIG pointing at it.
 
     KUBECONFIG carries a token of the chart's ServiceAccount: whatever runs the operator (the fixture
@@ -56,12 +56,21 @@ async def cluster() -> AsyncIterator[Any]:
             restore()
 
 
+@pytest.fixture
+async def cluster() -> AsyncIterator[Any]:
+    """See `chart_cluster`."""
+    async with chart_cluster() as emulated:
+        yield emulated
+
+
 OperatorFactory = Callable[..., AbstractAsyncContextManager[Any]]
 
 
-@pytest.fixture
-def keyplane_operator(cluster: Any) -> OperatorFactory:
-    """`async with keyplane_operator(**settings) as runtime:` runs the real operator (all handlers)."""
+def operator_factory(cluster: Any) -> OperatorFactory:
+    """`async with factory(**settings) as runtime:` runs the real operator (all handlers) on `cluster`.
+
+    With `peering_name`, the chart is rendered in HA mode (its peering rules); with `namespaces`, the
+    operator watches only those and the chart is rendered with `watchNamespaces` (Roles per namespace)."""
     import kopf
 
     from keyplane import handlers  # noqa: F401  (registers the handlers once)
@@ -71,12 +80,14 @@ def keyplane_operator(cluster: Any) -> OperatorFactory:
     async def run(**overrides: Any) -> AsyncIterator[Any]:
         peering = overrides.pop("peering_name", None)
         priority = overrides.pop("priority", 0)
+        namespaces = list(overrides.get("namespaces") or ())
         settings = test_settings(peering_name=peering, priority=priority, **overrides)
         memo = kopf.Memo(settings=settings)
-        if peering and cluster.rbac is not None:  # HA mode: the chart's HA role (peering objects too)
-            await cluster.use_rbac(render_chart_rbac({"ha": {"enabled": True}}))
-        async with running_operator(memo=memo, clusterwide=True, peering_name=peering, priority=priority,
-                                    shutdown_timeout=8.0):
+        if cluster.rbac is not None:  # the chart rendered for this mode, as `helm install` would be
+            values: dict[str, Any] = {"ha": {"enabled": bool(peering)}, "watchNamespaces": namespaces}
+            await cluster.use_rbac(render_chart_rbac(values))
+        async with running_operator(memo=memo, clusterwide=not namespaces, namespaces=namespaces,
+                                    peering_name=peering, priority=priority, shutdown_timeout=8.0):
             yield memo.runtime
         # A request the chart does not allow, or one without credentials, fails the test even if the
         # operator survived it (a real API server would have refused it the same way).
@@ -84,6 +95,12 @@ def keyplane_operator(cluster: Any) -> OperatorFactory:
         assert not refusals, "the API server refused the operator:\n" + "\n".join(refusals[:20])
 
     return run
+
+
+@pytest.fixture
+def keyplane_operator(cluster: Any) -> OperatorFactory:
+    """`async with keyplane_operator(**settings) as runtime:` runs the real operator (all handlers)."""
+    return operator_factory(cluster)
 
 
 @pytest.fixture

@@ -308,10 +308,11 @@ class ChartRBAC:
     def user(self) -> User:
         return service_account_user(self.namespace, self.service_account)
 
-    def granted(self) -> set[tuple[str, str, str]]:
-        """Every (verb, API group, resource[/subresource]) a rule of the chart grants (no wildcards expected)."""
+    def granted(self, kinds: tuple[str, ...] = ('ClusterRole', 'Role')) -> set[tuple[str, str, str]]:
+        """Every (verb, API group, resource[/subresource]) a rule of the chart's ``kinds`` of roles grants
+        (taken literally: a ``*`` stays a ``*``)."""
         return {(verb, group, resource)
-                for obj in self.objects if obj['kind'] in ('ClusterRole', 'Role')
+                for obj in self.objects if obj['kind'] in kinds
                 for rule in obj.get('rules') or ()
                 for verb in rule.get('verbs') or ()
                 for group in rule.get('apiGroups') or ()
