@@ -198,8 +198,14 @@ class KeyplaneEmulator(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         if self.authorizer is not None:  # 401/403 before anything else, as a real API server
-            _, attributes = self.authorizer.check(request.method.value, request.url.path, request.params,
-                                                  request.headers)
+            try:
+                _, attributes = self.authorizer.check(request.method.value, request.url.path, request.params,
+                                                      request.headers)
+            except kmock.KubernetesError as e:  # a Status as the real one (no kmock traceback in details)
+                status = {'apiVersion': 'v1', 'kind': 'Status', 'metadata': {}, 'status': 'Failure',
+                          'message': e.message, 'reason': e.reason, 'code': e.status}
+                return aiohttp.web.json_response({**status, **({'details': e.details} if e.details else {})},
+                                                 status=e.status)
             if (attributes.verb, attributes.resource, attributes.subresource) == ('create', 'serviceaccounts',
                                                                                   'token'):
                 return self._token_request(attributes, request.data)
