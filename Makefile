@@ -42,7 +42,7 @@ crds-check: $(STAMP) ## fail when crds/ or the chart's CRDs drift from the API m
 	diff -ru $$tmp crds && diff -ru $$tmp helm/keyplane/crds && echo "CRDs are up to date"; \
 	rc=$$?; rm -rf $$tmp; exit $$rc
 
-demo: $(STAMP) ## the operator on an emulated API server with examples/quickstart, then a status table
+demo: $(STAMP) tools ## the operator on an emulated API server with examples/quickstart, then a status table
 	$(BIN)/keyplane demo --examples examples/quickstart
 
 run: $(STAMP) ## run the operator against the current kubeconfig
