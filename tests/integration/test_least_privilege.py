@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from conftest import chart_cluster, operator_factory
-
 from keyplane.testing import ChartRBAC, register_kopf_peering, render_chart_rbac
+from support import chart_cluster, operator_factory
 
 from . import test_domains_and_bundle as domains
 from . import test_identity_providers as identity_providers

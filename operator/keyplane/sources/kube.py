@@ -37,7 +37,7 @@ class KubeUnavailable(KubeError):
         self.args = (self.message,)
 
 
-class _ClusterAuth(httpx.Auth):
+class ClusterAuth(httpx.Auth):
     """Sends the credentials' current token; on a 401, fetches it again once and retries the request."""
 
     def __init__(self, credentials: ClusterCredentials) -> None:
@@ -84,7 +84,7 @@ class KubeAPI:
         self._client = httpx.AsyncClient(
             base_url=credentials.server,
             verify=credentials.ssl_context(),
-            auth=_ClusterAuth(credentials),
+            auth=ClusterAuth(credentials),
             timeout=timeout,
             # A bounded pool: a burst of writes queues here instead of opening (and dropping) connections.
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),

@@ -22,12 +22,14 @@ import yaml
 from .credentials import (
     EXEC_API_VERSIONS,
     TLS,
+    Clock,
     ClusterCredentials,
     CredentialsError,
     ExecPlugin,
     StaticToken,
     TokenFile,
     TokenSource,
+    utcnow,
 )
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -35,22 +37,24 @@ DEFAULT_KUBECONFIG = "~/.kube/config"
 
 
 def load_cluster_credentials(
-    environ: Mapping[str, str] | None = None, *, service_account_dir: str = SERVICE_ACCOUNT_DIR
+    environ: Mapping[str, str] | None = None, *, service_account_dir: str = SERVICE_ACCOUNT_DIR, clock: Clock = utcnow
 ) -> ClusterCredentials:
     """The credentials the operator runs with (see the module docstring for the order)."""
     environ = os.environ if environ is None else environ
     if environ.get("KUBECONFIG"):
-        return load_kubeconfig(environ["KUBECONFIG"].split(os.pathsep))
+        return load_kubeconfig(environ["KUBECONFIG"].split(os.pathsep), clock=clock)
     if environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(os.path.join(service_account_dir, "token")):
-        return load_incluster(environ, service_account_dir)
+        return load_incluster(environ, service_account_dir, clock=clock)
     home_config = os.path.expanduser(DEFAULT_KUBECONFIG)
     if os.path.exists(home_config):
-        return load_kubeconfig([home_config])
+        return load_kubeconfig([home_config], clock=clock)
     raise CredentialsError("no Kubernetes API credentials: set KUBECONFIG, or run in a pod with a ServiceAccount"
                            f" token ({service_account_dir}/token and KUBERNETES_SERVICE_HOST)")
 
 
-def load_incluster(environ: Mapping[str, str], directory: str = SERVICE_ACCOUNT_DIR) -> ClusterCredentials:
+def load_incluster(
+    environ: Mapping[str, str], directory: str = SERVICE_ACCOUNT_DIR, *, clock: Clock = utcnow
+) -> ClusterCredentials:
     """The pod's ServiceAccount: the projected token (re-read as the kubelet rotates it), CA and namespace."""
     host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
     if not host or not port:
@@ -69,6 +73,7 @@ def load_incluster(environ: Mapping[str, str], directory: str = SERVICE_ACCOUNT_
         token_source=TokenFile(os.path.join(directory, "token")),
         default_namespace=namespace,
         origin=f"in-cluster ServiceAccount ({directory})",
+        clock=clock,
     )
 
 
@@ -102,7 +107,7 @@ class _Merged:
             raise CredentialsError(f"the kubeconfig names {what} {name!r}, which it does not define") from None
 
 
-def load_kubeconfig(paths: Sequence[str], context: str | None = None) -> ClusterCredentials:
+def load_kubeconfig(paths: Sequence[str], context: str | None = None, *, clock: Clock = utcnow) -> ClusterCredentials:
     """The current context (or `context`) of the kubeconfig files `paths` (as $KUBECONFIG lists them)."""
     merged = _Merged()
     found = [os.path.expanduser(p) for p in paths if p and os.path.exists(os.path.expanduser(p))]
@@ -133,6 +138,7 @@ def load_kubeconfig(paths: Sequence[str], context: str | None = None) -> Cluster
         token_source=_token_source(user, user_base, cluster, str(ctx.get("user"))),
         default_namespace=ctx.get("namespace"),
         origin=f"kubeconfig {os.pathsep.join(found)}, context {name}",
+        clock=clock,
     )
 
 

@@ -202,7 +202,7 @@ class KeyplaneEmulator(kmock.KubernetesEmulator):
                 _, attributes = self.authorizer.check(request.method.value, request.url.path, request.params,
                                                       request.headers)
             except kmock.KubernetesError as e:  # a Status as the real one (no kmock traceback in details)
-                status = {'apiVersion': 'v1', 'kind': 'Status', 'metadata': {}, 'status': 'Failure',
+                status: Body = {'apiVersion': 'v1', 'kind': 'Status', 'metadata': {}, 'status': 'Failure',
                           'message': e.message, 'reason': e.reason, 'code': e.status}
                 return aiohttp.web.json_response({**status, **({'details': e.details} if e.details else {})},
                                                  status=e.status)

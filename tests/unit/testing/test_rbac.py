@@ -44,7 +44,8 @@ needs_helm = pytest.mark.skipif(find_helm() is None, reason='helm not found (run
     ('GET', '/api/v1/namespaces', 'watch=true', ('watch', '', 'namespaces', '', '', '')),
     ('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', '',
      ('list', 'apiextensions.k8s.io', 'customresourcedefinitions', '', '', '')),
-    ('POST', '/api/v1/namespaces/ns/serviceaccounts/sa/token', '', ('create', '', 'serviceaccounts', 'token', 'ns', 'sa')),
+    ('POST', '/api/v1/namespaces/ns/serviceaccounts/sa/token', '',
+     ('create', '', 'serviceaccounts', 'token', 'ns', 'sa')),
 ])
 def test_request_attributes(method: str, path: str, query: str, expected: tuple[str, ...]) -> None:
     attrs = request_attributes(method, path, query)
@@ -59,7 +60,8 @@ def test_discovery_is_a_non_resource_request_every_user_may_get(path: str) -> No
     assert not Authorizer().allows(User('someone'), request_attributes('GET', '/metrics'))
 
 
-def _attrs(verb: str, resource: str, *, group: str = '', sub: str = '', ns: str = 'ns', name: str = '') -> RequestAttributes:
+def _attrs(verb: str, resource: str, *, group: str = '', sub: str = '', ns: str = 'ns', name: str = '',
+           ) -> RequestAttributes:
     return RequestAttributes(verb=verb, path='/', api_group=group, resource=resource, subresource=sub,
                              namespace=ns, name=name)
 
