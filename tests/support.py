@@ -73,12 +73,20 @@ def operator_factory(cluster: Any) -> OperatorFactory:
         if cluster.rbac is not None:  # the chart rendered for this mode, as `helm install` would be
             values: dict[str, Any] = {"ha": {"enabled": bool(peering)}, "watchNamespaces": namespaces}
             await cluster.use_rbac(render_chart_rbac(values))
-        async with running_operator(memo=memo, clusterwide=not namespaces, namespaces=namespaces,
-                                    peering_name=peering, priority=priority, shutdown_timeout=8.0):
-            yield memo.runtime
+        def refused() -> str:
+            refusals = cluster.authorizer.refusals(cluster.rbac.user if cluster.rbac else None)
+            return "the API server refused the operator:\n" + "\n".join(refusals[:20]) if refusals else ""
+
+        try:
+            async with running_operator(memo=memo, clusterwide=not namespaces, namespaces=namespaces,
+                                        peering_name=peering, priority=priority, shutdown_timeout=8.0):
+                yield memo.runtime
+        except AssertionError as e:  # e.g. a wait that timed out: say why, if the server refused requests
+            if refused():
+                raise AssertionError(f"{e}\n{refused()}") from e
+            raise
         # A request the chart does not allow, or one without credentials, fails the test even if the
         # operator survived it (a real API server would have refused it the same way).
-        refusals = cluster.authorizer.refusals(cluster.rbac.user if cluster.rbac else None)
-        assert not refusals, "the API server refused the operator:\n" + "\n".join(refusals[:20])
+        assert not refused(), refused()
 
     return run
