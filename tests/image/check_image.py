@@ -248,10 +248,15 @@ async def check_run(runner: str, image: str, workdir: Path) -> str:
                 async with httpx.AsyncClient() as client:
                     health = await client.get(f"http://127.0.0.1:{port}/healthz")
                 expect(health.status_code == 200, f"liveness endpoint answered {health.status_code}")
-                subprocess.run([runner, "stop", "--time", "10", name], capture_output=True, timeout=60)
+                # SIGTERM, as the kubelet sends it; the emulator keeps answering while the operator stops
+                stop = await asyncio.create_subprocess_exec(runner, "stop", "--time", "10", name,
+                                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 code = await asyncio.wait_for(process.wait(), timeout=60)
-                expect(code == 0, f"the operator should exit 0 on SIGTERM, got {code}:\n"
-                       + log_path.read_text(errors="replace")[-2000:])
+                await stop.wait()
+                log_text = log_path.read_text(errors="replace")
+                expect(code == 0, f"the operator should exit 0 on SIGTERM, got {code}:\n{log_text[-2000:]}")
+                expect("Read-only file system" not in log_text,
+                       f"the operator tried to write outside /tmp:\n{log_text[-2000:]}")
             finally:
                 if process.returncode is None:
                     subprocess.run([runner, "rm", "--force", name], capture_output=True, timeout=60)
