@@ -25,16 +25,16 @@ RUN python3 -m pip install --only-binary=lxml,xmlsec -c constraints.txt . \
  && keyplane --version
 # What the operator never runs (measured sizes in docs/install.md):
 # - pip and setuptools: nothing is installed at run time;
-# - kubernetes/aio, the kubernetes client's asyncio copy (68 MB with bytecode): Kopf and Keyplane use
-#   only kubernetes.config/kubernetes.client's Configuration for credentials, and `import kubernetes`
-#   never loads kubernetes.aio;
+# - kubernetes/aio, the kubernetes client's asyncio copy (68 MB with bytecode): `import kubernetes`
+#   never loads it, and nothing Keyplane or Kopf runs imports it;
 # - Cython and C sources and headers (lxml's includes) and the packages' own test suites.
 RUN python3 -m pip uninstall --yes --quiet pip setuptools \
  && site=$(python3 -c "import sysconfig; print(sysconfig.get_path('purelib'))") \
  && rm -rf "$site/kubernetes/aio" "$site/lxml/includes" \
  && find "$site" -mindepth 2 -maxdepth 2 -type d -name tests -prune -exec rm -rf {} + \
  && find "$site" -type f \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.c' -o -name '*.h' \) -delete \
- && python3 -c "import kopf, kubernetes, kubernetes.config, lxml.etree, xmlsec, keyplane.handlers" \
+ && python3 -c "import importlib.util, kopf, lxml.etree, xmlsec, keyplane.handlers; \
+                 importlib.util.find_spec('kubernetes') and __import__('kubernetes.config')" \
  && keyplane crds >/dev/null
 
 FROM ${BASE_IMAGE}

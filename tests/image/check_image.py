@@ -166,7 +166,9 @@ def check_render(runner: str, image: str) -> str:
 
 _CONTENTS = """
 import importlib.util, json, pathlib, sys, sysconfig
-import kopf, kubernetes, kubernetes.client, kubernetes.config, lxml.etree, xmlsec, keyplane.handlers
+import kopf, lxml.etree, xmlsec, keyplane.cli, keyplane.handlers
+if importlib.util.find_spec("kubernetes"):  # a dependency only while credentials are loaded with it
+    import kubernetes, kubernetes.client, kubernetes.config
 site = pathlib.Path(sysconfig.get_path("purelib"))
 print(json.dumps({
     "present": [m for m in ("pip", "setuptools", "kubernetes.aio") if importlib.util.find_spec(m)],
