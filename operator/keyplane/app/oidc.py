@@ -191,7 +191,7 @@ class OidcLogin:
     def _check_email_verified(self, claims: Mapping[str, Any]) -> None:
         """Only ``true`` (or ``"true"``) vouches for the address; absent only with the IdP's opt-in."""
         verified = claims.get("email_verified")
-        if verified is True or (isinstance(verified, str) and verified.strip().lower() == "true"):
+        if verified is True or verified == "true":
             return
         if "email_verified" not in claims:
             if self.config.get("allowMissingEmailVerified") is True:
@@ -224,15 +224,22 @@ class OidcLogin:
             raise LoginError(
                 f"OIDC token endpoint unreachable: {type(exc).__name__}", status=502, code="oidc.token_unreachable"
             ) from exc
-        if response.status_code in (400, 401):
-            # RFC 6749 §5.2: the code was refused (expired, already used, wrong client).
-            error = _token_error(response)
-            if error is not None:
-                raise LoginError(
-                    f"the identity provider refused the authorization code: {error}; start the login again",
-                    status=400,
-                    code="oidc.token_refused",
-                )
+        error = _token_error(response) if response.status_code in (400, 401) else None
+        if error in ("invalid_client", "unauthorized_client"):
+            # RFC 6749 §5.2: our credentials, not the user's login: retrying will not help.
+            raise LoginError(
+                f"the identity provider refused this client: {error}; check spec.oidc.clientID and "
+                "clientSecretRef of the IdentityProvider",
+                status=502,
+                code="oidc.client_refused",
+            )
+        if error is not None:
+            # The code was refused (expired, already used): the user can start again.
+            raise LoginError(
+                f"the identity provider refused the authorization code: {error}; start the login again",
+                status=400,
+                code="oidc.token_refused",
+            )
         if response.status_code != 200:
             raise LoginError(
                 f"OIDC token endpoint answered {response.status_code}", status=502, code="oidc.token_error"

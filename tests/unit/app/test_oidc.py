@@ -120,7 +120,7 @@ async def at_callback(kp: Keyplane) -> AsyncIterator[tuple[httpx.AsyncClient, st
 
 @pytest.mark.parametrize(
     ("verified", "status"),
-    [(True, 303), ("true", 303), ("True", 303), ("false", 403), (False, 403), ("yes", 403), (1, 403), (None, 403)],
+    [(True, 303), ("true", 303), ("True", 403), ("false", 403), (False, 403), ("yes", 403), (1, 403), (None, 403)],
 )
 async def test_only_true_counts_as_email_verified(
     oidc_kp: Keyplane, provider: FakeOidcProvider, verified: object, status: int
@@ -171,10 +171,20 @@ def _opted_in_bundle(kp: Keyplane) -> dict[str, Any]:
         (JSONResponse(["id_token"]), 502, "not a JSON object"),
         (JSONResponse({"access_token": "at"}), 502, "no id_token"),
         (JSONResponse({"error": "invalid_grant"}, status_code=400), 400, "invalid_grant"),
+        (JSONResponse({"error": "invalid_client"}, status_code=401), 502, "clientSecretRef"),
         (JSONResponse({"error": "bad\r\nFAKE LOG LINE"}, status_code=400), 400, "unreadable error code"),
         (Response("Bad Request", status_code=400), 502, "answered 400"),
     ],
-    ids=["html-200", "html-500", "json-array", "no-id-token", "invalid-grant", "hostile-error", "text-400"],
+    ids=[
+        "html-200",
+        "html-500",
+        "json-array",
+        "no-id-token",
+        "invalid-grant",
+        "invalid-client",
+        "hostile-error",
+        "text-400",
+    ],
 )
 async def test_token_endpoint_answers_give_a_clean_page_never_a_500(
     oidc_kp: Keyplane, provider: FakeOidcProvider, answer: Response, status: int, shown: str
