@@ -2,7 +2,8 @@
 
 Hand-written on purpose for what a real provider will not produce: ID tokens with chosen claims missing
 or odd (``email_verified: "false"``), and token endpoints that answer HTML, a JSON array or an error
-(``token_answer``). It counts token requests so a test can tell a replay never reached it.
+(``token_answer``), and a JWKS that is not one (``jwks_answer``). It counts token requests so a test
+can tell a replay never reached it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class FakeOidcProvider:
         self.claims_override: dict[str, Any] = {}
         self.claims_removed: set[str] = set()
         self.token_answer: Response | None = None
+        self.jwks_answer: Response | None = None
         self.token_requests = 0
         self.email = "dana@corp.example"
         self.groups = ["platform-admins"]
@@ -53,6 +55,7 @@ class FakeOidcProvider:
         self.claims_override.clear()
         self.claims_removed.clear()
         self.token_answer = None
+        self.jwks_answer = None
         self.token_requests = 0
 
     @property
@@ -116,6 +119,8 @@ class FakeOidcProvider:
         return JSONResponse({"access_token": "at", "token_type": "Bearer", "id_token": id_token})
 
     async def jwks(self, request: Request) -> Response:
+        if self.jwks_answer is not None:
+            return self.jwks_answer
         return JSONResponse(KeySet([self.key]).as_dict(private=False))
 
     def start(self) -> None:

@@ -211,3 +211,15 @@ async def test_a_replayed_callback_gets_400_without_reaching_the_token_endpoint(
         assert "replay" in r.text and "keyplane_session" not in r.cookies
         assert provider.token_requests == 1
         assert oidc_kp.refusals.count("oidc.replay") == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [Response("<html>maintenance</html>", media_type="text/html"), JSONResponse({"keys": [{"kty": "nope"}]})],
+    ids=["html", "bad-key"],
+)
+async def test_an_unusable_jwks_gives_502(oidc_kp: Keyplane, provider: FakeOidcProvider, answer: Response) -> None:
+    provider.jwks_answer = answer
+    r = await login(oidc_kp)
+    assert r.status_code == 502, r.text
+    assert "JWKS" in r.text and "keyplane_session" not in r.cookies
