@@ -169,3 +169,18 @@ def test_a_real_server_answers_401_to_the_headers_of_an_anonymous_100_mib_body(s
         # The app answers at once; the other 99.9 MiB are never sent (reading them would wait for them).
         status_line = conn.recv(4096).split(b"\r\n", 1)[0]
     assert status_line == b"HTTP/1.1 401 Unauthorized"
+
+
+async def test_bulk_keeps_its_advertised_max_payload_size(client: httpx.AsyncClient) -> None:
+    config = (await client.get("/scim/v2/okta/ServiceProviderConfig")).json()
+    limit = config["bulk"]["maxPayloadSize"]
+    assert limit < DEFAULT_MAX_BODY_SIZE
+    body = CountingBody(total=limit + 4 * CHUNK)
+    r = await client.post(
+        "/scim/v2/okta/Bulk",
+        content=body,
+        headers={"content-type": SCIM_JSON, "authorization": f"Bearer {OKTA_TOKEN}"},
+    )
+    assert r.status_code == 413, r.text
+    assert "maxPayloadSize" in r.json()["detail"]
+    assert body.consumed <= limit + CHUNK
