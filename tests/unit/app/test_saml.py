@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import datetime
 from collections.abc import AsyncIterator
 from typing import Any
@@ -53,8 +54,6 @@ async def post_acs(browser: httpx.AsyncClient, response: str, relay: str = "/das
 
 
 def _assertion_id(response: str) -> str:
-    import base64
-
     root = etree.fromstring(base64.b64decode(response))
     return str(root.find("{urn:oasis:names:tc:SAML:2.0:assertion}Assertion").get("ID"))
 
@@ -220,8 +219,13 @@ async def test_unsolicited_response_naming_a_request_is_refused_even_with_idp_in
         r = await post_acs(browser, build_response(idp_keys, in_response_to="_another_browsers_request"))
         assert r.status_code == 403, r.text
         assert "InResponseTo" in r.text and "keyplane_session" not in r.cookies
-        assert kp.refusals.count("saml.unsolicited_in_response_to") == 1
+        # The same with the (unsigned) Response's InResponseTo stripped: the signed assertion still names it.
+        stripped = etree.fromstring(base64.b64decode(build_response(idp_keys, in_response_to="_another_one")))
+        del stripped.attrib["InResponseTo"]
+        r = await post_acs(browser, base64.b64encode(etree.tostring(stripped)).decode())
+        assert r.status_code == 403 and "InResponseTo" in r.text, r.text
         # A true IdP-initiated response (no InResponseTo) is accepted: the setting still works.
+        assert kp.refusals.count("saml.unsolicited_in_response_to") == 2
         r = await post_acs(browser, build_response(idp_keys, in_response_to=None))
         assert r.status_code == 303, r.text
 
