@@ -123,12 +123,9 @@ async def _observe_idp(rt: Runtime, snap: Snapshot, *, max_age: timedelta | None
             raise kopf.TemporaryError(f"bundle Secret: {exc.message}", delay=5) from exc
         seed = ((bundle or {}).get("identityProviders") or {}).get(snap.name)
     rt.observed(snap)
-    try:
-        rt.idp_observations[key] = await observe_identity_provider(
-            snap, rt.kube, rt.cache, previous, rt.settings, rt.clock(), seed_entry=seed, max_age=max_age
-        )
-    except KubeError as exc:  # what the observation could not conclude (API unreachable): retry
-        raise kopf.TemporaryError(f"Secrets: {exc.message}", delay=5) from exc
+    rt.idp_observations[key] = await observe_identity_provider(
+        snap, rt.kube, rt.cache, previous, rt.settings, rt.clock(), seed_entry=seed, max_age=max_age
+    )
     assert rt.writer is not None
     rt.writer.schedule(snap.namespace)
 
