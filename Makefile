@@ -17,7 +17,7 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[app,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[app,postgres,test]'
 	$(BIN)/python -c "import xmlsec, lxml.etree; print('xmlsec', xmlsec.__version__, 'lxml', lxml.etree.__version__)"
 	touch $(STAMP)
 

@@ -26,8 +26,9 @@ from keyplane.app.bundle import Bundle, BundleStore
 from keyplane.app.clock import Clock, utcnow
 from keyplane.app.errors import LoginError
 from keyplane.app.login import LoginResult, resolve_login
+from keyplane.app.login_state import PENDING_MAX_AGE, LoginStateStore
 from keyplane.app.oidc import OidcLogin, PendingOidcLogin
-from keyplane.app.replay import ReplayCache
+from keyplane.app.replay import SqlReplayCache, id_token_identifier
 from keyplane.app.roles import effective_role
 from keyplane.app.routing import LoginRoute, LoginRouter
 from keyplane.app.saml import SamlLogin
@@ -44,7 +45,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OnLogin = Callable[[Request, LoginResult], "Response | Awaitable[Response | None] | None"]
 
 SESSION_COOKIE = "keyplane_session"
-PENDING_MAX_AGE = 600
 
 
 def safe_next(value: str | None) -> str:
@@ -91,7 +91,10 @@ class Keyplane:
         self.storage.role_of = self._role_of
         self.router = LoginRouter(self.bundles)
         self.scim = ScimRouter(self.bundles, self.storage, clock=clock)
-        self.replay = ReplayCache(clock=clock)
+        # Shared by every replica on the database: a login started on one finishes on any other, and an
+        # assertion or ID token used on one is refused on all.
+        self.replay = SqlReplayCache(self.storage, clock=clock)
+        self.logins = LoginStateStore(self.storage, clock=clock)
         self.on_login = on_login
         self.session_max_age = session_max_age
         self._http = http
@@ -241,7 +244,8 @@ class Keyplane:
         except LoginError as exc:
             return self._refuse(exc, name)
         response = RedirectResponse(url, status_code=302)
-        pending = self._signer.dumps({"rid": request_id, "next": next_url}, salt=f"keyplane.saml.{name}")
+        handle = self.logins.put(f"saml:{name}", {"rid": request_id, "next": next_url})
+        pending = self._signer.dumps(handle, salt=f"keyplane.saml.{name}")
         # SameSite=None: the IdP posts the response cross-site, and the cookie must come along.
         response.set_cookie(
             f"keyplane_saml_{name}",
@@ -262,13 +266,9 @@ class Keyplane:
             return PlainTextResponse("missing SAMLResponse", status_code=400)
         request_id: str | None = None
         next_url = safe_next(str(form.get("RelayState") or "/"))
-        raw = request.cookies.get(f"keyplane_saml_{name}")
-        if raw:
-            try:
-                pending = self._signer.loads(raw, max_age=PENDING_MAX_AGE, salt=f"keyplane.saml.{name}")
-                request_id, next_url = pending["rid"], safe_next(pending["next"])
-            except BadSignature:
-                request_id = None
+        pending = self._take_pending(request, "saml", name)
+        if pending is not None:
+            request_id, next_url = str(pending["rid"]), safe_next(pending["next"])
         try:
             identity = self.saml(name).consume(saml_response, request_id)
             result = resolve_login(
@@ -298,9 +298,10 @@ class Keyplane:
         except httpx.HTTPError as exc:
             return self._refuse(LoginError(f"OIDC discovery failed: {type(exc).__name__}", status=502), name)
         response = RedirectResponse(url, status_code=302)
+        handle = self.logins.put(f"oidc:{name}", pending.as_dict())
         response.set_cookie(
             f"keyplane_oidc_{name}",
-            self._signer.dumps(pending.as_dict(), salt=f"keyplane.oidc.{name}"),
+            self._signer.dumps(handle, salt=f"keyplane.oidc.{name}"),
             max_age=PENDING_MAX_AGE,
             path=f"/sso/oidc/{name}/",
             httponly=True,
@@ -311,19 +312,14 @@ class Keyplane:
 
     async def _oidc_callback(self, request: Request) -> Response:
         name = request.path_params["name"]
-        raw = request.cookies.get(f"keyplane_oidc_{name}")
         try:
-            if not raw:
-                raise LoginError("no OIDC login in progress in this browser", status=400)
-            try:
-                pending = PendingOidcLogin.from_dict(
-                    self._signer.loads(raw, max_age=PENDING_MAX_AGE, salt=f"keyplane.oidc.{name}")
-                )
-            except BadSignature as exc:
-                raise LoginError("the OIDC login cookie is invalid or expired", status=400) from exc
+            started = self._take_pending(request, "oidc", name)
+            if started is None:
+                raise LoginError("no OIDC login in progress in this browser (or it expired)", status=400)
+            pending = PendingOidcLogin.from_dict(started)
             identity = await self.oidc(name).finish(dict(request.query_params), pending)
-            if not self.replay.remember(f"oidc:{name}:{pending.nonce}", None):
-                raise LoginError("this OIDC login was already completed (replay)")
+            if not self.replay.remember(*id_token_identifier(name, identity.claims)):
+                raise LoginError("this ID token was already used (replay)")
             result = resolve_login(
                 self.bundle, self.storage, name, identity.email, identity.groups, subject=identity.subject
             )
@@ -336,6 +332,17 @@ class Keyplane:
         response = await self._logged_in(request, result, pending.next)
         response.delete_cookie(f"keyplane_oidc_{name}", path=f"/sso/oidc/{name}/")
         return response
+
+    def _take_pending(self, request: Request, protocol: str, name: str) -> dict[str, Any] | None:
+        """The login this browser started with this IdP (on any replica), taken from the shared store."""
+        raw = request.cookies.get(f"keyplane_{protocol}_{name}")
+        if not raw:
+            return None
+        try:
+            handle = self._signer.loads(raw, max_age=PENDING_MAX_AGE, salt=f"keyplane.{protocol}.{name}")
+        except BadSignature:
+            return None
+        return self.logins.take(f"{protocol}:{name}", str(handle)) if isinstance(handle, str) else None
 
     async def _logged_in(self, request: Request, result: LoginResult, next_url: str) -> Response:
         log.info("login of %s through %s, role %s", result.email, result.identity_provider, result.role)

@@ -79,12 +79,13 @@ async def test_round_trip_gives_the_bound_role(
     assert session is not None
     assert session["email"] == "alice@acme.com" and session["role"] == "Admin"
     assert session["identityProvider"] == "okta" and not session["provisioned"]
-    # Replaying the same Response with the same browser state is refused.
+    # Replaying the same Response with the same browser state is refused: the login it answered is
+    # finished (its pending state was taken), and the assertion ID is in the replay store.
     browser.cookies.set(
         "keyplane_saml_okta", pending_cookie, domain="app.example.com", path="/sso/saml/okta/"
     )
     r = await post_acs(browser, response)
-    assert r.status_code == 403 and "replay" in r.text, r.text
+    assert r.status_code == 403 and "unsolicited" in r.text, r.text
     assert not saml_kp.replay.remember(f"saml:okta:{_assertion_id(response)}", None)
     # With a new login in progress, the old Response does not answer its request.
     await start_login(browser)
