@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from keyplane.app import Bundle, BundleStore, Keyplane
+from keyplane.app import Bundle, BundleStore, Keyplane, Storage
 
 from .helpers import bundle_dict
 from .oidc_provider import CLIENT_ID, CLIENT_SECRET, FakeOidcProvider
@@ -22,7 +22,7 @@ def provider() -> Iterator[FakeOidcProvider]:
 
 
 @pytest.fixture
-async def oidc_kp(provider: FakeOidcProvider) -> AsyncIterator[Keyplane]:
+async def oidc_kp(provider: FakeOidcProvider, storage: Storage) -> AsyncIterator[Keyplane]:
     provider.claims_override.clear()
     document = bundle_dict()
     document["identityProviders"]["corp"] = {
@@ -39,7 +39,7 @@ async def oidc_kp(provider: FakeOidcProvider) -> AsyncIterator[Keyplane]:
     }
     document["domains"]["corp.example"] = {"identityProvider": "corp", "enforcement": "Required"}
     document["scim"]["okta"]["identityProvider"] = "corp"
-    kp = Keyplane(BundleStore.from_bundle(Bundle.from_dict(document)), secret_key="s3cret")
+    kp = Keyplane(BundleStore.from_bundle(Bundle.from_dict(document)), secret_key="s3cret", storage=storage)
     yield kp
     await kp.aclose()
 

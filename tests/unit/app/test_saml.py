@@ -8,7 +8,7 @@ import httpx
 import pytest
 from lxml import etree
 
-from keyplane.app import Bundle, BundleStore, Keyplane
+from keyplane.app import Bundle, BundleStore, Keyplane, Storage
 
 from .helpers import bundle_dict
 from .saml_idp import IDP_SSO, KeyPair, build_response, make_keypair, request_id_of, saml_settings
@@ -27,10 +27,11 @@ def other_keys() -> KeyPair:
 
 
 @pytest.fixture
-def saml_kp(idp_keys: KeyPair) -> Keyplane:
+def saml_kp(idp_keys: KeyPair, storage: Storage) -> Keyplane:
+    """The app on each database (SQLite, PostgreSQL): login state and replay store live there."""
     document = bundle_dict()
     document["identityProviders"]["okta"]["saml"] = saml_settings(idp_keys)
-    return Keyplane(BundleStore.from_bundle(Bundle.from_dict(document)), secret_key="s3cret")
+    return Keyplane(BundleStore.from_bundle(Bundle.from_dict(document)), secret_key="s3cret", storage=storage)
 
 
 @pytest.fixture
