@@ -313,7 +313,7 @@ class SqlScimStorage(ScimStorage):
             count = search_request.count
             if scim_filter is None and search_request.sort_by is None:
                 total = connection.execute(select(func.count()).select_from(base.subquery())).scalar_one()
-                query = base.order_by(resources.c.seq).offset(start)
+                query = base.order_by(resources.c.seq, resources.c.id).offset(start)
                 if count is not None:
                     query = query.limit(count)
                 rows = connection.execute(query).all()

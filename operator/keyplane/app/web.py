@@ -59,7 +59,10 @@ class Keyplane:
 
     :param bundle: the mounted ``identity.json`` path (reloaded when it changes), a
         :class:`BundleStore`, or a fixed :class:`Bundle`.
-    :param database_url: SQLAlchemy URL of the SCIM store (``sqlite:///keyplane.db``, ``postgresql+psycopg://…``).
+    :param database_url: SQLAlchemy URL of the app's tables (SCIM store, logins in progress, replay store):
+        ``sqlite:///keyplane.db``, or ``postgresql://…`` for several replicas; defaults to
+        ``$KEYPLANE_DATABASE_URL``, else an in-memory SQLite database. The tables are created or upgraded
+        here (Alembic, under a lock: replicas starting together take turns).
     :param secret_key: signs the login cookies; defaults to ``$KEYPLANE_SECRET_KEY``.
     :param on_login: ``(request, LoginResult) -> Response | None``; None keeps the default
         (a signed ``keyplane_session`` cookie and a redirect to ``next``).
@@ -69,7 +72,7 @@ class Keyplane:
         self,
         bundle: str | os.PathLike[str] | BundleStore | Bundle,
         *,
-        database_url: str = "sqlite://",
+        database_url: str | None = None,
         storage: Storage | None = None,
         secret_key: str | None = None,
         clock: Clock = utcnow,
@@ -87,7 +90,7 @@ class Keyplane:
         if not key:
             raise ValueError("Keyplane needs a secret_key (or $KEYPLANE_SECRET_KEY) to sign login cookies")
         self.clock = clock
-        self.storage = storage or Storage(database_url)
+        self.storage = storage or Storage(database_url or os.environ.get("KEYPLANE_DATABASE_URL") or "sqlite://")
         self.storage.role_of = self._role_of
         self.router = LoginRouter(self.bundles)
         self.scim = ScimRouter(self.bundles, self.storage, clock=clock)
