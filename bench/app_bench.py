@@ -164,7 +164,8 @@ def run(n_users: int = 10_000, n_groups: int = 1_000, n_requests: int = 400) -> 
     from keyplane.testing.postgres import PostgresServer, find_binaries
 
     results: dict[str, Any] = {"n_users": n_users, "n_groups": n_groups, "requests_per_operation": n_requests,
-                               "concurrency": CONCURRENCY, "shapes": {}}  # fmt: skip
+                               "concurrency": CONCURRENCY, "cpus": os.cpu_count(),
+                               "load_average_before": round(os.getloadavg()[0], 1), "shapes": {}}  # fmt: skip
     server = PostgresServer().start() if find_binaries() is not None else None
     try:
         with tempfile.TemporaryDirectory() as directory:
@@ -187,13 +188,15 @@ def run(n_users: int = 10_000, n_groups: int = 1_000, n_requests: int = 400) -> 
     finally:
         if server is not None:
             server.stop()
+    results["load_average_after"] = round(os.getloadavg()[0], 1)
     return results
 
 
 def table(results: dict[str, Any]) -> str:
     lines = [
         f"app side: {results['n_users']} users, {results['n_groups']} groups, "
-        f"{results['requests_per_operation']} requests per operation, {results['concurrency']} in flight",
+        f"{results['requests_per_operation']} requests per operation, {results['concurrency']} in flight, "
+        f"{results['cpus']} CPUs, load average {results['load_average_before']} -> {results['load_average_after']}",
         f"{'shape':<24}{'operation':<13}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}",
     ]
     for shape, row in results["shapes"].items():
