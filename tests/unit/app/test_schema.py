@@ -142,3 +142,12 @@ def test_migrations_ship_inside_the_package() -> None:
     assert (files("keyplane.app") / "migrations" / "env.py").is_file()
 
 
+
+
+def test_database_urls_in_their_usual_spellings_use_psycopg_3() -> None:
+    from keyplane.app.database import normalise_url
+
+    assert normalise_url("postgres://u:p@db/web") == "postgresql+psycopg://u:p@db/web"
+    assert normalise_url("postgresql://u:p@db/web") == "postgresql+psycopg://u:p@db/web"
+    assert normalise_url("postgresql+psycopg://u@db/web") == "postgresql+psycopg://u@db/web"
+    assert normalise_url("sqlite:///keyplane.db") == "sqlite:///keyplane.db"
