@@ -224,7 +224,8 @@ class SqlScimStorage(ScimStorage):
             except IntegrityError as exc:
                 # A concurrent request claimed the value after _check_unique looked (the transaction is
                 # rolled back as the exception leaves it).
-                raise UniquenessException(detail=f"{', '.join(sorted(values))} already taken") from exc
+                taken = ", ".join(sorted(urn.rpartition(":")[2] for urn in values))
+                raise UniquenessException(detail=f"{taken} is already taken") from exc
 
     @staticmethod
     def _dump(resource: Resource[Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from keyplane.app.tables import unique_values as unique_values  # re-exported fo
 
 log = logging.getLogger("keyplane.app.storage")
 
+
 @dataclass(frozen=True)
 class ProvisionedUser:
     """A user as the app sees it: identity, state, groups and the role they give."""
