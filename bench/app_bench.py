@@ -78,7 +78,10 @@ def _replicas(count: int, database_url: str, folder: Path) -> Any:
         port = _free_port()
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "bench.app_replica:build", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning", "--no-access-log", "--lifespan", "off"],
+             "--port", str(port), "--log-level", "warning", "--no-access-log", "--lifespan", "off",
+             # Longer than any pause between requests: an idle keep-alive connection closed by the server
+             # just as the client reuses it would be a client-side ReadError, not a figure of the app.
+             "--timeout-keep-alive", "300"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
         ))  # fmt: skip
         urls.append(f"http://127.0.0.1:{port}")
