@@ -97,7 +97,7 @@ def _replicas(count: int, database_url: str, folder: Path) -> Any:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"replica {url} did not start")
                 time.sleep(0.1)
-        yield urls
+        yield urls, [process.pid for process in processes]
     finally:
         for process in processes:
             process.terminate()
@@ -127,7 +127,27 @@ async def _load(urls: list[str], requests: list[tuple[str, str, dict[str, Any]]]
         return _stats(latencies, time.perf_counter() - start)
 
 
-async def _measure(urls: list[str], user_ids: list[str], group_ids: list[str], n: int, tag: str) -> dict[str, Any]:
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the replica processes so far (/proc/<pid>/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+async def _timed(urls: list[str], pids: list[int], requests: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any]:
+    """:func:`_load`, plus the replicas' CPU per request: a figure that a busy machine distorts less."""
+    before = _cpu_seconds(pids)
+    stats: dict[str, Any] = await _load(urls, requests)
+    stats["replica_cpu_ms_per_request"] = round((_cpu_seconds(pids) - before) * 1000 / len(requests), 2)
+    return stats
+
+
+async def _measure(
+    urls: list[str], pids: list[int], user_ids: list[str], group_ids: list[str], n: int, tag: str
+) -> dict[str, Any]:
     rng = random.Random(11)
     creates = [
         ("POST", f"{SCIM}/Users", {"json": {"schemas": [USER], "userName": f"new-{tag}-{i}@bench.example",
@@ -146,9 +166,9 @@ async def _measure(urls: list[str], user_ids: list[str], group_ids: list[str], n
     ]  # fmt: skip
     await _load(urls, filters[:50])  # warm up (connections, caches)
     return {
-        "create": await _load(urls, creates),
-        "filter": await _load(urls, filters),
-        "group_patch": await _load(urls, patches),
+        "create": await _timed(urls, pids, creates),
+        "filter": await _timed(urls, pids, filters),
+        "group_patch": await _timed(urls, pids, patches),
     }
 
 
@@ -185,8 +205,9 @@ def run(n_users: int = 10_000, n_groups: int = 1_000, n_requests: int = 400) -> 
                     continue
                 print(f"[app bench] {name}: seeding {n_users} users, {n_groups} groups", file=sys.stderr)
                 user_ids, group_ids, seed_s = _seed_database(url, n_users, n_groups)
-                with _replicas(count, url, folder) as urls:
-                    measured = asyncio.run(_measure(urls, user_ids, group_ids, n_requests, name.replace(" ", "")))
+                with _replicas(count, url, folder) as (urls, pids):
+                    tag = name.replace(" ", "").replace(",", "")
+                    measured = asyncio.run(_measure(urls, pids, user_ids, group_ids, n_requests, tag))
                 results["shapes"][name] = {"seed_seconds": round(seed_s, 1), **measured}
     finally:
         if server is not None:
@@ -200,7 +221,7 @@ def table(results: dict[str, Any]) -> str:
         f"app side: {results['n_users']} users, {results['n_groups']} groups, "
         f"{results['requests_per_operation']} requests per operation, {results['concurrency']} in flight, "
         f"{results['cpus']} CPUs, load average {results['load_average_before']} -> {results['load_average_after']}",
-        f"{'shape':<24}{'operation':<13}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}",
+        f"{'shape':<24}{'operation':<13}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'app CPU ms/req':>16}",
     ]
     for shape, row in results["shapes"].items():
         if "skipped" in row:
@@ -210,6 +231,7 @@ def table(results: dict[str, Any]) -> str:
             stats = row[operation]
             lines.append(
                 f"{shape:<24}{operation:<13}{stats['rps']:>8}{stats['p50_ms']:>9}{stats['p99_ms']:>9}"
+                f"{stats['replica_cpu_ms_per_request']:>16}"
             )
     return "\n".join(lines)
 
