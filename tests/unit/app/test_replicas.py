@@ -1,4 +1,5 @@
-"""Two replicas of the app in separate processes (uvicorn on 127.0.0.1) on one real PostgreSQL database.
+"""Two replicas of the app in separate processes (uvicorn on 127.0.0.1) on one real PostgreSQL database
+(and, for contrast, on one SQLite file).
 
 What a platform running its web app behind a load balancer relies on: a login started on one replica
 finishes on the other, an assertion used on one is refused on the other, the IdPs' parallel SCIM
@@ -84,10 +85,14 @@ def oidc_provider() -> Iterator[FakeOidcProvider]:
     provider.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["postgresql", "sqlite-file"])
 def replicas(
-    postgres_server: Any, idp_keys: KeyPair, oidc_provider: FakeOidcProvider, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    idp_keys: KeyPair,
+    oidc_provider: FakeOidcProvider,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Replicas]:
+    """Two replicas on PostgreSQL (the production shape), and on one SQLite file (correct, not fast)."""
     folder = tmp_path_factory.mktemp("replicas")
     document = bundle_dict()
     document["identityProviders"]["okta"]["saml"] = saml_settings(idp_keys)
@@ -102,7 +107,10 @@ def replicas(
     document["domains"]["corp.example"] = {"identityProvider": "corp", "enforcement": "Required"}
     bundle = folder / "identity.json"
     bundle.write_text(json.dumps(document))
-    database_url = postgres_server.create_database("replicas")
+    if request.param == "postgresql":
+        database_url = request.getfixturevalue("postgres_server").create_database("replicas")
+    else:
+        database_url = f"sqlite:///{folder / 'keyplane.db'}"
     changes = folder / "changes.jsonl"
     processes: list[subprocess.Popen[bytes]] = []
     urls = []
