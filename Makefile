@@ -42,8 +42,10 @@ postgres: ## PostgreSQL server binaries for the app's tests (installs Debian's p
 	  echo "PostgreSQL server: $$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)"; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
 	elif [ -n "$$CI" ]; then \
-	  echo "PostgreSQL server binaries missing and not installable here (need root and apt-get)" >&2; exit 1; \
+	  echo "PostgreSQL server binaries missing and not installable here (need apt-get as root or sudo)" >&2; exit 1; \
 	else \
 	  echo "PostgreSQL server not found: the PostgreSQL tests will be skipped (install Debian's postgresql)"; \
 	fi
