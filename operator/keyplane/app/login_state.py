@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, insert, select
 
 from keyplane.app.clock import Clock, utcnow
-from keyplane.app.tables import login_pending
+from keyplane.app.tables import delete_expired, login_pending
 
 if TYPE_CHECKING:
     from keyplane.app.storage import Storage
@@ -46,7 +46,7 @@ class LoginStateStore:
         handle = secrets.token_urlsafe(32)
         now = self.clock()
         with self.storage.transaction() as connection:
-            connection.execute(delete(login_pending).where(login_pending.c.expires_at <= now))
+            delete_expired(connection, login_pending, now)
             connection.execute(
                 insert(login_pending).values(
                     key=_key(handle), flow=flow, data=json.dumps(data), expires_at=now + self.max_age

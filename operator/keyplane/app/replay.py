@@ -18,11 +18,11 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from keyplane.app.clock import Clock, utcnow
-from keyplane.app.tables import replay
+from keyplane.app.tables import delete_expired, replay
 
 if TYPE_CHECKING:
     from keyplane.app.storage import Storage
@@ -102,7 +102,7 @@ class SqlReplayCache:
         expiry = (not_on_or_after or now + self.max_age) + self.skew
         key = hashlib.sha256(identifier.encode()).hexdigest()
         with self.storage.transaction() as connection:
-            connection.execute(delete(replay).where(replay.c.expires_at <= now))
+            delete_expired(connection, replay, now)
             dialect = connection.dialect.name
             if dialect in ("postgresql", "sqlite"):
                 module = postgresql if dialect == "postgresql" else sqlite

@@ -11,10 +11,13 @@ a test checks that the revisions and these definitions agree.
 
 from __future__ import annotations
 
+import datetime
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Index,
     Integer,
@@ -22,6 +25,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
+    select,
 )
 
 metadata = MetaData()
@@ -90,3 +95,22 @@ replay = Table(
     Column("key", String(64), primary_key=True),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
 )
+
+
+#: At most this many expired rows are deleted per new row (a bounded cost per login, and still no growth).
+EXPIRED_BATCH = 500
+
+
+def delete_expired(connection: Connection, table: Table, now: datetime.datetime) -> None:
+    """Delete expired rows of ``login_pending`` or ``replay``.
+
+    Rows another replica is deleting at the same moment are skipped (``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL), so concurrent cleanups never wait for, or deadlock with, each other.
+    """
+    expired = (
+        select(table.c.key)
+        .where(table.c.expires_at <= now)
+        .limit(EXPIRED_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    connection.execute(delete(table).where(table.c.key.in_(expired.scalar_subquery())))
