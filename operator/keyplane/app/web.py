@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import parse_qsl
 
 import httpx
@@ -355,11 +355,13 @@ class Keyplane:
     async def _oidc_callback(self, request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            presented, started = self._take_pending(request, "oidc", name)
-            if not presented:
+            cookie, started = self._take_pending(request, "oidc", name)
+            if cookie == "absent":
                 raise LoginError(
                     "no OIDC login in progress in this browser", status=400, code="oidc.no_pending_login"
                 )
+            if cookie == "invalid":
+                raise LoginError("the OIDC login cookie is invalid or expired", status=400, code="oidc.bad_cookie")
             if started is None:
                 # A valid cookie outlives its login only when the callback already took it (on any replica).
                 raise LoginError(
@@ -387,19 +389,21 @@ class Keyplane:
         response.delete_cookie(f"keyplane_oidc_{name}", path=f"/sso/oidc/{name}/")
         return response
 
-    def _take_pending(self, request: Request, protocol: str, name: str) -> tuple[bool, dict[str, Any] | None]:
-        """Whether the browser presented a valid login cookie for this IdP, and the login it started
-        (taken from the shared store, whichever replica started it; None once taken or expired)."""
+    def _take_pending(
+        self, request: Request, protocol: str, name: str
+    ) -> tuple[Literal["absent", "invalid", "valid"], dict[str, Any] | None]:
+        """The browser's login cookie for this IdP (absent, invalid or expired, valid), and the login it
+        started, taken from the shared store whichever replica started it (None once taken or expired)."""
         raw = request.cookies.get(f"keyplane_{protocol}_{name}")
         if not raw:
-            return False, None
+            return "absent", None
         try:
             handle = self._signer.loads(raw, max_age=PENDING_MAX_AGE, salt=f"keyplane.{protocol}.{name}")
         except BadSignature:
-            return False, None
-        if not isinstance(handle, str):
-            return False, None
-        return True, self.logins.take(f"{protocol}:{name}", handle)
+            return "invalid", None
+        if not isinstance(handle, str):  # a cookie signed by a version that kept the whole login in it
+            return "invalid", None
+        return "valid", self.logins.take(f"{protocol}:{name}", handle)
 
     async def _logged_in(self, request: Request, result: LoginResult, next_url: str) -> Response:
         log.info("login of %s through %s, role %s", result.email, result.identity_provider, result.role)
