@@ -40,7 +40,15 @@ def create_database_engine(url: str) -> Engine:
     elif backend == "postgresql":
         # The SCIM endpoint runs each request in a worker thread: room for a burst of parallel requests.
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
-    engine = create_engine(url, **kwargs)
+    try:
+        engine = create_engine(url, **kwargs)
+    except ImportError as exc:
+        if backend != "postgresql":
+            raise
+        raise ImportError(
+            f"the database URL {make_url(url).render_as_string(hide_password=True)} needs psycopg 3: "
+            "pip install 'keyplane[app,postgres]'"
+        ) from exc
     if engine.dialect.name == "sqlite":
         configure_sqlite(engine)
     return engine

@@ -151,3 +151,14 @@ def test_database_urls_in_their_usual_spellings_use_psycopg_3() -> None:
     assert normalise_url("postgresql://u:p@db/web") == "postgresql+psycopg://u:p@db/web"
     assert normalise_url("postgresql+psycopg://u@db/web") == "postgresql+psycopg://u@db/web"
     assert normalise_url("sqlite:///keyplane.db") == "sqlite:///keyplane.db"
+
+
+def test_a_postgresql_url_without_psycopg_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from keyplane.app.database import create_database_engine
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"keyplane\[app,postgres\]") as raised:
+        create_database_engine("postgresql://web:s3cret@db.example/web")
+    assert "s3cret" not in str(raised.value)
