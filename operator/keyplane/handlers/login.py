@@ -69,8 +69,8 @@ async def login(memo: Any, settings: kopf.OperatorSettings, **_: Any) -> kopf.Ai
         authorization = await credentials.refresh()
     delay = logins.next_delay(utcnow(), authorization)
     if delay:
-        log.warning("the API server refused the credentials from %s and they have not changed; logging in"
-                    " again in %.0fs", credentials, delay)
+        log.warning("Kopf logs in again with unchanged credentials (%s) soon after the API server refused them"
+                    " or the connection broke; next try in %.0fs", credentials, delay)
         await asyncio.sleep(delay)
     logins.last_at, logins.last_authorization = utcnow(), authorization
     return kopf_session(credentials, trust_env=settings.networking.trust_env)
