@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import yaml
 
 from .api.kinds import API_GROUP_VERSION, KINDS_BY_NAME
+from .contract import sp_metadata_xml
 from .handlers.lifecycle import fetch_policy
 from .mergepatch import apply_merge_patch
 from .observe.identityprovider import observe_identity_provider
@@ -31,7 +32,6 @@ from .reconcile.model import Snapshot
 from .reconcile.namespace import NamespaceInputs, reconcile_namespace
 from .reconcile.scimtoken import TokenState
 from .reconcile.ssodomain import DnsObservation, build_claim_book
-from .saml.sp import sp_metadata_xml
 from .settings import Settings
 from .sources.dns import DnsLookupError
 from .sources.fetcher import MetadataFetcher, SharedMetadataCache

@@ -19,10 +19,10 @@ from .. import API_GROUP, API_VERSION
 from ..api.common import parse_duration
 from ..api.identityprovider import IdentityProviderSpec
 from ..api.scimconnection import ScimConnectionSpec
+from ..contract import parse_time_or_none, token_hash_live
 from ..observe.identityprovider import observe_identity_provider, refresh_interval
 from ..observe.scimconnection import observe_scim_connection
 from ..observe.ssodomain import observe_sso_domain
-from ..reconcile.conditions import parse_time
 from ..reconcile.model import Snapshot
 from ..reconcile.scimconnection import token_secret_name
 from ..reconcile.ssodomain import claims_of
@@ -164,7 +164,7 @@ async def identity_provider_refresh(body: kopf.Body, memo: Any, **kwargs: Any) -
         return
     if interval is None:
         return
-    last = parse_time((previous.metadata or {}).get("lastAttemptTime"))
+    last = parse_time_or_none((previous.metadata or {}).get("lastAttemptTime"))
     wait = interval + _jitter(snap.uid, interval)
     if previous.problem is not None and previous.problem.transient:
         url = (spec.saml.metadata.url if spec.saml and spec.saml.metadata else None) or ""
@@ -268,7 +268,7 @@ async def scim_connection_tick(body: kopf.Body, memo: Any, **kwargs: Any) -> Non
     except ValueError:  # an invalid spec: the reconcile reports it; nothing is due
         return
     due = state is None or (interval.total_seconds() > 0 and now >= state.issued_at + interval)
-    overlap_ended = bool(state and state.previous_expires_at and state.previous_expires_at <= now)
+    overlap_ended = bool(state and state.previous_expires_at and not token_hash_live(state.previous_expires_at, now))
     secret = await rt.kube.get("v1", "secrets", snap.namespace, token_secret_name(snap))
     if due or overlap_ended or secret is None:
         await _observe_scim(rt, snap)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api.kinds import API_GROUP_VERSION, KINDS_BY_NAME
+from ..contract import rfc3339
 from ..mergepatch import merge_patch_between
 from ..reconcile.bundle import (
     BUNDLE_HASH_ANNOTATION,
@@ -25,7 +26,6 @@ from ..reconcile.bundle import (
     bundle_sha256,
     parse_bundle_secret,
 )
-from ..reconcile.conditions import rfc3339
 from ..reconcile.identityprovider import IdPObservation
 from ..reconcile.model import Event, Snapshot
 from ..reconcile.namespace import NamespaceInputs, reconcile_namespace

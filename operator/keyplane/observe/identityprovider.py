@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from ..api.common import parse_duration
 from ..api.identityprovider import IdentityProviderSpec, OIDCConfig, SAMLConfig
+from ..contract import parse_time_or_none, rfc3339
 from ..oidc.discovery import DiscoveryError, OIDCProviderMetadata, count_signing_keys, discovery_url, parse_discovery
-from ..reconcile.conditions import parse_time, rfc3339
 from ..reconcile.identityprovider import IdPObservation, SigningPair, signing_secret_name
 from ..reconcile.model import Problem, Snapshot
 from ..saml.certificates import load_certificate
@@ -88,7 +88,7 @@ def _fresh_after_restart(snap: Snapshot, spec: IdentityProviderSpec, base: IdPOb
         return False
     resolved = next((c for c in snap.status.get("conditions") or []
                      if isinstance(c, dict) and c.get("type") == "MetadataResolved"), {})
-    last = parse_time(base.metadata.get("lastAttemptTime"))
+    last = parse_time_or_none(base.metadata.get("lastAttemptTime"))
     return (
         resolved.get("status") == "True"
         and resolved.get("observedGeneration") == snap.generation

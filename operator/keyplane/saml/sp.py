@@ -1,4 +1,4 @@
-"""The service-provider side: SP signing key pair, python3-saml settings, SP metadata."""
+"""The service-provider side: SP signing key pair and python3-saml settings (SP metadata: `keyplane.contract`)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from lxml import etree
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_Error
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from keyplane.saml.metadata import IdPMetadata
-from keyplane.saml.safexml import parse_xml
 
 
 class SPConfigError(ValueError):
@@ -160,27 +158,3 @@ def build_saml_settings(
         raise SPConfigError(f"python3-saml refuses the settings: {exc}") from None
     return settings
 
-
-def sp_metadata_xml(settings: dict[str, Any]) -> str:
-    """The SP metadata document an admin gives the IdP, built and validated by python3-saml.
-
-    Deterministic: no validUntil (python3-saml would put now + 2 days) and a fixed cacheDuration,
-    so the same settings always give the same bytes.
-    """
-    settings = copy.deepcopy(settings)
-    security = settings.setdefault("security", {})
-    security["metadataValidUntil"] = ""
-    security.setdefault("metadataCacheDuration", "PT24H")
-    try:
-        saml_settings = OneLogin_Saml2_Settings(settings, sp_validation_only=True)
-        metadata = saml_settings.get_sp_metadata()
-    except OneLogin_Saml2_Error as exc:
-        raise SPConfigError(f"python3-saml cannot build the SP metadata: {exc}") from None
-    text = metadata.decode("utf-8") if isinstance(metadata, bytes) else str(metadata)
-    errors = saml_settings.validate_metadata(text)
-    if errors:
-        raise SPConfigError(f"the generated SP metadata is invalid: {', '.join(map(str, errors))}")
-    # Re-serialise through the hardened parser: checks well-formedness, normalises whitespace
-    # of the template's empty attribute slot.
-    root = parse_xml(text)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8")
