@@ -18,6 +18,7 @@ from ..sources.fetcher import MetadataFetcher, SharedMetadataCache
 from ..sources.kube import KubeAPI
 from ..writer.debounce import NamespaceWriter
 from .kopf_handlers import configure_kopf
+from .login import cluster_credentials
 
 log = logging.getLogger("keyplane.operator")
 
@@ -27,7 +28,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     keyplane: Settings = memo.settings
     configure_kopf(settings, keyplane)
     memo.fetcher = MetadataFetcher(fetch_policy(keyplane))
-    memo.kube = KubeAPI.from_environment()
+    memo.kube = KubeAPI(cluster_credentials(memo))
     runtime = Runtime(
         settings=keyplane,
         kube=memo.kube,
