@@ -129,3 +129,14 @@ async def test_render_prints_what_the_operator_writes(cluster: Any, keyplane_ope
         assert by_render[key]["data"] == by_operator[key]["data"], key
     bundle = ("Secret", "keyplane-identity")
     assert by_render[bundle]["data"] == by_operator[bundle]["data"]
+
+
+async def test_an_sp_metadata_configmap_deleted_by_hand_comes_back(cluster: Any, keyplane_operator: Any) -> None:
+    docs = await apply_quickstart(cluster)
+    async with keyplane_operator():
+        await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
+        original = await cluster.wait_for(lambda: cluster.get("v1", "ConfigMap", NS, "okta-sp-metadata"), timeout=10)
+        await cluster.delete("v1", "ConfigMap", NS, "okta-sp-metadata")
+        again = await cluster.wait_for(lambda: cluster.get("v1", "ConfigMap", NS, "okta-sp-metadata"), timeout=10)
+        assert again["data"] == original["data"]
+        assert again["metadata"]["uid"] != original["metadata"]["uid"]
