@@ -140,3 +140,25 @@ async def test_an_sp_metadata_configmap_deleted_by_hand_comes_back(cluster: Any,
         again = await cluster.wait_for(lambda: cluster.get("v1", "ConfigMap", NS, "okta-sp-metadata"), timeout=10)
         assert again["data"] == original["data"]
         assert again["metadata"]["uid"] != original["metadata"]["uid"]
+
+
+async def test_sp_metadata_configmaps_follow_their_idps(cluster: Any, keyplane_operator: Any) -> None:
+    """Updated when the SP settings change, deleted by the operator when the IdP goes."""
+    docs = await apply_quickstart(cluster)
+    async with keyplane_operator():
+        await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
+        await cluster.wait_for(lambda: cluster.get("v1", "ConfigMap", NS, "keycloak-sp-metadata"), timeout=10)
+        await cluster.patch("keyplane.dev/v1alpha1", "IdentityProvider", NS, "okta",
+                            {"spec": {"serviceProvider": {"baseURL": "https://moved.example.com"}}})
+
+        async def moved() -> bool:
+            found = await cluster.get("v1", "ConfigMap", NS, "okta-sp-metadata")
+            return 'entityID="https://moved.example.com/sso/saml/okta"' in found["data"]["metadata.xml"]
+
+        await cluster.wait_for(moved, timeout=10)
+        await cluster.delete("keyplane.dev/v1alpha1", "IdentityProvider", NS, "keycloak")
+
+        async def gone() -> bool:
+            return await cluster.get("v1", "ConfigMap", NS, "keycloak-sp-metadata") is None
+
+        await cluster.wait_for(gone, timeout=15)
