@@ -1,9 +1,11 @@
-"""A tiny OIDC provider for tests: discovery, authorize, token (PKCE-checked) and JWKS, on 127.0.0.1.
+"""A tiny OIDC provider for tests: discovery, authorize, token (PKCE-checked), JWKS and userinfo, on 127.0.0.1.
 
-Hand-written on purpose for what a real provider will not produce: ID tokens with chosen claims missing
-or odd (``email_verified: "false"``), and token endpoints that answer HTML, a JSON array or an error
-(``token_answer``), and a JWKS that is not one (``jwks_answer``). It counts token requests so a test
-can tell a replay never reached it.
+Hand-written on purpose, ONLY for what a real provider will not produce: ID tokens with chosen claims
+missing or odd (``email_verified: "false"``), token endpoints that answer HTML, a JSON array or an error
+(``token_answer``), a JWKS that is not one (``jwks_answer``), and a userinfo endpoint that speaks of
+another subject (``userinfo_answer``). It counts token requests so a test can tell a replay never
+reached it. The happy paths (code flow, userinfo, key rotation, ES256, logout) are tested against the
+real oidc-provider in tests/peers/.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class FakeOidcProvider:
         self.claims_removed: set[str] = set()
         self.token_answer: Response | None = None
         self.jwks_answer: Response | None = None
+        self.userinfo_answer: dict[str, Any] | None = None
         self.token_requests = 0
         self.email = "dana@corp.example"
         self.groups = ["platform-admins"]
@@ -48,6 +51,7 @@ class FakeOidcProvider:
                 Route("/authorize", self.authorize),
                 Route("/token", self.token, methods=["POST"]),
                 Route("/jwks", self.jwks),
+                Route("/userinfo", self.userinfo),
             ]
         )
 
@@ -56,6 +60,7 @@ class FakeOidcProvider:
         self.claims_removed.clear()
         self.token_answer = None
         self.jwks_answer = None
+        self.userinfo_answer = None
         self.token_requests = 0
 
     @property
@@ -69,6 +74,7 @@ class FakeOidcProvider:
                 "authorization_endpoint": f"{self.issuer}/authorize",
                 "token_endpoint": f"{self.issuer}/token",
                 "jwks_uri": f"{self.issuer}/jwks",
+                "userinfo_endpoint": f"{self.issuer}/userinfo",
                 "response_types_supported": ["code"],
                 "code_challenge_methods_supported": ["S256"],
             }
@@ -117,6 +123,10 @@ class FakeOidcProvider:
             claims.pop(claim, None)
         id_token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, self.key)
         return JSONResponse({"access_token": "at", "token_type": "Bearer", "id_token": id_token})
+
+    async def userinfo(self, request: Request) -> Response:
+        assert request.headers["authorization"] == "Bearer at"
+        return JSONResponse(self.userinfo_answer or {"sub": "user-1"})
 
     async def jwks(self, request: Request) -> Response:
         if self.jwks_answer is not None:

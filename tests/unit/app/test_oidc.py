@@ -11,6 +11,7 @@ import pytest
 from starlette.responses import JSONResponse, Response
 
 from keyplane.app import Bundle, BundleStore, Keyplane
+from keyplane.app.oidc import _max_age
 
 from .helpers import bundle_dict
 from .oidc_provider import CLIENT_ID, CLIENT_SECRET, FakeOidcProvider
@@ -223,3 +224,34 @@ async def test_an_unusable_jwks_gives_502(oidc_kp: Keyplane, provider: FakeOidcP
     r = await login(oidc_kp)
     assert r.status_code == 502, r.text
     assert "JWKS" in r.text and "keyplane_session" not in r.cookies
+
+
+async def test_userinfo_about_another_subject_is_refused(oidc_kp: Keyplane, provider: FakeOidcProvider) -> None:
+    """OIDC Core 5.3.2: userinfo claims count only when its sub is the ID token's."""
+    provider.claims_removed.update({"email", "email_verified", "groups"})
+    provider.userinfo_answer = {"sub": "someone-else", "email": "dana@corp.example", "email_verified": True}
+    r = await login(oidc_kp)
+    assert r.status_code == 502, r.text
+    assert "sub mismatch" in r.text and "keyplane_session" not in r.cookies
+    assert oidc_kp.refusals.count("oidc.userinfo_sub_mismatch") == 1
+    provider.userinfo_answer = {"sub": "user-1", "email": "dana@corp.example", "email_verified": True}
+    r = await login(oidc_kp)
+    assert r.status_code == 303, r.text
+
+
+async def test_the_id_tokens_email_verified_does_not_vouch_for_a_userinfo_email(
+    oidc_kp: Keyplane, provider: FakeOidcProvider
+) -> None:
+    provider.claims_removed.add("email")
+    provider.userinfo_answer = {"sub": "user-1", "email": "dana@corp.example"}
+    r = await login(oidc_kp)
+    assert r.status_code == 403, r.text
+    assert "no email_verified claim" in r.text
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("", 3600), ("public, max-age=600", 600), ("max-age=5", 300), ("max-age=9999999", 86400), ("no-store", 300)],
+)
+def test_jwks_lifetime_follows_cache_control_within_bounds(header: str, seconds: float) -> None:
+    assert _max_age(header) == seconds

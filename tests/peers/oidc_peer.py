@@ -1,0 +1,153 @@
+"""panva's oidc-provider (npm) run by node on 127.0.0.1, and a scripted browser through its login.
+
+The provider runs with its defaults (``conformIdTokenClaims``: email and groups from userinfo only in
+the code flow, PKCE required, RP-initiated logout); the test chooses clients, accounts and signing
+keys and restarts it to rotate them. Login and consent are the provider's devInteractions forms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from joserfc.jwk import ECKey, RSAKey
+
+from .availability import OIDC_PROVIDER_MODULE, need_node_oidc_provider
+
+SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
+CLIENT_ID = "keyplane"
+CLIENT_SECRET = "a-test-client-secret-of-enough-length"
+ES_CLIENT_ID = "keyplane-es256"
+REDIRECT_URI = "https://app.example.com/sso/oidc/corp/callback"
+ES_REDIRECT_URI = "https://app.example.com/sso/oidc/ec/callback"
+POST_LOGOUT_URI = "https://app.example.com/signed-out"
+
+
+def rsa_key(kid: str) -> dict[str, Any]:
+    key = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"})
+    return dict(key.as_dict(private=True))
+
+
+def ec_key(kid: str) -> dict[str, Any]:
+    key = ECKey.generate_key("P-256", parameters={"kid": kid, "use": "sig", "alg": "ES256"})
+    return dict(key.as_dict(private=True))
+
+
+class OidcProviderPeer:
+    """One node process serving oidc-provider; ``restart`` changes its keys or options."""
+
+    def __init__(self) -> None:
+        self.node = need_node_oidc_provider()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.dir = tempfile.TemporaryDirectory(prefix="keyplane-oidc-peer-")
+        self.process: subprocess.Popen[bytes] | None = None
+        self.accounts: dict[str, dict[str, Any]] = {
+            "dana": {"email": "dana@corp.example", "email_verified": True, "groups": ["platform-admins"]},
+        }
+        self.keys: list[dict[str, Any]] = [rsa_key("rsa-1"), ec_key("ec-1")]
+        self.conform_id_token_claims = True
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _config(self) -> dict[str, Any]:
+        common = {
+            "client_secret": CLIENT_SECRET,
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "post_logout_redirect_uris": [POST_LOGOUT_URI],
+        }
+        return {
+            "port": self.port,
+            "jwks": {"keys": self.keys},
+            "accounts": self.accounts,
+            "conformIdTokenClaims": self.conform_id_token_claims,
+            "clients": [
+                {**common, "client_id": CLIENT_ID, "redirect_uris": [REDIRECT_URI]},
+                {
+                    **common,
+                    "client_id": ES_CLIENT_ID,
+                    "redirect_uris": [ES_REDIRECT_URI],
+                    "id_token_signed_response_alg": "ES256",
+                },
+            ],
+        }
+
+    def start(self) -> None:
+        config = Path(self.dir.name) / "config.json"
+        config.write_text(json.dumps(self._config()))
+        env = {**os.environ, "OIDC_PROVIDER_MODULE": str(OIDC_PROVIDER_MODULE), "NODE_ENV": "development"}
+        self.process = subprocess.Popen(
+            [self.node, str(SCRIPT), str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + 30
+        seen = b""
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            seen += line
+            if line.startswith(b"listening "):
+                return
+            if not line and self.process.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"oidc-provider did not start: {seen.decode(errors='replace')[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        self.dir.cleanup()
+
+
+_PROMPT = re.compile(r'name="prompt" value="(\w+)"')
+
+
+async def sign_in(net: httpx.AsyncClient, authorize_url: str, login: str = "dana") -> str:
+    """Drive the provider's login and consent forms as a browser would; the redirect back to the app."""
+    response = await net.get(authorize_url)
+    for _ in range(20):
+        url = str(response.url)
+        if response.status_code in (302, 303):
+            location = urljoin(url, response.headers["location"])
+            if urlsplit(location).hostname != "127.0.0.1":
+                return location
+            response = await net.get(location)
+            continue
+        match = _PROMPT.search(response.text)
+        assert response.status_code == 200 and match, f"unexpected provider page: {response.status_code} {url}"
+        form = {"prompt": match.group(1)}
+        if match.group(1) == "login":
+            form.update(login=login, password="any")
+        response = await net.post(url, data=form)
+    raise AssertionError("the provider's interaction did not end")
