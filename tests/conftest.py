@@ -15,29 +15,12 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from keyplane.api.crds import all_crds
-from keyplane.settings import Settings
+from support import TEST_SETTINGS, test_settings  # noqa: F401  (kept importable from here too)
 
 # CI runs the fuzz tests on fixed seeds (a red CI names a change, not luck); locally they explore.
 hypothesis_settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
-
-TEST_SETTINGS = dict(
-    liveness_endpoint=None,
-    bundle_debounce=0.05,
-    bundle_max_delay=0.5,
-    resync_interval=1.0,
-    allow_private_networks=True,
-    allow_insecure_http=True,
-    metadata_timeout=3.0,
-    metadata_connect_timeout=1.0,
-)
-
-
-def test_settings(**overrides: Any) -> Settings:
-    """Settings for tests: fast debounce, no liveness port, local metadata servers allowed."""
-    return Settings(**{**TEST_SETTINGS, **overrides})
-
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[Any]:

@@ -218,7 +218,7 @@ async def test_cluster_scoped_claims_hand_over_across_namespaces(cluster: Any, k
     async with keyplane_operator(domain_scope="Cluster"):
         async def claimed() -> bool:
             obj = await cluster.get(API, "SSODomain", "team-b", "acme")
-            return condition(obj).get("reason") == "DomainClaimed" and "team-a/acme" in condition(obj)["message"]
+            return condition(obj).get("reason") == "DomainClaimed" and f"{NS}/acme" in condition(obj)["message"]
 
         await cluster.wait_for(claimed, timeout=15)
         await cluster.delete(API, "SSODomain", NS, "acme")

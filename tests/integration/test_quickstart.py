@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-from keyplane.render import read_documents
+from keyplane.render import read_documents, render
+from keyplane.settings import Settings
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 NS = "keyplane-demo"
@@ -89,3 +91,41 @@ async def test_operator_never_writes_what_users_own(cluster: Any, keyplane_opera
             assert new["metadata"]["labels"] == old["metadata"]["labels"], key
             own = {k: v for k, v in new["metadata"]["annotations"].items() if not k.startswith("kopf.keyplane.dev/")}
             assert own == old["metadata"]["annotations"], key
+
+
+async def test_render_prints_what_the_operator_writes(cluster: Any, keyplane_operator: Any) -> None:
+    """`keyplane render` and the operator write the same objects: Secrets and the SP metadata ConfigMaps."""
+    docs = await apply_quickstart(cluster)
+    async with keyplane_operator(resync_interval=0.3):
+        await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
+
+        async def written() -> dict[tuple[str, str], dict[str, Any]]:
+            found = {}
+            for kind in ("Secret", "ConfigMap"):
+                for obj in await cluster.list("v1", kind, NS, label_selector="app.kubernetes.io/managed-by=keyplane"):
+                    found[(kind, obj["metadata"]["name"])] = obj
+            return found
+
+        async def metadata_written() -> dict[tuple[str, str], dict[str, Any]] | None:
+            objects = await written()
+            return objects if ("ConfigMap", "okta-sp-metadata") in objects else None
+
+        by_operator = await cluster.wait_for(metadata_written, timeout=10)
+        idp = await cluster.get("keyplane.dev/v1alpha1", "IdentityProvider", NS, "okta")
+        owners = by_operator[("ConfigMap", "okta-sp-metadata")]["metadata"]["ownerReferences"]
+        assert [(o["kind"], o["name"], o["uid"], o["controller"]) for o in owners] == [
+            ("IdentityProvider", "okta", idp["metadata"]["uid"], True)]
+        await asyncio.sleep(1.0)
+        cluster.mark()
+        await asyncio.sleep(1.5)  # resyncs: an unchanged ConfigMap is not written again
+        assert cluster.writes_since_mark() == []
+
+    # Render the same files with the operator's Secrets fed back (the keys and tokens are adopted).
+    state = [obj for (kind, _n), obj in by_operator.items() if kind == "Secret"]
+    result = await render(read_documents([str(QUICKSTART)]) + state, Settings(), datetime.now(UTC), offline=True)
+    by_render = {(o["kind"], o["metadata"]["name"]): o for o in result.outputs}
+    assert set(by_render) == set(by_operator)
+    for key in [k for k in by_render if k[0] == "ConfigMap"]:
+        assert by_render[key]["data"] == by_operator[key]["data"], key
+    bundle = ("Secret", "keyplane-identity")
+    assert by_render[bundle]["data"] == by_operator[bundle]["data"]

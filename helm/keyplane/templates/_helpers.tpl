@@ -58,7 +58,8 @@ app.kubernetes.io/component: operator
 The namespaced permissions of the operator: used in the ClusterRole (all namespaces) or in one Role per
 watched namespace. Exactly what the handlers do, nothing more:
 - its three kinds: watch (Kopf), patch (finalizer, keyplane.dev/* annotations) and patch of status;
-- ConfigMaps: get (metadata configMapRef) and list/watch (Kopf watches them to re-read changed metadata);
+- ConfigMaps: get (metadata configMapRef), list/watch (Kopf watches them to re-read changed metadata),
+  create/patch/delete of the <idp>-sp-metadata ConfigMaps it writes (the SP metadata for IdP admins);
 - Secrets: get/create/patch/delete by name only (token, SP signing and bundle Secrets; never listed or watched);
 - Events: create (Kopf's and the operator's own);
 - Deployments labelled keyplane.dev/consume-identity=true: get/list/patch (the pod template annotation);
@@ -73,7 +74,7 @@ watched namespace. Exactly what the handlers do, nothing more:
   verbs: [patch]
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, patch, delete]

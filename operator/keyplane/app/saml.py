@@ -26,6 +26,7 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from keyplane.app.bundle import IdentityProvider
 from keyplane.app.errors import LoginError
 from keyplane.app.replay import ReplayCache
+from keyplane.contract import SPMetadataError, sp_metadata_xml
 
 #: python3-saml's tolerance for clock differences with the IdP, in seconds.
 CLOCK_SKEW_SECONDS = OneLogin_Saml2_Constants.ALLOWED_CLOCK_DRIFT
@@ -85,12 +86,11 @@ class SamlLogin:
         return str(url), str(auth.get_last_request_id())
 
     def metadata(self) -> str:
-        """The SP metadata XML (validated by python3-saml)."""
-        xml = self.settings.get_sp_metadata()
-        errors = self.settings.validate_metadata(xml)
-        if errors:
-            raise LoginError(f"invalid SP metadata: {', '.join(errors)}", status=500)
-        return xml.decode() if isinstance(xml, bytes) else str(xml)
+        """The SP metadata XML: the very document the operator writes (one builder, `keyplane.contract`)."""
+        try:
+            return sp_metadata_xml(dict(self.idp.saml or {}))
+        except SPMetadataError as exc:
+            raise LoginError(f"invalid SP metadata: {exc}", status=500) from None
 
     def consume(self, saml_response: str, request_id: str | None) -> SamlIdentity:
         """Validate a posted ``SAMLResponse`` and return the identity it asserts.

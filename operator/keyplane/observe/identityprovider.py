@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from ..api.common import parse_duration
 from ..api.identityprovider import IdentityProviderSpec, OIDCConfig, SAMLConfig
+from ..contract import parse_time_or_none, rfc3339
 from ..oidc.discovery import DiscoveryError, OIDCProviderMetadata, count_signing_keys, discovery_url, parse_discovery
-from ..reconcile.conditions import parse_time, rfc3339
 from ..reconcile.identityprovider import IdPObservation, SigningPair, signing_secret_name
 from ..reconcile.model import Problem, Snapshot
 from ..saml.certificates import load_certificate
@@ -25,7 +25,7 @@ from ..saml.sp import generate_sp_signing_pair, sp_certificate_needs_renewal
 from ..settings import Settings
 from ..sources.errors import FetchError
 from ..sources.fetcher import FetchResult, SharedMetadataCache
-from ..sources.kube import KubeError, ObjectStore
+from ..sources.kube import KubeError, KubeUnavailable, ObjectStore
 from .secrets import decode_secret_value, ensure_secret, managed_labels
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def _fresh_after_restart(snap: Snapshot, spec: IdentityProviderSpec, base: IdPOb
         return False
     resolved = next((c for c in snap.status.get("conditions") or []
                      if isinstance(c, dict) and c.get("type") == "MetadataResolved"), {})
-    last = parse_time(base.metadata.get("lastAttemptTime"))
+    last = parse_time_or_none(base.metadata.get("lastAttemptTime"))
     return (
         resolved.get("status") == "True"
         and resolved.get("observedGeneration") == snap.generation
@@ -300,6 +300,8 @@ async def _with_client_secret(
         ref = oidc.clientSecretRef
         try:
             secret = await store.get("v1", "secrets", snap.namespace, ref.name)
+        except KubeUnavailable:
+            raise  # the API is unreachable: retry, never conclude the secret is gone
         except KubeError:
             secret = None
         raw = ((secret or {}).get("data") or {}).get(ref.key)

@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from ..api.common import parse_duration
 from ..api.scimconnection import ScimConnectionSpec
+from ..contract import rfc3339
 from ..settings import Settings
-from .conditions import Check, Outcome, Phase, rfc3339
+from .conditions import Check, Outcome, Phase
 from .identityprovider import base_url
 from .model import KindResult, Problem, Snapshot
 from .result import finish

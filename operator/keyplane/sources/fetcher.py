@@ -212,10 +212,12 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
             if why is None:
                 continue
             what = host if host == address else f"{host} resolves to {address}, which"
+            # Suggest allowPrivateNetworks only where it would help (not for cloud metadata, multicast...).
+            never = forbidden_address_class(address, allow_private_networks=True) is not None
             hint = (
-                "use a public URL, or enable allowPrivateNetworks if the IdP really is on the cluster network"
-                if not self._policy.allow_private_networks
-                else "this address is never allowed; use the IdP's real address"
+                "this address is never allowed; use the IdP's real address"
+                if never
+                else "use a public URL, or enable allowPrivateNetworks if the IdP really is on the cluster network"
             )
             raise FetchError(r.URL_FORBIDDEN, f"{what} is a {why} address; {hint}")
 
