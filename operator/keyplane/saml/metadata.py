@@ -22,6 +22,7 @@ from keyplane.saml.entities import (
 )
 from keyplane.saml.errors import MetadataError, capped_list
 from keyplane.saml.safexml import DEFAULT_MAX_BYTES, parse_xml
+from keyplane.setting_names import setting_hint
 
 BINDING_REDIRECT: str = C.BINDING_HTTP_REDIRECT
 BINDING_POST: str = C.BINDING_HTTP_POST
@@ -88,7 +89,7 @@ def check_url(url: str, what: str, *, allow_http: bool) -> str:
         raise MetadataError(
             "SSOURLNotHTTPS",
             f"the {what} {url!r} uses http://; the IdP must use https:// (plain http is only "
-            "allowed when the operator's allowHTTP setting is on, for local test IdPs)",
+            f"allowed with the operator's {setting_hint('allow_insecure_http')}, for local test IdPs)",
         )
     return url
 

@@ -43,6 +43,7 @@ import httpcore
 import httpx
 
 from keyplane import __version__
+from keyplane.setting_names import setting_hint
 from keyplane.sources import errors as r
 from keyplane.sources.clock import Clock, SystemClock
 from keyplane.sources.errors import FetchError
@@ -94,6 +95,16 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _CLOUD_METADATA = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "169.254.170.2", "100.100.100.200")
 )
+
+
+def _literal_needs_private_networks(host: str) -> bool:
+    """Whether ``host`` is an address (or ``localhost``) that only allowPrivateNetworks admits."""
+    if host.lower().rstrip(".") == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    if not _is_ip_literal(host):
+        return False
+    forbidden = forbidden_address_class(host)
+    return forbidden is not None and forbidden_address_class(host, allow_private_networks=True) is None
 
 
 def forbidden_address_class(address: str, *, allow_private_networks: bool = False) -> str | None:
@@ -217,7 +228,8 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
             hint = (
                 "this address is never allowed; use the IdP's real address"
                 if never
-                else "use a public URL, or enable allowPrivateNetworks if the IdP really is on the cluster network"
+                else f"use a public URL, or set {setting_hint('allow_private_networks')} if the IdP really is "
+                "on the cluster network"
             )
             raise FetchError(r.URL_FORBIDDEN, f"{what} is a {why} address; {hint}")
 
@@ -432,7 +444,14 @@ class MetadataFetcher:
     def _check_scheme(self, url: httpx.URL) -> None:
         allowed = ("https", "http") if self.policy.allow_http else ("https",)
         if url.scheme not in allowed:
-            hint = "use https" if url.scheme == "http" else "use an https:// URL"
+            hint = (
+                f"use https, or set {setting_hint('allow_insecure_http')} for a test IdP"
+                if url.scheme == "http"
+                else "use an https:// URL"
+            )
+            private = _literal_needs_private_networks(url.host) and not self.policy.allow_private_networks
+            if url.scheme == "http" and private:
+                hint += f" (this host also needs {setting_hint('allow_private_networks')})"
             raise FetchError(r.URL_FORBIDDEN, f"{_safe_url(url)} is not allowed: {hint}")
 
     def _next_hop(self, current: httpx.URL, response: httpx.Response) -> httpx.URL:

@@ -480,6 +480,25 @@ async def test_non_https_urls_are_forbidden(make_fetcher: Any, url: str, why: st
     assert why in exc.value.message
 
 
+@pytest.mark.parametrize(
+    ("url", "needs_private"),
+    [
+        ("http://127.0.0.1:8080/.well-known/openid-configuration", True),
+        ("http://localhost:8080/md", True),
+        ("http://10.0.0.7/md", True),
+        ("http://idp.example.test/md", False),
+    ],
+)
+async def test_an_http_refusal_names_every_setting_it_needs(make_fetcher: Any, url: str, needs_private: bool) -> None:
+    """An http:// loopback issuer needs both settings; the message names both as the CLI and chart spell them."""
+    fetcher = make_fetcher(FetchPolicy(), network_backend=NoConnectBackend())
+    with pytest.raises(FetchError) as exc:
+        await fetcher.fetch(url)
+    assert "--allow-insecure-http" in exc.value.message and "config.allowInsecureHTTP" in exc.value.message
+    assert ("--allow-private-networks" in exc.value.message) is needs_private
+    assert ("config.allowPrivateNetworks" in exc.value.message) is needs_private
+
+
 # Each forbidden address and the class the refusal must name (the exact reason, not just "refused").
 FORBIDDEN = {
     "127.0.0.1": "loopback",
