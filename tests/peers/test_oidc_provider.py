@@ -23,7 +23,6 @@ from .oidc_peer import (
     CLIENT_SECRET,
     ES_CLIENT_ID,
     ES_REDIRECT_URI,
-    POST_LOGOUT_URI,
     REDIRECT_URI,
     OidcProviderPeer,
     rsa_key,
@@ -115,9 +114,9 @@ def wire() -> Wire:
 @pytest.fixture
 async def kp(peer: OidcProviderPeer, wire: Wire) -> AsyncIterator[Keyplane]:
     http = httpx.AsyncClient(timeout=10.0, event_hooks={"response": [wire.record]})
-    app = Keyplane(
-        BundleStore.from_bundle(Bundle.from_json(json.dumps(bundle(peer.issuer)).encode())), secret_key="s3cret", http=http
-    )
+    # From JSON bytes, as the app reads identity.json: the login objects (and their JWKS cache) persist.
+    store = BundleStore.from_bundle(Bundle.from_json(json.dumps(bundle(peer.issuer)).encode()))
+    app = Keyplane(store, secret_key="s3cret", http=http)
     yield app
     await app.aclose()
 

@@ -23,9 +23,9 @@ again at once; the same unknown ``kid`` at most once a minute, so a stream of to
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
-import asyncio
 import hmac
 import json
 import re

@@ -206,6 +206,7 @@ async def _observe_saml(
                 document, source.entityID, max_bytes=settings.metadata_max_bytes,
                 allow_http=settings.allow_insecure_http,
                 signing_fingerprint=source.signingCertificateFingerprint,
+                now=now,
             )
             document_sha = hashlib.sha256(document).hexdigest()
     except FetchError as exc:
