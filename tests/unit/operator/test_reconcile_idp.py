@@ -67,6 +67,7 @@ def test_ready_saml_idp_reports_the_urls_to_paste_and_a_python3_saml_entry() -> 
     assert status["serviceProvider"] == {
         "entityID": "https://platform.example.com/sso/saml/okta",
         "acsURL": "https://platform.example.com/sso/saml/okta/acs",
+        "sloURL": "https://platform.example.com/sso/saml/okta/slo",
         "metadataURL": "https://platform.example.com/sso/saml/okta/metadata",
         "signingCertificateSecretRef": {"name": "okta-sp-signing", "key": "tls.crt"},
     }
@@ -240,7 +241,8 @@ def test_oidc_entry_holds_endpoints_and_secret_but_status_does_not() -> None:
     result = reconcile(snap, obs)
     assert phase(result.status) == ("True", "False", "False")
     assert result.status["serviceProvider"] == {
-        "redirectURI": "https://platform.example.com/sso/oidc/google/callback"
+        "redirectURI": "https://platform.example.com/sso/oidc/google/callback",
+        "postLogoutRedirectURI": "https://platform.example.com/sso/oidc/google/logged-out",
     }
     assert result.status["identityProvider"]["authorizationEndpoint"] == PROVIDER.authorization_endpoint
     oidc = result.entry["oidc"]
@@ -255,6 +257,7 @@ def test_oidc_entry_holds_endpoints_and_secret_but_status_does_not() -> None:
         "endSessionEndpoint": None,
         "scopes": ["openid", "email", "profile"],
         "redirectURI": "https://platform.example.com/sso/oidc/google/callback",
+        "postLogoutRedirectURI": "https://platform.example.com/sso/oidc/google/logged-out",
         "allowMissingEmailVerified": False,
     }
     assert result.entry["protocol"] == "OIDC"
