@@ -1,0 +1,204 @@
+"""keyplane.app against pysaml2 as the IdP, configured the way a user does it.
+
+pysaml2's metadata (signed and unsigned) goes through ``keyplane render`` like any IdentityProvider;
+pysaml2 loads the SP metadata render wrote, verifies the signed AuthnRequest and answers: signed
+assertion, signed response, both, encrypted assertions (pysaml2's default self-contained form and
+the plain one), IdP-initiated; then single logout both ways. The real keyplane.app ASGI app takes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import yaml
+from cryptography import x509
+from lxml import etree
+
+from keyplane.app import Bundle, BundleStore, Keyplane
+from keyplane.render import EXIT_READY, run_render
+from keyplane.settings import Settings
+
+from .saml_peer import EMAIL_ATTRIBUTE, GROUPS_ATTRIBUTE, PySaml2IdP
+
+APP = "https://app.example.com"
+NS = "peers"
+SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
+SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+DS = "http://www.w3.org/2000/09/xmldsig#"
+MD = "urn:oasis:names:tc:SAML:2.0:metadata"
+
+#: IdentityProvider name -> (domain it owns, metadata signed?, extra spec.saml settings)
+IDPS: dict[str, tuple[str, bool, dict[str, Any]]] = {
+    "signed": ("corp.example", True, {"allowIdPInitiated": True}),
+    "plain": ("plain.example", False, {"wantAssertionsSigned": False}),
+    "sealed": ("sealed.example", True, {"wantAssertionsEncrypted": True}),
+}
+
+
+def fingerprint(cert_file: Path) -> str:
+    der = x509.load_pem_x509_certificate(cert_file.read_bytes()).public_bytes(
+        __import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.DER
+    )
+    return "sha256:" + ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
+def manifests(idp: PySaml2IdP) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}]
+    for name, (domain, signed, extra) in IDPS.items():
+        source: dict[str, Any] = {"inline": idp.metadata(signed=signed)}
+        if signed:
+            source["signingCertificateFingerprint"] = fingerprint(idp.cert_file)
+        docs.append(
+            {
+                "apiVersion": "keyplane.dev/v1alpha1",
+                "kind": "IdentityProvider",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {
+                    "protocol": "SAML",
+                    "saml": {
+                        "metadata": source,
+                        "attributeMapping": {"email": EMAIL_ATTRIBUTE, "groups": GROUPS_ATTRIBUTE},
+                        **extra,
+                    },
+                    "serviceProvider": {"baseURL": APP},
+                },
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "keyplane.dev/v1alpha1",
+                "kind": "SSODomain",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"domains": [domain], "identityProviderRef": {"name": name}, "enforcement": "Required"},
+            }
+        )
+    return docs
+
+
+class Rendered:
+    """What ``keyplane render`` printed: the bundle bytes and each IdP's SP metadata."""
+
+    def __init__(self, stream: str) -> None:
+        docs = [d for d in yaml.safe_load_all(stream) if d]
+        secret = next(d for d in docs if d["kind"] == "Secret" and "identity.json" in d.get("data", {}))
+        self.bundle = base64.b64decode(secret["data"]["identity.json"])
+        self.sp_metadata = {
+            d["metadata"]["name"].removesuffix("-sp-metadata"): d["data"]["metadata.xml"]
+            for d in docs
+            if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-sp-metadata")
+        }
+
+
+@pytest.fixture(scope="module")
+def idp(tmp_path_factory: pytest.TempPathFactory) -> PySaml2IdP:
+    return PySaml2IdP(tmp_path_factory.mktemp("pysaml2"))
+
+
+@pytest.fixture(scope="module")
+def rendered(idp: PySaml2IdP, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    folder = tmp_path_factory.mktemp("manifests")
+    (folder / "peers.yaml").write_text(yaml.safe_dump_all(manifests(idp)))
+    out, err = io.StringIO(), io.StringIO()
+    code = run_render([str(folder)], Settings(), datetime.now(UTC), out, err, offline=True)
+    assert code == EXIT_READY, err.getvalue()
+    result = Rendered(out.getvalue())
+    idp.load_sp_all(list(result.sp_metadata.values()))
+    return result
+
+
+@pytest.fixture
+async def kp(rendered: Rendered) -> AsyncIterator[Keyplane]:
+    app = Keyplane(BundleStore.from_bundle(Bundle.from_json(rendered.bundle)), secret_key="s3cret")
+    yield app
+    await app.aclose()
+
+
+@pytest.fixture
+async def browser(kp: Keyplane) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=kp.asgi()), base_url=APP) as client:
+        yield client
+
+
+def sp(name: str) -> tuple[str, str]:
+    """(entity ID, ACS URL) of the SP Keyplane made for IdentityProvider ``name``."""
+    return f"{APP}/sso/saml/{name}", f"{APP}/sso/saml/{name}/acs"
+
+
+async def sp_initiated(
+    browser: httpx.AsyncClient, idp: PySaml2IdP, name: str, email: str, **options: Any
+) -> tuple[httpx.Response, str]:
+    """Log in through IdentityProvider ``name``: the ACS answer and the SAMLResponse that was posted."""
+    r = await browser.get(f"/sso/saml/{name}/login", params={"next": "/home"})
+    assert r.status_code == 302, r.text
+    request = idp.read_authn_request(r.headers["location"])
+    entity_id, acs = sp(name)
+    assert request.message.issuer.text == entity_id
+    assert request.message.assertion_consumer_service_url == acs
+    relay_state = parse_qs(urlsplit(r.headers["location"]).query).get("RelayState", [""])[0]
+    saml_response = idp.response(entity_id, acs, request.message.id, email, **options)
+    answer = await browser.post(f"/sso/saml/{name}/acs", data={"SAMLResponse": saml_response, "RelayState": relay_state})
+    return answer, saml_response
+
+
+def session(kp: Keyplane, response: httpx.Response) -> dict[str, Any]:
+    return dict(kp._signer.loads(response.cookies["keyplane_session"], salt="keyplane.session"))
+
+
+def posted(saml_response: str) -> etree._Element:
+    return etree.fromstring(base64.b64decode(saml_response))
+
+
+@pytest.mark.parametrize(
+    ("name", "email", "options"),
+    [
+        ("signed", "dana@corp.example", {"sign_assertion": True, "sign_response": False}),
+        ("signed", "dana@corp.example", {"sign_assertion": True, "sign_response": True}),
+        ("plain", "erin@plain.example", {"sign_assertion": False, "sign_response": True}),
+        ("plain", "erin@plain.example", {"sign_assertion": True, "sign_response": False}),
+    ],
+    ids=["signed-assertion", "both-signed", "signed-response", "unsigned-metadata"],
+)
+async def test_sp_initiated_login(
+    kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP, name: str, email: str, options: dict[str, Any]
+) -> None:
+    r, saml_response = await sp_initiated(browser, idp, name, email, **options)
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/home"
+    user = session(kp, r)
+    assert user["email"] == email and user["groups"] == ["platform-admins"]
+    document = posted(saml_response)
+    signatures = document.findall(f"{{{DS}}}Signature") + document.findall(f"{{{SAML}}}Assertion/{{{DS}}}Signature")
+    assert len(signatures) == sum(1 for v in options.values() if v)
+    # SHA-256 throughout.
+    methods = {m.get("Algorithm") for m in document.iter(f"{{{DS}}}SignatureMethod")}
+    assert methods == {"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"}
+
+
+async def test_an_unsigned_assertion_is_refused_where_wantassertionssigned(
+    kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP
+) -> None:
+    r, _ = await sp_initiated(browser, idp, "signed", "dana@corp.example", sign_assertion=False, sign_response=True)
+    assert r.status_code == 403 and "not signed" in r.text
+    assert "keyplane_session" not in r.cookies
+
+
+async def test_pysaml2s_default_sha1_is_refused_naming_the_setting(
+    kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP
+) -> None:
+    from saml2.xmldsig import DIGEST_SHA1, SIG_RSA_SHA1
+
+    r, _ = await sp_initiated(
+        browser, idp, "signed", "dana@corp.example", sign_assertion=True, sign_alg=SIG_RSA_SHA1, digest_alg=DIGEST_SHA1
+    )
+    assert r.status_code == 403 and "allowDeprecatedAlgorithms" in r.text
