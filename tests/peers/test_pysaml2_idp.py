@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
-import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import httpx
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from keyplane.app import Bundle, BundleStore, Keyplane
@@ -47,9 +46,7 @@ IDPS: dict[str, tuple[str, bool, dict[str, Any]]] = {
 
 
 def fingerprint(cert_file: Path) -> str:
-    der = x509.load_pem_x509_certificate(cert_file.read_bytes()).public_bytes(
-        __import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.DER
-    )
+    der = x509.load_pem_x509_certificate(cert_file.read_bytes()).public_bytes(serialization.Encoding.DER)
     return "sha256:" + ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
 
 
@@ -147,7 +144,8 @@ async def sp_initiated(
     assert request.message.assertion_consumer_service_url == acs
     relay_state = parse_qs(urlsplit(r.headers["location"]).query).get("RelayState", [""])[0]
     saml_response = idp.response(entity_id, acs, request.message.id, email, **options)
-    answer = await browser.post(f"/sso/saml/{name}/acs", data={"SAMLResponse": saml_response, "RelayState": relay_state})
+    form = {"SAMLResponse": saml_response, "RelayState": relay_state}
+    answer = await browser.post(f"/sso/saml/{name}/acs", data=form)
     return answer, saml_response
 
 
@@ -202,3 +200,29 @@ async def test_pysaml2s_default_sha1_is_refused_naming_the_setting(
         browser, idp, "signed", "dana@corp.example", sign_assertion=True, sign_alg=SIG_RSA_SHA1, digest_alg=DIGEST_SHA1
     )
     assert r.status_code == 403 and "allowDeprecatedAlgorithms" in r.text
+
+
+@pytest.mark.parametrize("self_contained", [True, False], ids=["self-contained", "plain-namespaces"])
+async def test_encrypted_assertions(
+    kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP, rendered: Rendered, self_contained: bool
+) -> None:
+    metadata = etree.fromstring(rendered.sp_metadata["sealed"].encode())
+    assert metadata.find(f".//{{{MD}}}KeyDescriptor[@use='encryption']") is not None
+    r, saml_response = await sp_initiated(
+        browser, idp, "sealed", "fay@sealed.example",
+        sign_assertion=True, encrypt_assertion=True, encrypt_assertion_self_contained=self_contained,
+    )
+    # What arrived really was encrypted: no assertion in the clear, only an EncryptedAssertion.
+    document = posted(saml_response)
+    assert document.find(f"{{{SAML}}}Assertion") is None
+    assert document.find(f"{{{SAML}}}EncryptedAssertion") is not None
+    assert b"fay@sealed.example" not in base64.b64decode(saml_response)
+    assert r.status_code == 303, r.text
+    assert session(kp, r)["email"] == "fay@sealed.example"
+
+
+async def test_an_unencrypted_assertion_is_refused_where_encryption_is_wanted(
+    kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP
+) -> None:
+    r, _ = await sp_initiated(browser, idp, "sealed", "fay@sealed.example", sign_assertion=True)
+    assert r.status_code == 403 and "encrypted" in r.text
