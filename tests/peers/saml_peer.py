@@ -148,3 +148,70 @@ class PySaml2IdP:
         )
         return base64.b64encode(str(response).encode()).decode()
 
+
+    def read_logout_request(self, redirect_url: str) -> Any:
+        """The SP's LogoutRequest of a Redirect-binding URL, its query signature verified by pysaml2."""
+        from saml2 import BINDING_HTTP_REDIRECT
+
+        query = {k: v[0] for k, v in parse_qs(urlsplit(redirect_url).query).items()}
+        assert "Signature" in query, "the LogoutRequest is not signed"
+        request = self.server.parse_logout_request(
+            query["SAMLRequest"],
+            BINDING_HTTP_REDIRECT,
+            relay_state=query.get("RelayState"),
+            sigalg=query["SigAlg"],
+            signature=query["Signature"],
+        )
+        assert request is not None, "pysaml2 refused the LogoutRequest"
+        return request
+
+    def logout_response(self, request: Any, binding: str, relay_state: str) -> dict[str, str]:
+        """A signed LogoutResponse to ``request`` as the parameters of ``binding`` (query or form)."""
+        from saml2 import BINDING_HTTP_POST
+        from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+
+        posted = binding == BINDING_HTTP_POST
+        response = self.server.create_logout_response(
+            request.message, [binding], sign=posted, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256
+        )
+        destination = request.message.issuer.text.rstrip("/") + "/slo"
+        return self._binding_params(binding, str(response), destination, relay_state, response=True)
+
+    def logout_request(
+        self, sp_entity_id: str, name_id: str, session_index: str | None, binding: str, *, signed: bool = True
+    ) -> tuple[str, dict[str, str]]:
+        """An IdP-initiated LogoutRequest for ``name_id`` as ``binding``'s parameters: (request ID, params)."""
+        from saml2 import BINDING_HTTP_POST
+        from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
+        from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+
+        destination = f"{sp_entity_id}/slo"
+        request_id, request = self.server.create_logout_request(
+            destination,
+            sp_entity_id,
+            name_id=NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=name_id),
+            session_indexes=[session_index] if session_index else None,
+            sign=signed and binding == BINDING_HTTP_POST,
+            sign_alg=SIG_RSA_SHA256,
+            digest_alg=DIGEST_SHA256,
+        )
+        params = self._binding_params(binding, str(request), destination, "", response=False, sign=signed)
+        return request_id, params
+
+    def _binding_params(
+        self, binding: str, xml: str, destination: str, relay_state: str, *, response: bool, sign: bool = True
+    ) -> dict[str, str]:
+        from saml2 import BINDING_HTTP_REDIRECT
+        from saml2.xmldsig import SIG_RSA_SHA256
+
+        if binding == BINDING_HTTP_REDIRECT:
+            info = self.server.apply_binding(
+                binding, xml, destination, relay_state, response=response, sign=sign, sigalg=SIG_RSA_SHA256
+            )
+            location = dict(info["headers"])["Location"]
+            return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+        kind = "SAMLResponse" if response else "SAMLRequest"
+        params = {kind: base64.b64encode(xml.encode()).decode()}
+        if relay_state:
+            params["RelayState"] = relay_state
+        return params

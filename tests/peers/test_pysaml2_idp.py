@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from keyplane.app import Bundle, BundleStore, Keyplane
+from keyplane.app.logout import LogoutEvent
 from keyplane.render import EXIT_READY, run_render
 from keyplane.settings import Settings
 
@@ -115,8 +116,17 @@ def rendered(idp: PySaml2IdP, tmp_path_factory: pytest.TempPathFactory) -> Rende
 
 
 @pytest.fixture
-async def kp(rendered: Rendered) -> AsyncIterator[Keyplane]:
-    app = Keyplane(BundleStore.from_bundle(Bundle.from_json(rendered.bundle)), secret_key="s3cret")
+def logouts() -> list[LogoutEvent]:
+    return []
+
+
+@pytest.fixture
+async def kp(rendered: Rendered, logouts: list[LogoutEvent]) -> AsyncIterator[Keyplane]:
+    app = Keyplane(
+        BundleStore.from_bundle(Bundle.from_json(rendered.bundle)),
+        secret_key="s3cret",
+        on_logout=lambda request, event: logouts.append(event),
+    )
     yield app
     await app.aclose()
 
@@ -226,3 +236,83 @@ async def test_an_unencrypted_assertion_is_refused_where_encryption_is_wanted(
 ) -> None:
     r, _ = await sp_initiated(browser, idp, "sealed", "fay@sealed.example", sign_assertion=True)
     assert r.status_code == 403 and "encrypted" in r.text
+
+
+async def test_idp_initiated_login(kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP) -> None:
+    entity_id, acs = sp("signed")
+    saml_response = idp.response(entity_id, acs, None, "dana@corp.example", sign_assertion=True)
+    r = await browser.post("/sso/saml/signed/acs", data={"SAMLResponse": saml_response})
+    assert r.status_code == 303, r.text
+    assert session(kp, r)["email"] == "dana@corp.example"
+    # Where allowIdPInitiated is off (the default), the same kind of response is refused.
+    entity_id, acs = sp("plain")
+    saml_response = idp.response(entity_id, acs, None, "erin@plain.example", sign_assertion=True)
+    r = await browser.post("/sso/saml/plain/acs", data={"SAMLResponse": saml_response})
+    assert r.status_code == 403 and "allowIdPInitiated" in r.text
+
+
+BINDINGS = {
+    "redirect": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect",
+    "post": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST",
+}
+
+
+async def slo_message(browser: httpx.AsyncClient, name: str, binding: str, params: dict[str, str]) -> httpx.Response:
+    if binding == "post":
+        return await browser.post(f"/sso/saml/{name}/slo", data=params)
+    return await browser.get(f"/sso/saml/{name}/slo", params=params)
+
+
+@pytest.mark.parametrize("binding", ["redirect", "post"])
+async def test_sp_initiated_single_logout(
+    kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP, logouts: list[LogoutEvent], binding: str
+) -> None:
+    r, _ = await sp_initiated(browser, idp, "signed", "dana@corp.example", sign_assertion=True)
+    assert r.status_code == 303 and "keyplane_session" in browser.cookies
+    r = await browser.get("/sso/saml/signed/logout", params={"next": "/bye"})
+    assert r.status_code == 302, r.text
+    assert r.headers["location"].startswith("https://idp.pysaml2.test/slo?")
+    assert "keyplane_session" not in browser.cookies
+    request = idp.read_logout_request(r.headers["location"])  # pysaml2 checked its signature
+    assert request.message.name_id.text == "dana@corp.example"
+    assert [i.text for i in request.message.session_index] == [logouts[0].session_indexes[0]]
+    assert logouts[0].initiated_by == "app" and logouts[0].subject == "dana@corp.example"
+    relay_state = parse_qs(urlsplit(r.headers["location"]).query)["RelayState"][0]
+    r = await slo_message(browser, "signed", binding, idp.logout_response(request, BINDINGS[binding], relay_state))
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/bye"
+
+
+@pytest.mark.parametrize("binding", ["redirect", "post"])
+async def test_idp_initiated_single_logout(
+    kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP, logouts: list[LogoutEvent], binding: str
+) -> None:
+    r, saml_response = await sp_initiated(browser, idp, "signed", "dana@corp.example", sign_assertion=True)
+    assert r.status_code == 303
+    session_index = posted(saml_response).find(f".//{{{SAML}}}AuthnStatement").get("SessionIndex")
+    entity_id, _ = sp("signed")
+    request_id, params = idp.logout_request(entity_id, "dana@corp.example", session_index, BINDINGS[binding])
+    r = await slo_message(browser, "signed", binding, params)
+    assert r.status_code == 302, r.text
+    assert "keyplane_session" not in browser.cookies
+    assert logouts == [
+        LogoutEvent("signed", "SAML", "dana@corp.example", "idp", (session_index,), "dana@corp.example")
+    ]
+    # The answer is a signed LogoutResponse to pysaml2's request, which pysaml2 accepts.
+    location = r.headers["location"]
+    assert location.startswith("https://idp.pysaml2.test/slo?")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    assert "Signature" in query
+    answer = idp.server.parse_logout_request_response(query["SAMLResponse"], BINDINGS["redirect"])
+    assert answer is not None and answer.response.in_response_to == request_id
+
+
+@pytest.mark.parametrize("binding", ["redirect", "post"])
+async def test_an_unsigned_logout_request_is_refused(
+    kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP, logouts: list[LogoutEvent], binding: str
+) -> None:
+    entity_id, _ = sp("signed")
+    _, params = idp.logout_request(entity_id, "dana@corp.example", None, BINDINGS[binding], signed=False)
+    r = await slo_message(browser, "signed", binding, params)
+    assert r.status_code == 403, r.text
+    assert "signed" in r.text and logouts == []

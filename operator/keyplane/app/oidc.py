@@ -175,6 +175,26 @@ class OidcLogin:
             query["login_hint"] = login_hint
         return f"{metadata['authorization_endpoint']}?{urlencode(query)}", pending
 
+    @property
+    def post_logout_redirect_uri(self) -> str:
+        """Where the provider sends the browser after RP-initiated logout (registered at the provider)."""
+        configured = self.config.get("postLogoutRedirectURI")
+        if configured:
+            return str(configured)
+        return str(self.config["redirectURI"]).removesuffix("/callback") + "/logged-out"
+
+    async def logout_url(self, id_token_hint: str | None, state: str) -> str | None:
+        """RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) at the provider's
+        ``end_session_endpoint``, or None when it has none."""
+        endpoint = (await self.metadata()).get("end_session_endpoint")
+        if not endpoint:
+            return None
+        query = {"client_id": self.client_id, "post_logout_redirect_uri": self.post_logout_redirect_uri, "state": state}
+        if id_token_hint:
+            query["id_token_hint"] = id_token_hint
+        separator = "&" if "?" in str(endpoint) else "?"
+        return f"{endpoint}{separator}{urlencode(query)}"
+
     async def finish(self, params: Mapping[str, str], pending: PendingOidcLogin) -> OidcIdentity:
         """Handle the callback: check state, redeem the code with the verifier, validate the ID token."""
         if "error" in params:

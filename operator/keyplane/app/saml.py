@@ -42,6 +42,7 @@ class SamlIdentity:
     groups: tuple[str, ...]
     attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
     session_index: str | None = None
+    name_id_format: str | None = None  # with name_id and session_index: what a LogoutRequest names
 
 
 def request_data(
@@ -146,6 +147,7 @@ class SamlLogin:
             groups,
             attributes,
             auth.get_session_index(),
+            auth.get_nameid_format(),
         )
 
 
