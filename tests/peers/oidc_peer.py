@@ -29,7 +29,9 @@ CLIENT_SECRET = "a-test-client-secret-of-enough-length"
 ES_CLIENT_ID = "keyplane-es256"
 REDIRECT_URI = "https://app.example.com/sso/oidc/corp/callback"
 ES_REDIRECT_URI = "https://app.example.com/sso/oidc/ec/callback"
-POST_LOGOUT_URI = "https://app.example.com/signed-out"
+#: keyplane.app's post-logout landing of each client (derived from its redirect URI).
+POST_LOGOUT_URI = "https://app.example.com/sso/oidc/corp/logged-out"
+ES_POST_LOGOUT_URI = "https://app.example.com/sso/oidc/ec/logged-out"
 
 
 def rsa_key(kid: str) -> dict[str, Any]:
@@ -68,7 +70,6 @@ class OidcProviderPeer:
             "grant_types": ["authorization_code"],
             "response_types": ["code"],
             "token_endpoint_auth_method": "client_secret_basic",
-            "post_logout_redirect_uris": [POST_LOGOUT_URI],
         }
         return {
             "port": self.port,
@@ -76,11 +77,17 @@ class OidcProviderPeer:
             "accounts": self.accounts,
             "conformIdTokenClaims": self.conform_id_token_claims,
             "clients": [
-                {**common, "client_id": CLIENT_ID, "redirect_uris": [REDIRECT_URI]},
+                {
+                    **common,
+                    "client_id": CLIENT_ID,
+                    "redirect_uris": [REDIRECT_URI],
+                    "post_logout_redirect_uris": [POST_LOGOUT_URI],
+                },
                 {
                     **common,
                     "client_id": ES_CLIENT_ID,
                     "redirect_uris": [ES_REDIRECT_URI],
+                    "post_logout_redirect_uris": [ES_POST_LOGOUT_URI],
                     "id_token_signed_response_alg": "ES256",
                 },
             ],
@@ -151,3 +158,26 @@ async def sign_in(net: httpx.AsyncClient, authorize_url: str, login: str = "dana
             form.update(login=login, password="any")
         response = await net.post(url, data=form)
     raise AssertionError("the provider's interaction did not end")
+
+
+_LOGOUT_FORM = re.compile(
+    r'<form id="op.logoutForm" method="post" action="([^"]+)"><input type="hidden" name="xsrf" value="([^"]+)"'
+)
+
+
+async def confirm_logout(net: httpx.AsyncClient, end_session_url: str) -> str:
+    """Answer the provider's "sign out?" page with yes; the redirect back to the app."""
+    page = await net.get(end_session_url)
+    match = _LOGOUT_FORM.search(page.text)
+    assert page.status_code == 200 and match, f"unexpected logout page: {page.status_code}"
+    r = await net.post(urljoin(end_session_url, match.group(1)), data={"xsrf": match.group(2), "logout": "yes"})
+    assert r.status_code in (302, 303), r.text
+    return str(r.headers["location"])
+
+
+async def needs_login(net: httpx.AsyncClient, authorize_url: str) -> bool:
+    """Whether the provider asks this browser to sign in again (its session is gone)."""
+    r = await net.get(authorize_url)
+    while r.status_code in (302, 303) and urlsplit(urljoin(str(r.url), r.headers["location"])).hostname == "127.0.0.1":
+        r = await net.get(urljoin(str(r.url), r.headers["location"]))
+    return r.status_code == 200 and 'name="prompt" value="login"' in r.text

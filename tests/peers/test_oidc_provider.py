@@ -8,6 +8,7 @@ the operator's --allow-insecure-http / --allow-private-networks concern discover
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -17,14 +18,18 @@ import httpx
 import pytest
 
 from keyplane.app import Bundle, BundleStore, Keyplane
+from keyplane.app.logout import LogoutEvent
 
 from .oidc_peer import (
     CLIENT_ID,
     CLIENT_SECRET,
     ES_CLIENT_ID,
     ES_REDIRECT_URI,
+    POST_LOGOUT_URI,
     REDIRECT_URI,
     OidcProviderPeer,
+    confirm_logout,
+    needs_login,
     rsa_key,
     sign_in,
 )
@@ -121,12 +126,19 @@ async def kp(peer: OidcProviderPeer, wire: Wire) -> AsyncIterator[Keyplane]:
     await app.aclose()
 
 
-async def login(kp: Keyplane, idp: str = "corp") -> tuple[httpx.Response, httpx.AsyncClient]:
-    """A browser's login through ``idp``: the app's answer to the callback, and the browser."""
+async def login(
+    kp: Keyplane, idp: str = "corp", net: httpx.AsyncClient | None = None
+) -> tuple[httpx.Response, httpx.AsyncClient]:
+    """A browser's login through ``idp``: the app's answer to the callback, and the browser.
+
+    ``net`` is the browser at the provider (its cookies are the provider's session).
+    """
     browser = httpx.AsyncClient(transport=httpx.ASGITransport(app=kp.asgi()), base_url="https://app.example.com")
     r = await browser.get(f"/sso/oidc/{idp}/login", params={"next": "/home"})
     assert r.status_code == 302, r.text
-    async with httpx.AsyncClient() as net:
+    async with contextlib.AsyncExitStack() as stack:
+        if net is None:
+            net = await stack.enter_async_context(httpx.AsyncClient())
         callback = urlsplit(await sign_in(net, r.headers["location"]))
     assert callback.path == f"/sso/oidc/{idp}/callback", callback
     params = {k: v[0] for k, v in parse_qs(callback.query).items()}
@@ -203,3 +215,29 @@ async def test_key_rotation_new_and_old_then_an_abrupt_switch(
     assert r.status_code == 303, r.text
     jwks = [path for path in wire.paths() if path.endswith("/jwks")]
     assert len(jwks) == 3  # the first login, then once per new key: no polling in between
+
+
+async def test_rp_initiated_logout_ends_the_provider_session(kp: Keyplane, wire: Wire) -> None:
+    logouts: list[LogoutEvent] = []
+    kp.on_logout = lambda request, event: logouts.append(event)
+    async with httpx.AsyncClient() as net:
+        r, browser = await login(kp, net=net)
+        assert r.status_code == 303 and "keyplane_session" in browser.cookies
+        authorize, _ = await kp.oidc("corp").start("/")
+        assert not await needs_login(net, authorize)  # signed in at the provider
+        r = await browser.get("/sso/oidc/corp/logout", params={"next": "/bye"})
+        assert r.status_code == 302, r.text
+        assert "keyplane_session" not in browser.cookies
+        end_session = r.headers["location"]
+        query = {k: v[0] for k, v in parse_qs(urlsplit(end_session).query).items()}
+        token = next(body["id_token"] for _, path, body in wire.exchanges if path.endswith("/token"))
+        assert query["id_token_hint"] == token and query["post_logout_redirect_uri"] == POST_LOGOUT_URI
+        assert logouts == [LogoutEvent("corp", "OIDC", logouts[0].subject, "app", (), "dana@corp.example")]
+        back = urlsplit(await confirm_logout(net, end_session))
+        assert f"{back.scheme}://{back.netloc}{back.path}" == POST_LOGOUT_URI
+        r = await browser.get(back.path, params={"state": parse_qs(back.query)["state"][0]})
+        assert r.status_code == 303 and r.headers["location"] == "/bye"
+        await browser.aclose()
+        # The provider's session is gone: the next login asks for the password again.
+        authorize, _ = await kp.oidc("corp").start("/")
+        assert await needs_login(net, authorize)
