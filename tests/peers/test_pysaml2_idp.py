@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -316,3 +317,79 @@ async def test_an_unsigned_logout_request_is_refused(
     r = await slo_message(browser, "signed", binding, params)
     assert r.status_code == 403, r.text
     assert "signed" in r.text and logouts == []
+
+
+async def test_pysaml2_metadata_by_url_through_the_operator(
+    cluster: Any, keyplane_operator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The operator (production defaults: https only, certificate checked against a test CA) reads
+    pysaml2's signed metadata from a URL; a login through the bundle and SP metadata it wrote works."""
+    import functools
+
+    from integration.idp_server import IdPServer, NatToLocal, public_name_resolver, test_tls
+    from keyplane.handlers import lifecycle
+
+    peer = PySaml2IdP(tmp_path)
+    server_tls, client_tls = test_tls()
+    server = await IdPServer(tls=server_tls).start()
+    nat = NatToLocal(server.port)
+    monkeypatch.setattr(lifecycle, "MetadataFetcher", functools.partial(
+        lifecycle.MetadataFetcher, resolver=public_name_resolver, network_backend=nat, ssl_context=client_tls
+    ))
+    try:
+        server.put("/metadata", peer.metadata(signed=True))
+        docs = manifests(peer)[:3]  # the Namespace, IdentityProvider "signed" and its SSODomain
+        docs[1]["spec"]["saml"]["metadata"] = {
+            "url": f"{server.url}/metadata", "signingCertificateFingerprint": fingerprint(peer.cert_file)
+        }
+        for doc in docs:
+            await cluster.apply(doc)
+        async with keyplane_operator(allow_private_networks=False, allow_insecure_http=False):
+
+            async def written() -> tuple[dict[str, Any], dict[str, Any]] | None:
+                secret = await cluster.get("v1", "Secret", NS, "keyplane-identity")
+                config_map = await cluster.get("v1", "ConfigMap", NS, "signed-sp-metadata")
+                if secret and config_map and "signed" in json.loads(base64.b64decode(secret["data"]["identity.json"]))[
+                    "identityProviders"
+                ]:
+                    return secret, config_map
+                return None
+
+            secret, config_map = await cluster.wait_for(written, timeout=20)
+    finally:
+        await server.stop()
+    assert server.requests and set(nat.connected) == {"93.184.216.34"}
+    peer.load_sp_all([config_map["data"]["metadata.xml"]])
+    app = Keyplane(
+        BundleStore.from_bundle(Bundle.from_json(base64.b64decode(secret["data"]["identity.json"]))),
+        secret_key="s3cret",
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app.asgi()), base_url=APP) as client:
+        r, _ = await sp_initiated(client, peer, "signed", "dana@corp.example", sign_assertion=True)
+    await app.aclose()
+    assert r.status_code == 303, r.text
+    assert session(app, r)["email"] == "dana@corp.example"
+
+
+def test_pysaml2_metadata_past_its_valid_until_is_refused(idp: PySaml2IdP, tmp_path: Path) -> None:
+    """pysaml2 publishes validUntil = now + 24 h (valid_for); rendered a day later, it is refused."""
+    from datetime import timedelta
+
+    from keyplane.render import EXIT_NOT_READY
+
+    (tmp_path / "peers.yaml").write_text(yaml.safe_dump_all(manifests(idp)[:3]))
+    out, err = io.StringIO(), io.StringIO()
+    later = datetime.now(UTC) + timedelta(hours=24, minutes=1)
+    assert run_render([str(tmp_path)], Settings(), later, out, err, offline=True) == EXIT_NOT_READY
+    assert f"IdentityProvider {NS}/signed is not Ready: MetadataExpired" in err.getvalue()
+
+
+async def test_a_tampered_posted_logout_request_is_refused(
+    kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP, logouts: list[LogoutEvent]
+) -> None:
+    entity_id, _ = sp("signed")
+    _, params = idp.logout_request(entity_id, "dana@corp.example", None, BINDINGS["post"])
+    xml = base64.b64decode(params["SAMLRequest"]).replace(b"dana@corp.example", b"eve@corp.example")
+    r = await slo_message(browser, "signed", "post", {"SAMLRequest": base64.b64encode(xml).decode()})
+    assert r.status_code == 403 and "signature is invalid" in r.text
+    assert logouts == []
