@@ -136,6 +136,8 @@ async def login(
     browser = httpx.AsyncClient(transport=httpx.ASGITransport(app=kp.asgi()), base_url="https://app.example.com")
     r = await browser.get(f"/sso/oidc/{idp}/login", params={"next": "/home"})
     assert r.status_code == 302, r.text
+    authorize = parse_qs(urlsplit(r.headers["location"]).query)
+    assert authorize["code_challenge_method"] == ["S256"] and "code_verifier" not in r.headers["location"]
     async with contextlib.AsyncExitStack() as stack:
         if net is None:
             net = await stack.enter_async_context(httpx.AsyncClient())

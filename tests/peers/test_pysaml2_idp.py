@@ -393,3 +393,12 @@ async def test_a_tampered_posted_logout_request_is_refused(
     r = await slo_message(browser, "signed", "post", {"SAMLRequest": base64.b64encode(xml).decode()})
     assert r.status_code == 403 and "signature is invalid" in r.text
     assert logouts == []
+
+
+async def test_a_replayed_pysaml2_response_is_refused(kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP) -> None:
+    entity_id, acs = sp("signed")
+    saml_response = idp.response(entity_id, acs, None, "dana@corp.example", sign_assertion=True)
+    first = await browser.post("/sso/saml/signed/acs", data={"SAMLResponse": saml_response})
+    again = await browser.post("/sso/saml/signed/acs", data={"SAMLResponse": saml_response})
+    assert first.status_code == 303, first.text
+    assert again.status_code == 403 and "replay" in again.text
