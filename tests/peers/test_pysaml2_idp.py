@@ -395,7 +395,9 @@ async def test_a_tampered_posted_logout_request_is_refused(
     assert logouts == []
 
 
-async def test_a_replayed_pysaml2_response_is_refused(kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP) -> None:
+async def test_a_replayed_pysaml2_response_is_refused(
+    kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP
+) -> None:
     entity_id, acs = sp("signed")
     saml_response = idp.response(entity_id, acs, None, "dana@corp.example", sign_assertion=True)
     first = await browser.post("/sso/saml/signed/acs", data={"SAMLResponse": saml_response})
