@@ -11,11 +11,13 @@ Kopf or the Kubernetes client::
 from keyplane.app.bundle import Bundle, BundleError, BundleStore, IdentityProvider, ScimConnection
 from keyplane.app.errors import LoginError
 from keyplane.app.login import LoginResult, resolve_login
+from keyplane.app.logout import LogoutEvent
 from keyplane.app.oidc import OidcIdentity, OidcLogin, PendingOidcLogin
 from keyplane.app.replay import ReplayCache
 from keyplane.app.roles import effective_role, highest_role
 from keyplane.app.routing import LoginRoute, LoginRouter
 from keyplane.app.saml import SamlIdentity, SamlLogin
+from keyplane.app.saml_logout import SamlLogout
 from keyplane.app.scim import KeyplaneScimService, ScimEndpoint, ScimRouter, build_provider
 from keyplane.app.scim_storage import SqlScimStorage
 from keyplane.app.storage import ProvisionedGroup, ProvisionedUser, Storage, UserChange
@@ -33,6 +35,7 @@ __all__ = [
     "LoginResult",
     "LoginRoute",
     "LoginRouter",
+    "LogoutEvent",
     "OidcIdentity",
     "OidcLogin",
     "PendingOidcLogin",
@@ -41,6 +44,7 @@ __all__ = [
     "ReplayCache",
     "SamlIdentity",
     "SamlLogin",
+    "SamlLogout",
     "ScimConnection",
     "ScimEndpoint",
     "ScimRouter",
