@@ -18,7 +18,7 @@ ifeq ($(origin BUILDER), undefined)
 BUILDER = $(eval BUILDER := $$(shell hack/detect-builder.sh))$(BUILDER)
 endif
 
-.PHONY: help venv peers xmlsec1 test lint typecheck unit pytest crds crds-check demo run render e2e kind-up kind-down tools bench image image-base image-test app-demo clean
+.PHONY: help venv peers xmlsec1 test lint typecheck unit pytest crds crds-check demo run render e2e e2e-emulated kind-up kind-down tools bench image image-base image-test app-demo clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -51,7 +51,7 @@ crds-check: $(STAMP) ## fail when crds/ or the chart's CRDs drift from the API m
 	diff -ru $$tmp crds && diff -ru $$tmp helm/keyplane/crds && echo "CRDs are up to date"; \
 	rc=$$?; rm -rf $$tmp; exit $$rc
 
-demo: $(STAMP) ## the operator on an emulated API server with examples/quickstart, then a status table
+demo: $(STAMP) tools ## the operator on an emulated API server with examples/quickstart, then a status table
 	$(BIN)/keyplane demo --examples examples/quickstart
 
 run: $(STAMP) ## run the operator against the current kubeconfig
@@ -67,8 +67,18 @@ app-demo: $(STAMP) ## serve SSO + SCIM (keyplane.app) from the quickstart's rend
 	  open('$(TOOLS)/identity.json', 'wb').write(base64.b64decode(s['data']['identity.json']))"
 	$(BIN)/keyplane app-demo --bundle $(TOOLS)/identity.json --host 127.0.0.1 --port 8000
 
-e2e: $(STAMP) ## the end-to-end suite against $$KUBECONFIG (a real cluster)
-	$(BIN)/pytest -q tests/e2e -m e2e -rs
+# helm renders the chart's RBAC for the e2e suite: the one on PATH, else `make tools`.
+HELM_FOR_E2E := $(if $(shell command -v helm),,$(TOOLS)/bin/helm)
+
+e2e: $(STAMP) $(HELM_FOR_E2E) ## the end-to-end suite against $$KUBECONFIG (any conformant API server; tests/e2e/README.md)
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest -q tests/e2e -m e2e -rs $(PYTEST_ARGS)
+
+e2e-emulated: $(STAMP) $(HELM_FOR_E2E) ## the e2e suite against an emulated API server started here (checks the suite itself)
+	@tmp=$$(mktemp -d); export PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH"; \
+	$(BIN)/python -m keyplane.testing --kubeconfig $$tmp/kubeconfig & pid=$$!; \
+	for i in $$(seq 1 150); do test -f $$tmp/kubeconfig && break; kill -0 $$pid || exit 1; sleep 0.2; done; \
+	KUBECONFIG=$$tmp/kubeconfig $(BIN)/pytest -q tests/e2e -m e2e -rs $(PYTEST_ARGS); rc=$$?; \
+	kill $$pid; wait $$pid; rm -rf $$tmp; exit $$rc
 
 kind-up: ## create a kind cluster (needs Docker) and install the CRDs
 	kind create cluster --name keyplane

@@ -50,7 +50,7 @@ class Runtime:
     written_status: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     bundles: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # namespace -> bundle now in the Secret
     bundle_hashes: dict[str, str | None] = field(default_factory=dict)
-    sp_metadata: dict[Key, str] = field(default_factory=dict)  # (namespace, IdP) -> sha256 of the ConfigMap's XML
+    sp_metadata: dict[Key, str] = field(default_factory=dict)  # (namespace, IdP) -> sha256 of the settings written
     indexes: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
     observed_uids: dict[tuple[str, str, str], str] = field(default_factory=dict)
     writer: NamespaceWriter | None = None

@@ -86,11 +86,17 @@ class RealCluster(EmulatedCluster):
 
 
 @pytest.fixture(scope="session")
-def admin_credentials() -> ClusterCredentials:
+def admin_kubeconfig() -> list[str]:
     path = os.environ.get("KUBECONFIG")
     if not path:
         pytest.skip("KUBECONFIG is not set: the e2e suite needs an API server (see tests/e2e/README.md)")
-    return load_kubeconfig(path.split(os.pathsep))
+    return path.split(os.pathsep)
+
+
+@pytest.fixture
+def admin_credentials(admin_kubeconfig: list[str]) -> ClusterCredentials:
+    """Loaded per test: an exec-plugin token refresh must not cross the tests' event loops."""
+    return load_kubeconfig(admin_kubeconfig)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +117,7 @@ class OperatorIdentity:
 
 
 @pytest.fixture(scope="session")
-def operator_identity(admin_credentials: ClusterCredentials) -> Iterator[OperatorIdentity]:
+def operator_identity(admin_kubeconfig: list[str]) -> Iterator[OperatorIdentity]:
     """CRDs installed; the chart's ServiceAccount and RBAC applied; a token of that account."""
     from keyplane.testing.rbac import ChartUnavailableError, render_chart_rbac
 
@@ -120,9 +126,10 @@ def operator_identity(admin_credentials: ClusterCredentials) -> Iterator[Operato
     except ChartUnavailableError as exc:
         pytest.fail(f"the e2e suite runs the operator under the chart's RBAC: {exc}")
     created: list[dict[str, Any]] = []
-    identity = asyncio.run(_install(admin_credentials, rbac.objects, rbac.namespace, rbac.service_account, created))
+    identity = asyncio.run(_install(load_kubeconfig(admin_kubeconfig), rbac.objects, rbac.namespace,
+                                    rbac.service_account, created))
     yield identity
-    asyncio.run(_uninstall(admin_credentials, created))
+    asyncio.run(_uninstall(load_kubeconfig(admin_kubeconfig), created))
 
 
 async def _install(admin: ClusterCredentials, objects: tuple[dict[str, Any], ...], namespace: str,
@@ -223,7 +230,8 @@ async def _delete_namespaces(cluster: RealCluster, namespaces: list[str]) -> Non
             for item in await cluster.list(API_GROUP_VERSION, kind.kind, namespace):
                 name = item["metadata"]["name"]
                 if item["metadata"].get("finalizers"):
-                    await cluster.patch(API_GROUP_VERSION, kind.kind, namespace, name, {"metadata": {"finalizers": None}})
+                    release = {"metadata": {"finalizers": None}}
+                    await cluster.patch(API_GROUP_VERSION, kind.kind, namespace, name, release)
                 await cluster.delete(API_GROUP_VERSION, kind.kind, namespace, name)
         await cluster.delete("v1", "Namespace", None, namespace)
 

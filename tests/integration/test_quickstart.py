@@ -14,6 +14,9 @@ import jsonschema
 from keyplane.render import read_documents, render
 from keyplane.settings import Settings
 
+from .idp_server import IdPServer, discovery
+from .signing import jwks
+
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 NS = "keyplane-demo"
 
@@ -129,3 +132,45 @@ async def test_render_prints_what_the_operator_writes(cluster: Any, keyplane_ope
         assert by_render[key]["data"] == by_operator[key]["data"], key
     bundle = ("Secret", "keyplane-identity")
     assert by_render[bundle]["data"] == by_operator[bundle]["data"]
+
+
+async def test_an_sp_metadata_configmap_deleted_by_hand_comes_back(cluster: Any, keyplane_operator: Any) -> None:
+    docs = await apply_quickstart(cluster)
+    async with keyplane_operator():
+        await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
+        original = await cluster.wait_for(lambda: cluster.get("v1", "ConfigMap", NS, "okta-sp-metadata"), timeout=10)
+        await cluster.delete("v1", "ConfigMap", NS, "okta-sp-metadata")
+        again = await cluster.wait_for(lambda: cluster.get("v1", "ConfigMap", NS, "okta-sp-metadata"), timeout=10)
+        assert again["data"] == original["data"]
+        assert again["metadata"]["uid"] != original["metadata"]["uid"]
+
+
+async def test_sp_metadata_configmaps_follow_their_idps(cluster: Any, keyplane_operator: Any) -> None:
+    """Updated when the SP settings change; deleted by the operator when the IdP stops being SAML."""
+    docs = await apply_quickstart(cluster)
+    oidc = await IdPServer().start()
+    try:
+        issuer = f"{oidc.url}/realms/contractors"
+        oidc.put("/realms/contractors/.well-known/openid-configuration", json.dumps(discovery(issuer, oidc.url)),
+                 content_type="application/json")
+        oidc.put("/jwks", json.dumps(jwks()), content_type="application/json")
+        async with keyplane_operator():
+            await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
+            await cluster.wait_for(lambda: cluster.get("v1", "ConfigMap", NS, "keycloak-sp-metadata"), timeout=10)
+            await cluster.patch("keyplane.dev/v1alpha1", "IdentityProvider", NS, "okta",
+                                {"spec": {"serviceProvider": {"baseURL": "https://moved.example.com"}}})
+
+            async def moved() -> bool:
+                found = await cluster.get("v1", "ConfigMap", NS, "okta-sp-metadata")
+                return 'entityID="https://moved.example.com/sso/saml/okta"' in found["data"]["metadata.xml"]
+
+            await cluster.wait_for(moved, timeout=10)
+            await cluster.patch("keyplane.dev/v1alpha1", "IdentityProvider", NS, "keycloak", {"spec": {
+                "protocol": "OIDC", "saml": None, "oidc": {"issuer": issuer, "clientID": "platform"}}})
+
+            async def gone() -> bool:
+                return await cluster.get("v1", "ConfigMap", NS, "keycloak-sp-metadata") is None
+
+            await cluster.wait_for(gone, timeout=15)
+    finally:
+        await oidc.stop()

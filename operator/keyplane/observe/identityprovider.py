@@ -178,37 +178,10 @@ async def _observe_saml(
 
     meta = dict(obs.metadata)
     meta["lastAttemptTime"] = rfc3339(now)
-    from_url = False
+    from_url = saml.manual is None and saml.metadata is not None and saml.metadata.url is not None \
+        and saml.metadata.inline is None and saml.metadata.configMapRef is None
     try:
-        if saml.manual is not None:
-            m = saml.manual
-            idp = manual_idp_metadata(
-                m.entityID, m.ssoURL, m.ssoBinding, m.sloURL or None, list(m.certificates),
-                allow_http=settings.allow_insecure_http,
-            )
-            document_sha = hashlib.sha256(m.model_dump_json().encode()).hexdigest()
-            etag = None
-        else:
-            source = saml.metadata
-            assert source is not None
-            etag = None
-            if source.inline is not None:
-                document: bytes = source.inline.encode()
-            elif source.configMapRef is not None:
-                document = await _read_configmap(snap, store, source.configMapRef.name, source.configMapRef.key)
-            else:
-                assert source.url is not None
-                from_url = True
-                result = await _fetch(cache, source.url, max_age, now)
-                document, etag = result.body, result.etag
-            # One parse serves both the signature check and the values read, so what is verified is what is used.
-            idp = parse_idp_metadata(
-                document, source.entityID, max_bytes=settings.metadata_max_bytes,
-                allow_http=settings.allow_insecure_http,
-                signing_fingerprint=source.signingCertificateFingerprint,
-                now=now,
-            )
-            document_sha = hashlib.sha256(document).hexdigest()
+        idp, document_sha, etag = await _read_saml_source(snap, saml, store, cache, settings, now, max_age)
     except FetchError as exc:
         return replace(obs, problem=_fetch_problem(exc), metadata=meta, from_url=True)
     except MetadataError as exc:
@@ -233,6 +206,42 @@ async def _observe_saml(
         metadata={k: v for k, v in meta.items() if v is not None},
         from_url=from_url,
     )
+
+
+async def _read_saml_source(
+    snap: Snapshot, saml: SAMLConfig, store: ObjectStore, cache: SharedMetadataCache | None, settings: Settings,
+    now: datetime, max_age: timedelta | None,
+) -> tuple[IdPMetadata, str, str | None]:
+    """The IdP's SAML values from manual settings, inline XML, a ConfigMap or a URL: (idp, sha256, etag).
+
+    Raises FetchError, MetadataError, or _Waiting (a referenced ConfigMap is missing).
+    """
+    if saml.manual is not None:
+        m = saml.manual
+        idp = manual_idp_metadata(
+            m.entityID, m.ssoURL, m.ssoBinding, m.sloURL or None, list(m.certificates),
+            allow_http=settings.allow_insecure_http,
+        )
+        return idp, hashlib.sha256(m.model_dump_json().encode()).hexdigest(), None
+    source = saml.metadata
+    assert source is not None
+    etag = None
+    if source.inline is not None:
+        document: bytes = source.inline.encode()
+    elif source.configMapRef is not None:
+        document = await _read_configmap(snap, store, source.configMapRef.name, source.configMapRef.key)
+    else:
+        assert source.url is not None
+        result = await _fetch(cache, source.url, max_age, now)
+        document, etag = result.body, result.etag
+    # One parse serves both the signature check and the values read, so what is verified is what is used.
+    idp = parse_idp_metadata(
+        document, source.entityID, max_bytes=settings.metadata_max_bytes,
+        allow_http=settings.allow_insecure_http,
+        signing_fingerprint=source.signingCertificateFingerprint,
+        now=now,
+    )
+    return idp, hashlib.sha256(document).hexdigest(), etag
 
 
 class _Waiting(Exception):

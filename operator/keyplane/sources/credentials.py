@@ -103,7 +103,7 @@ class ExecPlugin:
 
     command: str
     args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold secrets of the plugin
     api_version: str = EXEC_API_VERSIONS[0]
     cluster: Mapping[str, object] | None = None  # given to the plugin when provideClusterInfo is set
     timeout: float = EXEC_TIMEOUT

@@ -8,6 +8,7 @@ Owner-referenced by its IdentityProvider; written only when its content changes.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -39,34 +40,39 @@ def sp_metadata_configmap(namespace: str, idp: str, xml: str, owner: Snapshot | 
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {SP_METADATA_KEY: xml}}
 
 
-def desired_sp_metadata(bundle: dict[str, Any] | None) -> dict[str, str]:
-    """IdP name -> SP metadata XML, for every SAML IdP in the bundle."""
-    desired: dict[str, str] = {}
-    for name, entry in sorted(((bundle or {}).get("identityProviders") or {}).items()):
-        if entry.get("protocol") != "SAML":
-            continue
-        try:
-            desired[name] = sp_metadata_xml(entry["saml"])
-        except SPMetadataError as exc:  # the IdP's status already says what is wrong with its settings
-            log.warning("IdentityProvider %s: no SP metadata ConfigMap: %s", name, exc)
-    return desired
+def saml_settings_by_idp(bundle: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """IdP name -> python3-saml settings, for every SAML IdP in the bundle."""
+    idps = ((bundle or {}).get("identityProviders") or {}).items()
+    return {name: entry["saml"] for name, entry in sorted(idps) if entry.get("protocol") == "SAML"}
+
+
+def _digest(saml: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(saml, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 async def write_sp_metadata(
     runtime: Runtime, namespace: str, snaps: list[Snapshot], bundle: dict[str, Any] | None
 ) -> None:
-    """Create or update each SAML IdP's ConfigMap when its XML changed; delete those no longer wanted."""
+    """Create or update each SAML IdP's ConfigMap when its settings changed; delete those no longer wanted.
+
+    The document is a pure function of the IdP's bundle settings, so a pass whose settings did not
+    change neither builds it (python3-saml's schema validation is not cheap) nor sends any request.
+    """
     kube = runtime.kube
-    desired = desired_sp_metadata(bundle)
+    wanted = saml_settings_by_idp(bundle)
     owners = {s.name: s for s in snaps if s.kind == "IdentityProvider" and not s.deleting}
-    for name, xml in desired.items():
-        digest = hashlib.sha256(xml.encode()).hexdigest()
+    for name, saml in wanted.items():
+        digest = _digest(saml)
         if runtime.sp_metadata.get((namespace, name)) == digest:
             continue
-        manifest = sp_metadata_configmap(namespace, name, xml, owners.get(name))
-        await _apply(runtime, namespace, manifest)
+        try:
+            xml = sp_metadata_xml(saml)
+        except SPMetadataError as exc:  # the IdP's status already says what is wrong with its settings
+            log.warning("IdentityProvider %s/%s: no SP metadata ConfigMap: %s", namespace, name, exc)
+            continue
+        await _apply(runtime, namespace, sp_metadata_configmap(namespace, name, xml, owners.get(name)))
         runtime.sp_metadata[(namespace, name)] = digest
-    for ns, name in [key for key in runtime.sp_metadata if key[0] == namespace and key[1] not in desired]:
+    for ns, name in [key for key in runtime.sp_metadata if key[0] == namespace and key[1] not in wanted]:
         await kube.delete("v1", "configmaps", ns, sp_metadata_configmap_name(name))
         del runtime.sp_metadata[(ns, name)]
 
