@@ -7,7 +7,7 @@ import os
 # The per-object timers tick every second in tests instead of every minute (read at import).
 os.environ.setdefault("KEYPLANE_TIMER_INTERVAL", "1")
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -44,3 +44,24 @@ async def idp_server() -> AsyncIterator[Any]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL server for the session (initdb + pg_ctl in a temporary folder, 127.0.0.1).
+
+    Started on first use, stopped at the end of the session. Without the server's binaries the tests
+    that need it are skipped locally, and fail in CI (``CI`` set): CI must not pass without them.
+    """
+    from keyplane.testing.postgres import PostgresServer, find_binaries
+
+    if find_binaries() is None:
+        reason = "PostgreSQL server binaries (initdb, pg_ctl) not found: `make postgres` installs them"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -44,7 +44,7 @@ from joserfc.jwk import KeySet
 from keyplane.app.bundle import IdentityProvider
 from keyplane.app.clock import Clock, utcnow
 from keyplane.app.errors import LoginError
-from keyplane.app.replay import ReplayCache
+from keyplane.app.replay import Replay, ReplayCache
 
 #: Bounds of the JWKS cache lifetime taken from the provider's Cache-Control header, in seconds.
 JWKS_MIN_AGE, JWKS_DEFAULT_AGE, JWKS_MAX_AGE = 300, 3600, 86400
@@ -107,7 +107,7 @@ class OidcLogin:
         *,
         clock: Clock = utcnow,
         leeway: int = 60,
-        replay: ReplayCache | None = None,
+        replay: Replay | None = None,
     ) -> None:
         if idp.oidc is None:
             raise ValueError(f"identity provider {idp.name} is not OIDC")
@@ -116,7 +116,7 @@ class OidcLogin:
         self.http = http
         self.clock = clock
         self.leeway = leeway
-        self.replay = replay if replay is not None else ReplayCache(clock=clock)
+        self.replay: Replay = replay if replay is not None else ReplayCache(clock=clock)
         self._metadata: dict[str, Any] | None = None
         self._jwks: KeySet | None = None
         self._jwks_expires = 0.0
