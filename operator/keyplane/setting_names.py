@@ -7,7 +7,13 @@ Every setting is a flag ``--<kebab-case>``, an environment variable ``KEYPLANE_<
 from __future__ import annotations
 
 #: The Helm value (under ``config:`` in helm/keyplane/values.yaml) of each setting a refusal points at.
-HELM_VALUES = {"allow_private_networks": "allowPrivateNetworks", "allow_insecure_http": "allowInsecureHTTP"}
+HELM_VALUES = {
+    "allow_private_networks": "allowPrivateNetworks",
+    "allow_insecure_http": "allowInsecureHTTP",
+    "metadata_max_bytes": "metadataMaxBytes",
+    "metadata_timeout": "metadataTimeout",
+    "metadata_connect_timeout": "metadataConnectTimeout",
+}
 
 
 def setting_hint(field: str) -> str:

@@ -206,8 +206,8 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         except TimeoutError:
             raise FetchError(
                 r.TIMEOUT,
-                f"resolving {host} took longer than {self._policy.connect_timeout:g}s; "
-                "check the cluster's DNS, the fetch will be retried",
+                f"resolving {host} took longer than {self._policy.connect_timeout:g}s; check the cluster's DNS, "
+                f"the fetch will be retried (limit: {setting_hint('metadata_connect_timeout')})",
             ) from None
         except (OSError, UnicodeError) as exc:
             raise FetchError(
@@ -363,7 +363,8 @@ class MetadataFetcher:
             raise FetchError(
                 r.TIMEOUT,
                 f"fetching {_safe_url(url)} did not complete within {self.policy.total_timeout:g}s; "
-                "check that the IdP is reachable from the cluster, the fetch will be retried",
+                "check that the IdP is reachable from the cluster, the fetch will be retried "
+                f"(limit: {setting_hint('metadata_timeout')})",
             ) from None
 
     async def _fetch(self, url: str, etag: str | None, last_modified: str | None) -> FetchResult:
@@ -490,7 +491,7 @@ def _too_large(url: httpx.URL, limit: int) -> FetchError:
     return FetchError(
         r.TOO_LARGE,
         f"{_safe_url(url)} is larger than the {limit}-byte limit; check the URL points at the metadata "
-        "document, or raise the operator's maxMetadataBytes setting",
+        f"document, or raise the operator's {setting_hint('metadata_max_bytes')}",
     )
 
 
@@ -498,7 +499,10 @@ def _map_httpx_error(exc: httpx.HTTPError, url: httpx.URL) -> FetchError:
     where = _safe_url(url)
     if isinstance(exc, httpx.TimeoutException):
         what = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "reading from"
-        return FetchError(r.TIMEOUT, f"timed out {what} {where}; the fetch will be retried")
+        setting = "metadata_connect_timeout" if isinstance(exc, httpx.ConnectTimeout) else "metadata_timeout"
+        return FetchError(
+            r.TIMEOUT, f"timed out {what} {where}; the fetch will be retried (limit: {setting_hint(setting)})"
+        )
     if isinstance(exc, httpx.ConnectError):
         cause: BaseException | None = exc
         while cause is not None:

@@ -319,6 +319,7 @@ async def test_slow_trickle_hits_the_overall_deadline(serve: Any, make_fetcher: 
     with pytest.raises(FetchError) as exc:
         await fetcher.fetch(server.url())
     assert exc.value.reason == "MetadataTimeout"
+    assert "--metadata-timeout (Helm config.metadataTimeout" in exc.value.message
     assert time.monotonic() - started < 3.0  # 0.5 s deadline; without it the trickle would take minutes
 
 
@@ -332,6 +333,7 @@ async def test_slow_dns_is_a_timeout(make_fetcher: Any) -> None:
     with pytest.raises(FetchError) as exc:
         await fetcher.fetch("https://slow-dns.example.test/")
     assert exc.value.reason == "MetadataTimeout"
+    assert "--metadata-connect-timeout (Helm config.metadataConnectTimeout" in exc.value.message
     assert time.monotonic() - started < 3.0
 
 
@@ -348,6 +350,7 @@ async def test_too_large_by_content_length_is_rejected_before_reading(serve: Any
         await fetcher.fetch(server.url())
     assert exc.value.reason == "MetadataTooLarge"
     assert "1024" in exc.value.message
+    assert "--metadata-max-bytes (Helm config.metadataMaxBytes, KEYPLANE_METADATA_MAX_BYTES)" in exc.value.message
     assert time.monotonic() - started < 3.0  # the 5 s deadline would be the only other way out
 
 
