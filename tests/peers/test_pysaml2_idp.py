@@ -404,3 +404,16 @@ async def test_a_replayed_pysaml2_response_is_refused(
     again = await browser.post("/sso/saml/signed/acs", data={"SAMLResponse": saml_response})
     assert first.status_code == 303, first.text
     assert again.status_code == 403 and "replay" in again.text
+
+
+async def test_an_idp_logout_leaves_another_idps_session_alone(
+    kp: Keyplane, browser: httpx.AsyncClient, idp: PySaml2IdP, logouts: list[LogoutEvent]
+) -> None:
+    r, _ = await sp_initiated(browser, idp, "plain", "erin@plain.example", sign_assertion=True)
+    assert r.status_code == 303 and "keyplane_session" in browser.cookies
+    entity_id, _ = sp("signed")
+    _, params = idp.logout_request(entity_id, "dana@corp.example", None, BINDINGS["redirect"])
+    r = await slo_message(browser, "signed", "redirect", params)
+    assert r.status_code == 302, r.text
+    assert "keyplane_session" in browser.cookies  # erin's session through "plain" is not dana's
+    assert [e.subject for e in logouts] == ["dana@corp.example"]

@@ -493,7 +493,8 @@ class Keyplane:
             name, "SAML", outcome.name_id, "idp", outcome.session_indexes, user.get("email")
         ))
         response = RedirectResponse(outcome.reply, status_code=302)
-        if not user or sso.get("nameId") == outcome.name_id:
+        # The default session ends only if it is this IdP's session of that user (or unreadable).
+        if self.current_user(request) is None or (user and sso.get("nameId") == outcome.name_id):
             response.delete_cookie(SESSION_COOKIE)
         return response
 

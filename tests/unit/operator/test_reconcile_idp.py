@@ -23,6 +23,7 @@ from keyplane_op_helpers import (
 )
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
+from keyplane.contract import sp_metadata_xml
 from keyplane.oidc.discovery import OIDCProviderMetadata
 from keyplane.reconcile.identityprovider import IdPObservation, reconcile_identity_provider
 from keyplane.reconcile.model import Problem
@@ -339,3 +340,17 @@ def test_missing_email_verified_opt_in_reaches_the_bundle() -> None:
     snap = idp_snap("entra", spec)
     obs = IdPObservation(generation=1, oidc=PROVIDER, client_secret="x", resolved_generation=1, from_url=True)
     assert reconcile(snap, obs).entry["oidc"]["allowMissingEmailVerified"] is True
+
+
+def test_encrypted_assertions_need_the_sp_key_pair_even_without_signed_requests() -> None:
+    spec = saml_spec(None, signAuthnRequests=False, wantAssertionsEncrypted=True)
+    snap = idp_snap(spec=spec)
+    waiting = reconcile(snap, ready_observation(snap, signing=None))
+    assert cstate(waiting.status, "Ready") == ("False", "IssuingSigningKey")
+    result = reconcile(snap, ready_observation(snap))
+    security = result.entry["saml"]["security"]
+    assert security["wantAssertionsEncrypted"] is True and security["authnRequestsSigned"] is False
+    assert result.entry["saml"]["sp"]["privateKey"] == sp_pair().private_key_pem
+    assert result.status["serviceProvider"]["signingCertificateSecretRef"]["name"] == "okta-sp-signing"
+    metadata = sp_metadata_xml(result.entry["saml"])
+    assert 'use="encryption"' in metadata and 'use="signing"' in metadata
