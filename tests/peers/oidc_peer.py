@@ -94,27 +94,23 @@ class OidcProviderPeer:
         }
 
     def start(self) -> None:
-        config = Path(self.dir.name) / "config.json"
+        folder = Path(self.dir.name)
+        config, log = folder / "config.json", folder / "provider.log"
         config.write_text(json.dumps(self._config()))
         env = {**os.environ, "OIDC_PROVIDER_MODULE": str(OIDC_PROVIDER_MODULE), "NODE_ENV": "development"}
-        self.process = subprocess.Popen(
-            [self.node, str(SCRIPT), str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        assert self.process.stdout is not None
+        # Output to a file, not a pipe nobody reads: a full pipe would stall the provider.
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [self.node, str(SCRIPT), str(config)], stdout=out, stderr=subprocess.STDOUT, env=env
+            )
         deadline = time.monotonic() + 30
-        seen = b""
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            seen += line
-            if line.startswith(b"listening "):
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if b"listening " in log.read_bytes():
                 return
-            if not line and self.process.poll() is not None:
-                break
+            time.sleep(0.05)
+        output = log.read_bytes().decode(errors="replace")[-2000:]
         self.stop()
-        raise RuntimeError(f"oidc-provider did not start: {seen.decode(errors='replace')[-2000:]}")
+        raise RuntimeError(f"oidc-provider did not start: {output}")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -124,8 +120,6 @@ class OidcProviderPeer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
-            if self.process.stdout is not None:
-                self.process.stdout.close()
             self.process = None
 
     def restart(self) -> None:
