@@ -106,7 +106,7 @@ kind-down:
 # Real identity-provider software the tests run against (tests/peers): pysaml2 (in the venv) signs and
 # encrypts with Debian's xmlsec1; panva's oidc-provider comes from npm into .tools/peers, at the exact
 # version of tests/peers/package.json (no lock file is kept). Without them the peer tests skip with
-# the reason, except under CI=true, where a missing peer fails.
+# the reason, except with CI set (as .ci/run does), where a missing peer fails.
 PEERS := $(TOOLS)/peers
 
 peers: xmlsec1 $(PEERS)/.installed ## xmlsec1 (apt) and oidc-provider (npm) for the real-peer tests
@@ -118,10 +118,10 @@ xmlsec1:
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
 	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1 >/dev/null; \
 	fi; \
-	command -v xmlsec1 >/dev/null || { echo "xmlsec1 missing: install the Debian package xmlsec1"; [ "$$CI" != true ]; }
+	command -v xmlsec1 >/dev/null || { echo "xmlsec1 missing: install the Debian package xmlsec1"; [ -z "$$CI" ]; }
 
 $(PEERS)/.installed: tests/peers/package.json
-	@command -v npm >/dev/null || { echo "npm missing: the oidc-provider tests need Node.js 20+"; [ "$$CI" != true ]; exit $$?; }; \
+	@command -v npm >/dev/null || { echo "npm missing: the oidc-provider tests need Node.js 20+"; [ -z "$$CI" ]; exit $$?; }; \
 	mkdir -p $(PEERS) && cp tests/peers/package.json $(PEERS)/package.json && \
 	cd $(PEERS) && npm install --no-package-lock --no-audit --no-fund --silent && touch .installed
 
