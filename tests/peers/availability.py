@@ -1,4 +1,4 @@
-"""Whether a real peer can run here: skip with the reason, except in CI (CI=true), where it fails.
+"""Whether a real peer can run here: skip with the reason, except in CI (CI set), where it fails.
 
 `make peers` installs them (xmlsec1 from Debian, oidc-provider from npm into .tools/peers); a
 developer machine without them still runs the rest of the suite.
