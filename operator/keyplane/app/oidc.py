@@ -50,6 +50,8 @@ from keyplane.app.replay import Replay, ReplayCache
 JWKS_MIN_AGE, JWKS_DEFAULT_AGE, JWKS_MAX_AGE = 300, 3600, 86400
 #: The same unknown key ID triggers at most one JWKS refetch per this many seconds.
 UNKNOWN_KID_INTERVAL = 60.0
+#: The clock of the JWKS cache (a module attribute, so a test can move it without moving asyncio's).
+_monotonic = time.monotonic
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
@@ -347,7 +349,7 @@ class OidcLogin:
 
     async def _keys(self) -> KeySet:
         """The cached JWKS, fetched again once its lifetime is over."""
-        if self._jwks is None or time.monotonic() >= self._jwks_expires:
+        if self._jwks is None or _monotonic() >= self._jwks_expires:
             await self._fetch_keys(self._jwks)
         assert self._jwks is not None
         return self._jwks
@@ -364,12 +366,12 @@ class OidcLogin:
             except (JoseError, ValueError, TypeError, KeyError) as exc:
                 raise LoginError(f"OIDC JWKS unusable: {type(exc).__name__}", status=502, code="oidc.bad_jwks") from exc
             self._jwks = keys
-            self._jwks_expires = time.monotonic() + _max_age(response.headers.get("cache-control", ""))
+            self._jwks_expires = _monotonic() + _max_age(response.headers.get("cache-control", ""))
 
     async def _keys_for(self, id_token: str, failed: KeySet) -> KeySet | None:
         """A fresh JWKS after ``failed`` did not verify the token, or None when this kid was just tried."""
         kid = _kid(id_token)
-        now = time.monotonic()
+        now = _monotonic()
         last = self._refetched_for.get(kid)
         if last is not None and now - last < UNKNOWN_KID_INTERVAL:
             return None

@@ -127,8 +127,8 @@ class Keyplane:
         self.session_max_age = session_max_age
         self._http = http
         self._signer = URLSafeTimedSerializer(key, salt="keyplane.app")
-        self._saml: dict[str, tuple[str, SamlLogin]] = {}
-        self._oidc: dict[str, tuple[str, OidcLogin]] = {}
+        self._saml: dict[str, tuple[Bundle, SamlLogin]] = {}
+        self._oidc: dict[str, tuple[Bundle, OidcLogin]] = {}
         self.sso = Starlette(
             routes=[
                 Route("/sso/route", self._route, methods=["GET"]),
@@ -174,9 +174,9 @@ class Keyplane:
         if idp is None or idp.protocol != "SAML":
             raise LoginError(f"no SAML identity provider named {name}", status=404, code="login.unknown_idp")
         cached = self._saml.get(name)
-        if cached is None or cached[0] != bundle.sha256 or not bundle.sha256:
+        if cached is None or not _same_bundle(cached[0], bundle):
             try:
-                cached = (bundle.sha256, SamlLogin(idp, self.replay))
+                cached = (bundle, SamlLogin(idp, self.replay))
             except Exception as exc:  # python3-saml's settings errors name fields, never key material
                 raise LoginError(
                     f"the SAML settings of {name} are invalid: {exc}", status=500, code="saml.invalid_settings"
@@ -196,8 +196,9 @@ class Keyplane:
         if idp is None or idp.protocol != "OIDC":
             raise LoginError(f"no OIDC identity provider named {name}", status=404, code="login.unknown_idp")
         cached = self._oidc.get(name)
-        if cached is None or cached[0] != bundle.sha256 or not bundle.sha256:
-            cached = (bundle.sha256, OidcLogin(idp, self.http, clock=self.clock, replay=self.replay))
+        if cached is None or not _same_bundle(cached[0], bundle):
+            # Kept while the bundle is: its discovery document and JWKS cache live with it.
+            cached = (bundle, OidcLogin(idp, self.http, clock=self.clock, replay=self.replay))
             self._oidc[name] = cached
         return cached[1]
 
@@ -576,6 +577,11 @@ class Keyplane:
             samesite="lax",
         )
         return response
+
+
+def _same_bundle(cached: Bundle, current: Bundle) -> bool:
+    """The same bundle: the very object (a fixed or built bundle), or the same identity.json bytes."""
+    return cached is current or bool(current.sha256 and cached.sha256 == current.sha256)
 
 
 def _path(scope: Scope) -> str:

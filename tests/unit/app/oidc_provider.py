@@ -40,6 +40,8 @@ class FakeOidcProvider:
         self.jwks_answer: Response | None = None
         self.userinfo_answer: dict[str, Any] | None = None
         self.token_requests = 0
+        self.jwks_requests = 0
+        self.jwks_cache_control = ""
         self.email = "dana@corp.example"
         self.groups = ["platform-admins"]
         self.port = 0
@@ -62,6 +64,8 @@ class FakeOidcProvider:
         self.jwks_answer = None
         self.userinfo_answer = None
         self.token_requests = 0
+        self.jwks_requests = 0
+        self.jwks_cache_control = ""
 
     @property
     def issuer(self) -> str:
@@ -129,9 +133,11 @@ class FakeOidcProvider:
         return JSONResponse(self.userinfo_answer or {"sub": "user-1"})
 
     async def jwks(self, request: Request) -> Response:
+        self.jwks_requests += 1
         if self.jwks_answer is not None:
             return self.jwks_answer
-        return JSONResponse(KeySet([self.key]).as_dict(private=False))
+        headers = {"Cache-Control": self.jwks_cache_control} if self.jwks_cache_control else None
+        return JSONResponse(KeySet([self.key]).as_dict(private=False), headers=headers)
 
     def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

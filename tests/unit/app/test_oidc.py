@@ -246,3 +246,22 @@ async def test_the_id_tokens_email_verified_does_not_vouch_for_a_userinfo_email(
 )
 def test_jwks_lifetime_follows_cache_control_within_bounds(header: str, seconds: float) -> None:
     assert _max_age(header) == seconds
+
+
+async def test_the_jwks_is_kept_for_its_max_age_then_fetched_again(
+    oidc_kp: Keyplane, provider: FakeOidcProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keyplane.app.oidc as oidc_module
+
+    now = [1000.0]
+    monkeypatch.setattr(oidc_module, "_monotonic", lambda: now[0])
+    provider.jwks_cache_control = "public, max-age=600"
+    assert (await login(oidc_kp)).status_code == 303
+    assert (await login(oidc_kp)).status_code == 303
+    assert provider.jwks_requests == 1  # cached between logins
+    now[0] += 599
+    assert (await login(oidc_kp)).status_code == 303
+    assert provider.jwks_requests == 1
+    now[0] += 2
+    assert (await login(oidc_kp)).status_code == 303
+    assert provider.jwks_requests == 2  # past max-age: fetched again
