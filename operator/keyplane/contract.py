@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lxml import etree
+from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.errors import OneLogin_Saml2_Error
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
@@ -124,4 +125,17 @@ def sp_metadata_xml(saml_settings: dict[str, Any]) -> str:
     if errors:
         raise SPMetadataError(f"the generated SP metadata is invalid: {', '.join(map(str, errors))}")
     root = parse_xml(text)
+    _add_post_logout_binding(root)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8")
+
+
+def _add_post_logout_binding(root: etree._Element) -> None:
+    """Publish the SingleLogoutService for HTTP-POST too: keyplane.app's ``/slo`` takes both bindings,
+    python3-saml's builder writes only one (HTTP-Redirect), and some IdPs (ADFS) only use POST."""
+    md = "urn:oasis:names:tc:SAML:2.0:metadata"
+    for slo in root.iter(f"{{{md}}}SingleLogoutService"):
+        if slo.get("Binding") == OneLogin_Saml2_Constants.BINDING_HTTP_REDIRECT:
+            post = copy.deepcopy(slo)
+            post.set("Binding", OneLogin_Saml2_Constants.BINDING_HTTP_POST)
+            slo.addnext(post)
+            return

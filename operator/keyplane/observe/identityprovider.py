@@ -16,7 +16,7 @@ from ..api.common import parse_duration
 from ..api.identityprovider import IdentityProviderSpec, OIDCConfig, SAMLConfig
 from ..contract import parse_time_or_none, rfc3339
 from ..oidc.discovery import DiscoveryError, OIDCProviderMetadata, count_signing_keys, discovery_url, parse_discovery
-from ..reconcile.identityprovider import IdPObservation, SigningPair, signing_secret_name
+from ..reconcile.identityprovider import IdPObservation, SigningPair, needs_key_pair, signing_secret_name
 from ..reconcile.model import Problem, Snapshot
 from ..saml.certificates import load_certificate
 from ..saml.errors import MetadataError
@@ -101,7 +101,7 @@ async def _with_signing(
     snap: Snapshot, spec: IdentityProviderSpec, store: ObjectStore, obs: IdPObservation, settings: Settings,
     now: datetime,
 ) -> IdPObservation:
-    if spec.saml is not None and spec.saml.signAuthnRequests:
+    if spec.saml is not None and needs_key_pair(spec.saml):
         return await _ensure_signing_pair(snap, store, obs, settings, now)
     return obs
 
@@ -171,7 +171,7 @@ async def _observe_saml(
     max_age: timedelta | None,
 ) -> IdPObservation:
     obs = base
-    if saml.signAuthnRequests:
+    if needs_key_pair(saml):
         obs = await _ensure_signing_pair(snap, store, obs, settings, now)
     else:
         obs = replace(obs, signing=None, signing_problem=None)
@@ -239,6 +239,7 @@ async def _read_saml_source(
         document, source.entityID, max_bytes=settings.metadata_max_bytes,
         allow_http=settings.allow_insecure_http,
         signing_fingerprint=source.signingCertificateFingerprint,
+        now=now,
     )
     return idp, hashlib.sha256(document).hexdigest(), etag
 

@@ -63,9 +63,17 @@ def base_url(spec: dict[str, Any] | Any, settings: Settings) -> str:
 def service_provider_urls(name: str, protocol: str, base: str) -> dict[str, str]:
     """The URLs an admin pastes into the IdP; DESIGN.md fixes their shape."""
     if protocol == "OIDC":
-        return {"redirectURI": f"{base}/sso/oidc/{name}/callback"}
+        return {
+            "redirectURI": f"{base}/sso/oidc/{name}/callback",
+            "postLogoutRedirectURI": f"{base}/sso/oidc/{name}/logged-out",
+        }
     root = f"{base}/sso/saml/{name}"
-    return {"entityID": root, "acsURL": f"{root}/acs", "metadataURL": f"{root}/metadata"}
+    return {"entityID": root, "acsURL": f"{root}/acs", "sloURL": f"{root}/slo", "metadataURL": f"{root}/metadata"}
+
+
+def needs_key_pair(saml: Any) -> bool:
+    """Whether the SP needs its key pair: to sign AuthnRequests, or to decrypt assertions."""
+    return bool(saml.signAuthnRequests or saml.wantAssertionsEncrypted)
 
 
 def signing_secret_name(name: str) -> str:
@@ -80,13 +88,14 @@ def _saml_entry(
     settings = build_saml_settings(
         sp_entity_id=urls["entityID"],
         acs_url=urls["acsURL"],
-        sls_url=None,
+        sls_url=urls["sloURL"],
         sp_cert_pem=signing.certificate_pem if signing else None,
         sp_key_pem=signing.private_key_pem if signing else None,
         idp=idp,
         name_id_format=saml.nameIDFormat,
         sign_authn_requests=saml.signAuthnRequests,
         want_assertions_signed=saml.wantAssertionsSigned,
+        want_assertions_encrypted=saml.wantAssertionsEncrypted,
         allow_idp_initiated=saml.allowIdPInitiated,
         allow_deprecated_algorithms=saml.allowDeprecatedAlgorithms,
     )
@@ -118,6 +127,7 @@ def _oidc_entry(
             "endSessionEndpoint": provider.end_session_endpoint,
             "scopes": list(oidc.scopes),
             "redirectURI": urls["redirectURI"],
+            "postLogoutRedirectURI": urls["postLogoutRedirectURI"],
             "allowMissingEmailVerified": oidc.allowMissingEmailVerified,
         },
         "claimMapping": oidc.claimMapping.model_dump(),
@@ -130,7 +140,8 @@ def _status_base(snap: Snapshot, spec_dict: dict[str, Any], settings: Settings) 
     sp: dict[str, Any] = dict(urls)
     raw_saml = spec_dict.get("saml")
     saml: dict[str, Any] = raw_saml if isinstance(raw_saml, dict) else {}
-    if protocol == "SAML" and saml.get("signAuthnRequests", True) is not False:
+    key_pair = saml.get("signAuthnRequests", True) is not False or saml.get("wantAssertionsEncrypted") is True
+    if protocol == "SAML" and key_pair:
         sp["signingCertificateSecretRef"] = {"name": signing_secret_name(snap.name), "key": "tls.crt"}
     return {"serviceProvider": sp}
 
@@ -197,7 +208,7 @@ def _saml_part(
     )
     checks.append(Check(CERTIFICATE_VALID, usable, reason, message))
     blocking = None if usable else Outcome(Phase.STALLED, reason, message)
-    needs_signing = spec.saml is not None and spec.saml.signAuthnRequests
+    needs_signing = spec.saml is not None and needs_key_pair(spec.saml)
     if needs_signing and observation.signing is None:
         sp_problem = observation.signing_problem or Problem(
             "IssuingSigningKey", "Issuing the SP signing key pair.", transient=True

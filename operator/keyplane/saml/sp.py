@@ -88,6 +88,7 @@ def build_saml_settings(
     sign_authn_requests: bool,
     want_assertions_signed: bool,
     allow_idp_initiated: bool,
+    want_assertions_encrypted: bool = False,
     allow_deprecated_algorithms: bool = False,
 ) -> dict[str, Any]:
     """A python3-saml settings dict (strict) for one SP/IdP pair; same input, equal output.
@@ -97,6 +98,8 @@ def build_saml_settings(
     has_key_pair = bool(sp_cert_pem and sp_key_pem)
     if sign_authn_requests and not has_key_pair:
         raise SPConfigError("signAuthnRequests needs the SP certificate and private key")
+    if want_assertions_encrypted and not has_key_pair:
+        raise SPConfigError("wantAssertionsEncrypted needs the SP certificate and private key")
     settings: dict[str, Any] = {
         "strict": True,
         "debug": False,
@@ -108,6 +111,7 @@ def build_saml_settings(
             want_assertions_signed=want_assertions_signed,
             allow_idp_initiated=allow_idp_initiated,
             allow_deprecated_algorithms=allow_deprecated_algorithms,
+            want_assertions_encrypted=want_assertions_encrypted,
         ),
     }
     try:
@@ -126,6 +130,7 @@ def _sp_block(
         "NameIDFormat": name_id_format,
     }
     if sls_url:
+        # python3-saml publishes one binding; the app's /slo route also takes HTTP-POST.
         sp["singleLogoutService"] = {"url": sls_url, "binding": C.BINDING_HTTP_REDIRECT}
     if cert_pem and key_pem:
         sp["x509cert"] = cert_pem
@@ -152,7 +157,7 @@ def _idp_block(idp: IdPMetadata) -> dict[str, Any]:
 
 def _security_block(
     *, has_key_pair: bool, sign_authn_requests: bool, want_assertions_signed: bool, allow_idp_initiated: bool,
-    allow_deprecated_algorithms: bool,
+    allow_deprecated_algorithms: bool, want_assertions_encrypted: bool = False,
 ) -> dict[str, Any]:
     return {
         "authnRequestsSigned": sign_authn_requests,
@@ -161,7 +166,9 @@ def _security_block(
         "signMetadata": False,
         "wantAssertionsSigned": want_assertions_signed,
         "wantMessagesSigned": False,
-        "wantAssertionsEncrypted": False,
+        # The SP metadata then publishes the SP certificate as the encryption key as well: one key
+        # pair, so what an IdP encrypts to is what the SP decrypts with.
+        "wantAssertionsEncrypted": want_assertions_encrypted,
         "wantNameId": True,
         "wantNameIdEncrypted": False,
         # Many IdPs send no AttributeStatement for some users; the NameID is enough to log in.

@@ -1,4 +1,10 @@
-"""A test SAML IdP: a key and certificate made with cryptography, Responses signed with xmlsec."""
+"""A hand-written SAML IdP: a key and certificate made with cryptography, Responses signed with xmlsec.
+
+Only for what a real IdP will not produce: replayed, tampered, wrongly addressed, SHA-1-signed,
+unsolicited-with-InResponseTo and oversized responses, built field by field. The happy paths (signed
+assertion / response / both, encryption, IdP-initiated login, single logout) run against real
+pysaml2 in tests/peers/.
+"""
 
 from __future__ import annotations
 

@@ -319,6 +319,7 @@ async def test_slow_trickle_hits_the_overall_deadline(serve: Any, make_fetcher: 
     with pytest.raises(FetchError) as exc:
         await fetcher.fetch(server.url())
     assert exc.value.reason == "MetadataTimeout"
+    assert "--metadata-timeout (Helm config.metadataTimeout" in exc.value.message
     assert time.monotonic() - started < 3.0  # 0.5 s deadline; without it the trickle would take minutes
 
 
@@ -332,6 +333,7 @@ async def test_slow_dns_is_a_timeout(make_fetcher: Any) -> None:
     with pytest.raises(FetchError) as exc:
         await fetcher.fetch("https://slow-dns.example.test/")
     assert exc.value.reason == "MetadataTimeout"
+    assert "--metadata-connect-timeout (Helm config.metadataConnectTimeout" in exc.value.message
     assert time.monotonic() - started < 3.0
 
 
@@ -348,6 +350,7 @@ async def test_too_large_by_content_length_is_rejected_before_reading(serve: Any
         await fetcher.fetch(server.url())
     assert exc.value.reason == "MetadataTooLarge"
     assert "1024" in exc.value.message
+    assert "--metadata-max-bytes (Helm config.metadataMaxBytes, KEYPLANE_METADATA_MAX_BYTES)" in exc.value.message
     assert time.monotonic() - started < 3.0  # the 5 s deadline would be the only other way out
 
 
@@ -478,6 +481,25 @@ async def test_non_https_urls_are_forbidden(make_fetcher: Any, url: str, why: st
         await fetcher.fetch(url)
     assert exc.value.reason == "MetadataURLForbidden"
     assert why in exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "needs_private"),
+    [
+        ("http://127.0.0.1:8080/.well-known/openid-configuration", True),
+        ("http://localhost:8080/md", True),
+        ("http://10.0.0.7/md", True),
+        ("http://idp.example.test/md", False),
+    ],
+)
+async def test_an_http_refusal_names_every_setting_it_needs(make_fetcher: Any, url: str, needs_private: bool) -> None:
+    """An http:// loopback issuer needs both settings; the message names both as the CLI and chart spell them."""
+    fetcher = make_fetcher(FetchPolicy(), network_backend=NoConnectBackend())
+    with pytest.raises(FetchError) as exc:
+        await fetcher.fetch(url)
+    assert "--allow-insecure-http" in exc.value.message and "config.allowInsecureHTTP" in exc.value.message
+    assert ("--allow-private-networks" in exc.value.message) is needs_private
+    assert ("config.allowPrivateNetworks" in exc.value.message) is needs_private
 
 
 # Each forbidden address and the class the refusal must name (the exact reason, not just "refused").
