@@ -40,6 +40,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import StaticPool
 
+from keyplane.policy.email import try_canonical_email
+
 log = logging.getLogger("keyplane.app.storage")
 
 metadata = MetaData()
@@ -288,10 +290,14 @@ class Storage:
     def find_user(
         self, partition: str, login: str, user_identifier: Literal["email", "userName"] = "email"
     ) -> ProvisionedUser | None:
-        """The user of a connection whose email (or userName) is ``login``, case-insensitively.
+        """The user of a connection whose email (or userName) is ``login``, compared in canonical form.
 
-        A live user wins over a deprovisioned (soft-deleted) one with the same login.
+        A live user wins over a deprovisioned (soft-deleted) one with the same login. An address
+        without a canonical form (:mod:`keyplane.policy.email`) finds no one.
         """
+        canonical = try_canonical_email(login)
+        if canonical is None:
+            return None
         column = resources.c.email if user_identifier == "email" else resources.c.user_name
         with self.transaction() as connection:
             row = connection.execute(
@@ -299,7 +305,7 @@ class Storage:
                 .where(
                     resources.c.partition == partition,
                     resources.c.resource_type == "User",
-                    column == login.strip().lower(),
+                    column == canonical,
                 )
                 .order_by(resources.c.deleted, resources.c.seq.desc())
             ).first()

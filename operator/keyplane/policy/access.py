@@ -136,3 +136,27 @@ def local_login_allowed(domains: DomainTable, raw_email: object) -> Decision:
     if where.rule.enforcement == Enforcement.OPTIONAL:
         return Decision(True, f"SSO is optional for {where.claimed}", where.email)
     return Decision(False, f"{where.claimed} must log in through {where.rule.identity_provider}", where.email)
+
+
+def may_provision_user(
+    domains: DomainTable,
+    identity_provider: str | None,
+    user_name: object,
+    emails: list[object],
+    *,
+    keyed_on_user_name: bool,
+) -> Decision:
+    """May a SCIM connection write a User with this ``userName`` and these ``emails`` values?
+
+    Every email value is checked, and the ``userName`` too when the connection logs users in by it
+    or when it looks like an address (contains ``@``): whichever of them the app keys on, it is one
+    the connection's IdP owns. The first refusal is returned, prefixed with the attribute.
+    """
+    addresses: list[tuple[str, object]] = [("emails", value) for value in emails]
+    if keyed_on_user_name or (isinstance(user_name, str) and "@" in user_name):
+        addresses.insert(0, ("userName", user_name))
+    for attribute, value in addresses:
+        decision = may_provision(domains, identity_provider, value)
+        if not decision.allowed:
+            return Decision(False, f"{attribute}: {decision.reason}", decision.email)
+    return Decision(True, "every address belongs to the connection's identity provider")
