@@ -9,12 +9,12 @@ fails closed on them (a ``Required`` domain cannot be escaped by spelling it odd
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from .domains import most_specific
-from .email import InvalidEmail, canonical_email, domain_of
+from .email import InvalidEmail, canonical_email, domain_of, try_canonical_email
 from .enforcement import Enforcement
 
 
@@ -160,3 +160,13 @@ def may_provision_user(
         if not decision.allowed:
             return Decision(False, f"{attribute}: {decision.reason}", decision.email)
     return Decision(True, "every address belongs to the connection's identity provider")
+
+
+def break_glass_of(domain: str, users: Iterable[str]) -> list[str]:
+    """The canonical break-glass addresses of exactly ``domain`` (not of its subdomains), sorted.
+
+    An SSODomain's ``breakGlassUsers`` are split over its domains by each address's own domain:
+    ``root@eu.acme.com`` belongs to ``eu.acme.com``'s entry, never to ``acme.com``'s.
+    """
+    canonical = (try_canonical_email(user) for user in users)
+    return sorted({c for c in canonical if c is not None and domain_of(c) == domain})

@@ -1,0 +1,133 @@
+"""SSODomain rules of issue 11/17 as the operator applies them: subdomain claims across IdPs, public
+suffixes, break-glass users split by exact domain, verification that sticks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from keyplane_op_helpers import NOW, NS, cond, cstate, domain_snap, with_status
+
+from keyplane.observe.ssodomain import observe_sso_domain
+from keyplane.reconcile.model import Snapshot
+from keyplane.reconcile.ssodomain import (
+    CHALLENGE_PREFIX,
+    DnsObservation,
+    IdPState,
+    build_claim_book,
+    challenge_value,
+    reconcile_sso_domain,
+)
+
+READY_IDP = IdPState(exists=True, ready=True, serving=True, reason="Ready")
+OLD, NEW = "2026-01-01T00:00:00Z", "2026-03-01T00:00:00Z"
+
+
+def reconcile(snap: Snapshot, others: list[Snapshot] = (), dns: DnsObservation | None = None) -> Any:  # type: ignore[assignment]
+    book = build_claim_book([snap, *others], False)
+    return reconcile_sso_domain(snap, book, READY_IDP, dns, cluster_scoped=False, now=NOW)
+
+
+def test_subdomain_of_another_idps_domain_is_domain_claimed_naming_the_owner() -> None:
+    """Today's escape: eu.acme.com claimed by another IdP as Optional with its own break-glass user."""
+    acme = domain_snap("acme", ["acme.com"], idp="okta", created=OLD)
+    escape = domain_snap(
+        "eu", ["eu.acme.com"], idp="contractors", created=NEW,
+        spec_extra={"enforcement": "Optional", "breakGlassUsers": ["me@eu.acme.com"]},
+    )
+    result = reconcile(escape, [acme])
+    assert cstate(result.status, "Ready") == ("False", "DomainClaimed")
+    message = cond(result.status, "Ready")["message"]
+    assert "eu.acme.com (overlaps acme.com, owned by acme" in message
+    assert result.status["domains"] == [{"name": "eu.acme.com", "verified": True, "claimedBy": "acme"}]
+    assert result.entry == {}
+    assert cstate(reconcile(acme, [escape]).status, "Ready") == ("True", "Ready")
+
+
+def test_a_newer_parent_claim_of_another_idp_cannot_take_over_an_existing_subdomain() -> None:
+    eu = domain_snap("eu", ["eu.acme.com"], idp="contractors", created=OLD)
+    acme = domain_snap("acme", ["acme.com", "acme.io"], idp="okta", created=NEW)
+    result = reconcile(acme, [eu])
+    assert cstate(result.status, "Ready") == ("False", "DomainClaimed")
+    assert "acme.com (overlaps eu.acme.com, owned by eu" in cond(result.status, "Ready")["message"]
+    assert set(result.entry) == {"acme.io"}
+
+
+def test_the_same_idp_may_refine_its_own_subdomains() -> None:
+    acme = domain_snap("acme", ["acme.com"], idp="okta", created=OLD, spec_extra={"enforcement": "Required"})
+    eu = domain_snap("eu", ["eu.acme.com"], idp="okta", created=NEW, spec_extra={"enforcement": "Optional"})
+    result = reconcile(eu, [acme])
+    assert cstate(result.status, "Ready") == ("True", "Ready")
+    assert result.entry["eu.acme.com"]["enforcement"] == "Optional"
+
+
+def test_look_alike_names_are_not_subdomains() -> None:
+    """evilacme.com ends with acme.com as a string, not on a label boundary: no conflict."""
+    acme = domain_snap("acme", ["acme.com"], idp="okta", created=OLD)
+    evil = domain_snap("evil", ["evilacme.com"], idp="contractors", created=NEW)
+    assert cstate(reconcile(evil, [acme]).status, "Ready") == ("True", "Ready")
+
+
+def test_a_loser_does_not_count_its_losses_as_owned() -> None:
+    acme = domain_snap("acme", ["acme.com"], idp="okta", created=OLD)
+    copy = domain_snap("copy", ["acme.com"], idp="okta", created=NEW)
+    result = reconcile(copy, [acme])
+    assert cstate(result.status, "Ready") == ("False", "DomainClaimed")
+    assert "acme.com (owned by acme)" in cond(result.status, "Ready")["message"]
+
+
+@pytest.mark.parametrize("suffix", ["co.uk", "github.io", "s3.amazonaws.com"])  # "com" alone fails the CRD pattern
+def test_public_suffixes_cannot_be_claimed(suffix: str) -> None:
+    snap = domain_snap("greedy", [suffix], created=OLD)
+    result = reconcile(snap)
+    assert cstate(result.status, "Ready") == ("False", "InvalidDomain")
+    message = cond(result.status, "Ready")["message"]
+    assert f"{suffix} is a public suffix" in message and "spec.domains" in message
+    assert result.entry == {}
+    # A refused claim blocks no one: a domain under it is claimed normally.
+    below = domain_snap("acme", [f"acme.{suffix}"], idp="contractors", created=NEW)
+    assert cstate(reconcile(below, [snap]).status, "Ready") == ("True", "Ready")
+
+
+def test_break_glass_users_go_to_their_exact_domain_canonical() -> None:
+    snap = domain_snap(
+        "acme", ["acme.com", "eu.acme.com", "notacme.com"], created=OLD,
+        spec_extra={"breakGlassUsers": ["Root@ACME.com", "ops@EU.acme.com", "x@notacme.com"]},
+    )
+    entry = reconcile(snap).entry
+    assert entry["acme.com"]["breakGlassUsers"] == ["root@acme.com"]
+    assert entry["eu.acme.com"]["breakGlassUsers"] == ["ops@eu.acme.com"]
+    assert entry["notacme.com"]["breakGlassUsers"] == ["x@notacme.com"]
+
+
+class Txt:
+    """A hand-written TxtResolver: which records exist is the test's choice (the real resolver is
+    tested against a real DNS server in tests/unit/sources/test_sources_dns.py)."""
+
+    def __init__(self, records: dict[str, list[str]]) -> None:
+        self.records = records
+
+    async def txt(self, name: str) -> list[str]:
+        return self.records.get(name, [])
+
+
+async def test_a_verified_domain_stays_verified() -> None:
+    snap = domain_snap(
+        "acme", ["acme.com", "acme.io"], created=OLD, uid="u-1", spec_extra={"verification": {"method": "DNS"}}
+    )
+    record = challenge_value("u-1", NS, "acme", "acme.com")
+    first = await observe_sso_domain(snap, Txt({CHALLENGE_PREFIX + "acme.com": [record]}), None)
+    assert first.verified == {"acme.com"}
+    # The record is removed: not a revocation.
+    second = await observe_sso_domain(snap, Txt({}), first)
+    assert second.verified == {"acme.com"}
+    result = reconcile(snap, dns=second)
+    assert set(result.entry) == {"acme.com"}
+    # After a restart (no previous observation) the status remembers it.
+    restarted = await observe_sso_domain(with_status(snap, result.status), Txt({}), None)
+    assert restarted.verified == {"acme.com"}
+    # A domain dropped from the spec loses it.
+    dropped = domain_snap(
+        "acme", ["acme.io"], created=OLD, uid="u-1", spec_extra={"verification": {"method": "DNS"}}
+    )
+    assert (await observe_sso_domain(with_status(dropped, result.status), Txt({}), second)).verified == set()
