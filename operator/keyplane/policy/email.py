@@ -47,7 +47,7 @@ def _script(char: str) -> str | None:
     """The script of a letter (the first word of its Unicode name); None for digits, marks and hyphens."""
     if not unicodedata.category(char).startswith("L"):
         return None
-    word = unicodedata.name(char, "UNKNOWN").split(" ", 1)[0]
+    word = unicodedata.name(char).split()[0]  # every assigned letter has a name
     return "CJK" if word in EAST_ASIAN else word
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 def still_verified(listed: Iterable[str], *previously: Iterable[str]) -> frozenset[str]:
     """The listed domains that some earlier observation (or the status) already verified."""
-    known = set().union(*previously) if previously else set()
+    known: set[str] = set().union(*previously)
     return frozenset(d for d in listed if d in known)
 
 
