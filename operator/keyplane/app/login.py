@@ -60,10 +60,11 @@ def resolve_login(
 ) -> LoginResult:
     idp = bundle.identity_providers[idp_name]
     if not email:
-        raise LoginError("the identity provider did not send an email address")
+        raise LoginError("the identity provider did not send an email address", code="login.no_email")
     decision = may_login(bundle.domains, idp_name, email)
     if not decision.allowed or decision.email is None:
-        raise LoginError(f"{idp.display_name} may not log this user in: {decision.reason}")
+        code = "login.invalid_email" if decision.email is None else "login.domain_not_owned"
+        raise LoginError(f"{idp.display_name} may not log this user in: {decision.reason}", code=code)
     address = decision.email
     connections = bundle.connections_for(idp_name)
     for connection in connections:
@@ -71,7 +72,7 @@ def resolve_login(
         if user is None:
             continue
         if not user.active:
-            raise LoginError(f"{address} was deprovisioned by {idp.display_name}")
+            raise LoginError(f"{address} was deprovisioned by {idp.display_name}", code="login.deprovisioned")
         return LoginResult(
             address, idp_name, idp.protocol, user.role, user.groups, True, user.id, connection.name, subject
         )

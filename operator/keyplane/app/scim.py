@@ -361,10 +361,8 @@ class ScimRouter:
                     email_values(data),
                     keyed_on_user_name=connection.user_identifier == "userName",
                 )
-                if decision.allowed:
-                    return None
-                log.warning("SCIM connection %s: write refused: %s", name, decision.reason)
-                return decision.reason
+                # A refusal becomes a 400 invalidValue, logged and counted by handle_exception.
+                return None if decision.allowed else decision.reason
 
             storage = SqlScimStorage(
                 self.storage,

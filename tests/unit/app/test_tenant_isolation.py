@@ -85,6 +85,7 @@ async def test_step1_foreign_scim_connection_cannot_create_users_of_another_idps
     assert r.status_code == 400 and r.json()["scimType"] == "invalidValue"
     assert "break-glass" in r.json()["detail"] and "acme.com" in r.json()["detail"]
     assert kp.storage.list_users("okta", include_deleted=True) == []
+    assert kp.refusals.count("scim.invalidValue") == 2
 
 
 async def test_break_glass_users_are_not_the_owning_idps_to_provision(
@@ -185,6 +186,7 @@ async def test_step2_saml_assertion_of_the_foreign_idp_is_refused(
         assert r.status_code == 403, r.text
         assert "acme.com belongs to identity provider corp" in r.text
         assert r.cookies.get("keyplane_session") is None
+    assert kp.refusals.count("login.domain_not_owned") == 2
     # A contractor logs in.
     r = await client.get("/sso/saml/okta/login", params={"email": "bob@contractors.example", "next": "/"})
     response = build_response(
