@@ -88,12 +88,14 @@ class IdPState:
     base_url: str | None = None  # the IdP's spec.serviceProvider.baseURL, shared by its SCIM endpoint
 
 
-def _claim_decisions(snap: Snapshot, spec: SSODomainSpec, claims: ClaimBook, scope: str) -> list[ClaimDecision]:
-    """Does this SSODomain own each of its domains (keyplane.policy.claims)?"""
+def _claim_decisions(
+    snap: Snapshot, spec: SSODomainSpec, claims: ClaimBook, scope: str, domains: list[str]
+) -> list[ClaimDecision]:
+    """Does this SSODomain own each of these domains (keyplane.policy.claims)?"""
     ref = spec.identityProviderRef.name
     mine = Claim(snap.creation_timestamp, snap.namespace, snap.name, snap.uid, ref)
     in_scope = [(domain, c) for (s, domain), found in claims.items() if s == scope for c in found]
-    return [decide_claim(domain, mine, in_scope) for domain in spec.domains]
+    return [decide_claim(domain, mine, in_scope) for domain in domains]
 
 
 def _verification(
@@ -148,8 +150,12 @@ def _entries(spec: SSODomainSpec, domain_status: list[dict[str, Any]], idp: IdPS
     }
 
 
-def _outcome(snap: Snapshot, spec: SSODomainSpec, taken: list[str], idp: IdPState | None, pending: bool) -> Outcome:
+def _outcome(
+    snap: Snapshot, spec: SSODomainSpec, invalid: list[str], taken: list[str], idp: IdPState | None, pending: bool
+) -> Outcome:
     ref = spec.identityProviderRef.name
+    if invalid:
+        return Outcome(Phase.STALLED, "InvalidDomain", "spec.domains: " + "; ".join(invalid) + ".")
     if taken:
         return Outcome(Phase.STALLED, "DomainClaimed",
                        f"Already claimed by an older SSODomain: {', '.join(taken)}. "
@@ -183,15 +189,14 @@ def reconcile_sso_domain(
     except ValidationError as exc:
         problem = spec_problem(exc)
         return finish(snap, status, [], Outcome(Phase.STALLED, problem.reason, problem.message), {}, now)
-    problems = [p for p in map(claimable_problem, spec.domains) if p is not None]
-    if problems:
-        message = "spec.domains: " + "; ".join(problems) + "."
-        return finish(snap, status, [], Outcome(Phase.STALLED, "InvalidDomain", message), {}, now)
+    # A name that cannot be claimed is refused; the other domains keep working (no lost config).
+    invalid = {d: p for d in spec.domains if (p := claimable_problem(d)) is not None}
 
     def label(claim: Claim) -> str:
         return claim.owner_label if cluster_scoped else claim.name
 
-    decisions = _claim_decisions(snap, spec, claims, claim_scope(snap.namespace, cluster_scoped))
+    valid = [d for d in spec.domains if d not in invalid]
+    decisions = _claim_decisions(snap, spec, claims, claim_scope(snap.namespace, cluster_scoped), valid)
     verified = dns.verified if dns is not None else frozenset()
     domain_status: list[dict[str, Any]] = [
         {
@@ -207,7 +212,9 @@ def reconcile_sso_domain(
     entries = _entries(spec, domain_status, idp)
     taken = [d.reason(label(d.owner)) for d in decisions if d.owner is not None]
     pending = spec.verification.method == "DNS" and len(entries) < sum(1 for d in decisions if d.owned)
-    status["domains"] = [{k: v for k, v in d.items() if k != "owned"} for d in domain_status]
+    shown = {d["name"]: {k: v for k, v in d.items() if k != "owned"} for d in domain_status}
+    status["domains"] = [shown.get(d, {"name": d, "verified": False}) for d in spec.domains]
     if records is not None:
         status["verification"] = records
-    return finish(snap, status, checks, _outcome(snap, spec, taken, idp, pending), entries, now)
+    outcome = _outcome(snap, spec, list(invalid.values()), taken, idp, pending)
+    return finish(snap, status, checks, outcome, entries, now)

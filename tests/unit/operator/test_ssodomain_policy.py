@@ -84,9 +84,18 @@ def test_public_suffixes_cannot_be_claimed(suffix: str) -> None:
     message = cond(result.status, "Ready")["message"]
     assert f"{suffix} is a public suffix" in message and "spec.domains" in message
     assert result.entry == {}
+    assert result.status["domains"] == [{"name": suffix, "verified": False}]
     # A refused claim blocks no one: a domain under it is claimed normally.
     below = domain_snap("acme", [f"acme.{suffix}"], idp="contractors", created=NEW)
     assert cstate(reconcile(below, [snap]).status, "Ready") == ("True", "Ready")
+
+
+def test_a_public_suffix_added_to_a_working_ssodomain_does_not_drop_its_other_domains() -> None:
+    """Bad input never costs a working config: acme.com stays Required in the bundle."""
+    snap = domain_snap("acme", ["acme.com", "co.uk"], created=OLD, spec_extra={"enforcement": "Required"})
+    result = reconcile(snap)
+    assert cstate(result.status, "Ready") == ("False", "InvalidDomain")
+    assert set(result.entry) == {"acme.com"} and result.entry["acme.com"]["enforcement"] == "Required"
 
 
 def test_break_glass_users_go_to_their_exact_domain_canonical() -> None:
