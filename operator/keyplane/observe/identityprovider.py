@@ -160,6 +160,43 @@ def _fetch_problem(exc: FetchError) -> Problem:
     return Problem(exc.reason, exc.message, transient=exc.reason not in _PERMANENT_FETCH_REASONS)
 
 
+async def _read_saml_metadata(
+    snap: Snapshot,
+    saml: SAMLConfig,
+    store: ObjectStore,
+    cache: SharedMetadataCache | None,
+    settings: Settings,
+    now: datetime,
+    max_age: timedelta | None,
+) -> tuple[IdPMetadata, str, str | None]:
+    """The IdP's metadata, the SHA-256 of its source and its ETag; raises FetchError, MetadataError, _Waiting."""
+    if saml.manual is not None:
+        m = saml.manual
+        idp = manual_idp_metadata(
+            m.entityID, m.ssoURL, m.ssoBinding, m.sloURL or None, list(m.certificates),
+            allow_http=settings.allow_insecure_http,
+        )
+        return idp, hashlib.sha256(m.model_dump_json().encode()).hexdigest(), None
+    source = saml.metadata
+    assert source is not None
+    etag = None
+    if source.inline is not None:
+        document: bytes = source.inline.encode()
+    elif source.configMapRef is not None:
+        document = await _read_configmap(snap, store, source.configMapRef.name, source.configMapRef.key)
+    else:
+        assert source.url is not None
+        result = await _fetch(cache, source.url, max_age, now)
+        document, etag = result.body, result.etag
+    # One parse serves both the signature check and the values read, so what is verified is what is used.
+    idp = parse_idp_metadata(
+        document, source.entityID, max_bytes=settings.metadata_max_bytes,
+        allow_http=settings.allow_insecure_http,
+        signing_fingerprint=source.signingCertificateFingerprint,
+    )
+    return idp, hashlib.sha256(document).hexdigest(), etag
+
+
 async def _observe_saml(
     snap: Snapshot,
     saml: SAMLConfig,
@@ -181,36 +218,9 @@ async def _observe_saml(
 
     meta = dict(obs.metadata)
     meta["lastAttemptTime"] = rfc3339(now)
-    from_url = False
+    from_url = saml.metadata is not None and saml.metadata.url is not None
     try:
-        if saml.manual is not None:
-            m = saml.manual
-            idp = manual_idp_metadata(
-                m.entityID, m.ssoURL, m.ssoBinding, m.sloURL or None, list(m.certificates),
-                allow_http=settings.allow_insecure_http,
-            )
-            document_sha = hashlib.sha256(m.model_dump_json().encode()).hexdigest()
-            etag = None
-        else:
-            source = saml.metadata
-            assert source is not None
-            etag = None
-            if source.inline is not None:
-                document: bytes = source.inline.encode()
-            elif source.configMapRef is not None:
-                document = await _read_configmap(snap, store, source.configMapRef.name, source.configMapRef.key)
-            else:
-                assert source.url is not None
-                from_url = True
-                result = await _fetch(cache, source.url, max_age, now)
-                document, etag = result.body, result.etag
-            # One parse serves both the signature check and the values read, so what is verified is what is used.
-            idp = parse_idp_metadata(
-                document, source.entityID, max_bytes=settings.metadata_max_bytes,
-                allow_http=settings.allow_insecure_http,
-                signing_fingerprint=source.signingCertificateFingerprint,
-            )
-            document_sha = hashlib.sha256(document).hexdigest()
+        idp, document_sha, etag = await _read_saml_metadata(snap, saml, store, cache, settings, now, max_age)
     except FetchError as exc:
         return await signed(replace(obs, problem=_fetch_problem(exc), metadata=meta, from_url=True))
     except MetadataError as exc:
@@ -226,17 +236,12 @@ async def _observe_saml(
         meta["lastAttemptTime"] = base.metadata.get("lastAttemptTime") or meta["lastAttemptTime"]
     meta["sha256"] = document_sha
     meta["etag"] = etag
-    return await signed(
-        replace(
-            obs,
-            saml=idp,
-            oidc=None,
-            resolved_generation=snap.generation,
-            problem=None,
-            metadata={k: v for k, v in meta.items() if v is not None},
-            from_url=from_url,
-        )
+    metadata = {k: v for k, v in meta.items() if v is not None}
+    resolved = replace(
+        obs, saml=idp, oidc=None, resolved_generation=snap.generation, problem=None, metadata=metadata,
+        from_url=from_url,
     )
+    return await signed(resolved)
 
 
 class _Waiting(Exception):
