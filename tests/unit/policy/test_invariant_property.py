@@ -38,7 +38,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from keyplane.app import BundleStore, Keyplane, LoginError, resolve_login
-from keyplane.app.storage import metadata as storage_metadata
+from keyplane.app.tables import metadata as storage_metadata
 
 IDPS = ("okta", "entra", "google")
 # Claimable domains: parents, subdomains, look-alikes of each other, an IDN (bücher.de).
