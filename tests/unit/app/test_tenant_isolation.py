@@ -207,3 +207,18 @@ async def test_connection_without_identity_provider_cannot_write_claimed_domains
             r = await c.post("/scim/v2/okta/Users", json=user(address), headers=CONTRACTORS)
             codes.append(r.status_code)
     assert codes == [400, 400, 201, 400]
+
+
+async def test_bulk_operations_go_through_the_same_refusal(client: httpx.AsyncClient, kp: Keyplane) -> None:
+    bulk = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "a", "data": user("alice@acme.com")},
+            {"method": "POST", "path": "/Users", "bulkId": "b", "data": user("bob@contractors.example")},
+        ],
+    }
+    r = await client.post("/scim/v2/okta/Bulk", json=bulk, headers=CONTRACTORS)
+    assert r.status_code == 200, r.text
+    statuses = [str(op["status"]) for op in r.json()["Operations"]]
+    assert statuses == ["400", "201"], r.text
+    assert [u.email for u in kp.storage.list_users("okta")] == ["bob@contractors.example"]
