@@ -1,29 +1,42 @@
-"""Print the mutation score from mutmut's CI/CD stats (``make mutation``); exit 1 under a threshold.
+"""Print mutation scores per area from ``mutmut results --all true`` (``make mutation``).
 
-Score = killed (by a failing test, a timeout or a crash) / every mutant mutmut made. Mutants no test
-reaches count as survivors: an unreached rule is an untested one.
+Reads mutmut's ``<mutant>: <status>`` lines on stdin. Score = killed (by a failing test, a timeout,
+a crash or the type checker) / every mutant checked; mutants no test reaches count as survivors (an
+unreached rule is an untested one). Exits 1 when ``keyplane.policy`` scores under the threshold.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
+from collections import Counter
+
+KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+NOT_CHECKED = {"skipped", "not checked", "check was interrupted by user"}
+AREAS = ("keyplane.policy", "keyplane.reconcile.ssodomain")
 
 
-def main(stats_path: str, threshold: float) -> int:
-    stats = json.loads(Path(stats_path).read_text())
-    killed = stats["killed"] + stats["timeout"] + stats["segfault"]
-    survived = stats["survived"] + stats["no_tests"] + stats["suspicious"]
-    total = killed + survived
-    score = 100.0 * killed / total if total else 0.0
-    print(
-        f"mutation score of operator/keyplane/policy: {score:.1f}% "
-        f"({killed} of {total} mutants killed; {stats['survived']} survived, "
-        f"{stats['no_tests']} not reached by any test)"
-    )
-    return 0 if score >= threshold else 1
+def scores(lines: list[str]) -> dict[str, Counter[str]]:
+    found: dict[str, Counter[str]] = {area: Counter() for area in AREAS}
+    for line in lines:
+        name, sep, status = line.strip().partition(": ")
+        area = next((a for a in AREAS if name.startswith(a + ".")), None)
+        if sep and area is not None and status not in NOT_CHECKED:
+            found[area]["killed" if status in KILLED else status] += 1
+    return found
+
+
+def main(threshold: float) -> int:
+    failed = False
+    for area, counts in scores(sys.stdin.read().splitlines()).items():
+        total = sum(counts.values())
+        if not total:
+            continue
+        score = 100.0 * counts["killed"] / total
+        others = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()) if status != "killed")
+        print(f"mutation score of {area}: {score:.1f}% ({counts['killed']} of {total} killed; {others or 'none left'})")
+        failed |= area == "keyplane.policy" and score < threshold
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0))
+    sys.exit(main(float(sys.argv[1]) if len(sys.argv) > 1 else 0.0))

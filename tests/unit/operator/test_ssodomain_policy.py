@@ -140,3 +140,70 @@ async def test_a_verified_domain_stays_verified() -> None:
         "acme", ["acme.io"], created=OLD, uid="u-1", spec_extra={"verification": {"method": "DNS"}}
     )
     assert (await observe_sso_domain(with_status(dropped, result.status), Txt({}), second)).verified == set()
+
+
+def test_conditions_and_messages_say_exactly_what_holds() -> None:
+    """What `kubectl describe` shows for the common states (wording users and runbooks rely on)."""
+    ready = reconcile(domain_snap("acme", ["acme.com", "acme.io"], created=OLD, spec_extra={"enforcement": "Optional"}))
+    assert cond(ready.status, "Ready")["message"] == "acme.com, acme.io log in through okta (Optional)."
+    assert cond(ready.status, "DomainsVerified").items() >= {
+        "status": "True", "reason": "NotRequired", "message": "verification.method is None."
+    }.items()
+    assert cond(ready.status, "IdentityProviderReady").items() >= {
+        "status": "True", "reason": "Ready", "message": "IdentityProvider okta is Ready."
+    }.items()
+    missing = reconcile_sso_domain(
+        domain_snap("acme", ["acme.com"], created=OLD), {}, None, None, cluster_scoped=False, now=NOW
+    )
+    assert cond(missing.status, "IdentityProviderReady").items() >= {
+        "status": "False", "reason": "IdentityProviderNotFound",
+        "message": f"IdentityProvider okta does not exist in namespace {NS}.",
+    }.items()
+    broken = reconcile_sso_domain(
+        domain_snap("acme", ["acme.com"], created=OLD), {},
+        IdPState(exists=True, ready=False, serving=False, reason="MetadataMalformed"), None,
+        cluster_scoped=False, now=NOW,
+    )
+    assert cond(broken.status, "IdentityProviderReady").items() >= {
+        "status": "False", "reason": "IdentityProviderNotReady",
+        "message": "IdentityProvider okta is not Ready (MetadataMalformed): see its status.",
+    }.items()
+    claimed = reconcile(domain_snap("copy", ["acme.com", "acme.io"], created=NEW),
+                        [domain_snap("acme", ["acme.com"], created=OLD), domain_snap("io", ["acme.io"], created=OLD)])
+    assert cond(claimed.status, "Ready")["message"] == (
+        "Already claimed by an older SSODomain: acme.com (owned by acme), acme.io (owned by io). "
+        "Remove them here or from the owner."
+    )
+    invalid = reconcile(domain_snap("greedy", ["co.uk", "github.io"], created=OLD))
+    message = cond(invalid.status, "Ready")["message"]
+    assert message.startswith("spec.domains: co.uk is a public suffix") and "; github.io is a public suffix" in message
+    assert message.endswith("claim your registered domain instead.")
+    assert invalid.status["conditions"] and cond(invalid.status, "Stalled")["status"] == "True"
+
+
+def test_dns_verification_records_and_messages() -> None:
+    dns_spec = {"verification": {"method": "DNS"}}
+    # Rendered objects have no uid yet: the record value then derives from namespace and name.
+    offline = domain_snap("acme", ["acme.com"], created=OLD, uid="", spec_extra=dns_spec)
+    records = reconcile(offline).status["verification"]
+    assert records == [{
+        "domain": "acme.com",
+        "recordName": "_keyplane-challenge.acme.com",
+        "recordValue": challenge_value("", NS, "acme", "acme.com"),
+    }]
+    assert records[0]["recordValue"] != challenge_value("", "other", "acme", "acme.com")
+    assert records[0]["recordValue"] != challenge_value("", NS, "other", "acme.com")
+    assert len(records[0]["recordValue"]) == len("keyplane-verification=") + 40
+    pending = reconcile(offline, dns=DnsObservation(frozenset(), None))
+    assert cond(pending.status, "DomainsVerified")["message"] == (
+        "Publish the TXT records listed in status.verification for acme.com; the operator re-checks periodically."
+    )
+    assert cond(pending.status, "Ready")["message"] == (
+        "Publish the TXT records listed in status.verification; the domains are enforced once verified."
+    )
+    failing = reconcile(offline, dns=DnsObservation(frozenset(), "acme.com: DNS lookup timed out"))
+    assert cond(failing.status, "DomainsVerified")["message"].endswith(" Last check: acme.com: DNS lookup timed out.")
+    done = reconcile(offline, dns=DnsObservation(frozenset({"acme.com"}), None))
+    assert cond(done.status, "DomainsVerified").items() >= {
+        "status": "True", "reason": "Verified", "message": "Every domain's TXT record was found."
+    }.items()
