@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from keyplane.app.clock import parse_time
+from keyplane.contract import BUNDLE_API_VERSION, parse_time
 from keyplane.policy.domains import InvalidDomain, canonical_domain
 from keyplane.policy.email import InvalidEmail, canonical_email
 from keyplane.policy.enforcement import Enforcement, parse_enforcement
 
 log = logging.getLogger("keyplane.app.bundle")
 
-BUNDLE_API_VERSION = "keyplane.dev/bundle-v1"
 NO_ROLE = "None"
 
 
