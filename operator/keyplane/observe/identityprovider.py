@@ -170,11 +170,14 @@ async def _observe_saml(
     now: datetime,
     max_age: timedelta | None,
 ) -> IdPObservation:
-    obs = base
-    if needs_key_pair(saml):
-        obs = await _ensure_signing_pair(snap, store, obs, settings, now)
-    else:
-        obs = replace(obs, signing=None, signing_problem=None)
+    obs = base if needs_key_pair(saml) else replace(base, signing=None, signing_problem=None)
+
+    async def signed(result: IdPObservation) -> IdPObservation:
+        # The SP key pair is issued (or renewed) only for an IdP that resolved, now or before: an IdP
+        # whose metadata URL is refused, or not there yet, gets no Secret (nothing would ever use it).
+        if needs_key_pair(saml) and result.saml is not None:
+            return await _ensure_signing_pair(snap, store, result, settings, now)
+        return result
 
     meta = dict(obs.metadata)
     meta["lastAttemptTime"] = rfc3339(now)
@@ -183,11 +186,11 @@ async def _observe_saml(
     try:
         idp, document_sha, etag = await _read_saml_source(snap, saml, store, cache, settings, now, max_age)
     except FetchError as exc:
-        return replace(obs, problem=_fetch_problem(exc), metadata=meta, from_url=True)
+        return await signed(replace(obs, problem=_fetch_problem(exc), metadata=meta, from_url=True))
     except MetadataError as exc:
-        return replace(obs, problem=Problem(exc.reason, exc.message), metadata=meta, from_url=from_url)
+        return await signed(replace(obs, problem=Problem(exc.reason, exc.message), metadata=meta, from_url=from_url))
     except _Waiting as exc:
-        return replace(obs, problem=exc.problem, metadata=meta)
+        return await signed(replace(obs, problem=exc.problem, metadata=meta))
 
     if from_url or document_sha != meta.get("sha256"):
         meta["lastSuccessTime"] = rfc3339(now)
@@ -197,15 +200,12 @@ async def _observe_saml(
         meta["lastAttemptTime"] = base.metadata.get("lastAttemptTime") or meta["lastAttemptTime"]
     meta["sha256"] = document_sha
     meta["etag"] = etag
-    return replace(
-        obs,
-        saml=idp,
-        oidc=None,
-        resolved_generation=snap.generation,
-        problem=None,
-        metadata={k: v for k, v in meta.items() if v is not None},
+    metadata = {k: v for k, v in meta.items() if v is not None}
+    resolved = replace(
+        obs, saml=idp, oidc=None, resolved_generation=snap.generation, problem=None, metadata=metadata,
         from_url=from_url,
     )
+    return await signed(resolved)
 
 
 async def _read_saml_source(
