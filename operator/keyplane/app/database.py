@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -64,9 +66,26 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # pysqlite's own implicit BEGIN (deferred) is turned off; _sqlite_begin emits ours.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Switching a new database file to WAL needs its exclusive lock, and SQLite answers "database is
+    locked" at once (its busy handler is not consulted) while another replica's connection switches it
+    at the same moment: retry within the busy timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def _sqlite_begin(connection: Any) -> None:
