@@ -58,6 +58,11 @@ class Settings(BaseModel):
     liveness_endpoint: str | None = Field(
         default="http://0.0.0.0:8080/healthz", description="Kopf liveness endpoint; empty disables it."
     )
+    metrics_endpoint: str | None = Field(
+        default=None,
+        description="Prometheus metrics endpoint, e.g. http://0.0.0.0:8081/metrics; empty disables it (the chart "
+        "enables it).",
+    )
     dns_nameservers: tuple[str, ...] = Field(default=(), description="Resolvers for DNS verification; empty: system.")
 
     @field_validator("roles")
@@ -77,7 +82,7 @@ def _coerce(name: str, raw: str) -> Any:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if name in _DURATION_FIELDS:
         return parse_duration(raw)
-    if name in {"peering_name", "liveness_endpoint"} and raw == "":
+    if name in {"peering_name", "liveness_endpoint", "metrics_endpoint"} and raw == "":
         return None
     return raw
 

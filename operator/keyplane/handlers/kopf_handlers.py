@@ -22,7 +22,6 @@ from ..api.scimconnection import ScimConnectionSpec
 from ..observe.identityprovider import observe_identity_provider, refresh_interval
 from ..observe.scimconnection import observe_scim_connection
 from ..observe.ssodomain import observe_sso_domain
-from ..reconcile.conditions import parse_time
 from ..reconcile.model import Snapshot
 from ..reconcile.scimconnection import token_secret_name
 from ..reconcile.ssodomain import claims_of
@@ -164,7 +163,7 @@ async def identity_provider_refresh(body: kopf.Body, memo: Any, **kwargs: Any) -
         return
     if interval is None:
         return
-    last = parse_time((previous.metadata or {}).get("lastAttemptTime"))
+    last = previous.attempted_at
     wait = interval + _jitter(snap.uid, interval)
     if previous.problem is not None and previous.problem.transient:
         url = (spec.saml.metadata.url if spec.saml and spec.saml.metadata else None) or ""

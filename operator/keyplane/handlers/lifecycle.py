@@ -9,6 +9,7 @@ from typing import Any
 
 import kopf
 
+from ..metrics import MetricsServer
 from ..settings import Settings
 from ..sources.dns import DnsPythonTxtResolver
 from ..sources.fetcher import FetchPolicy, MetadataFetcher, SharedMetadataCache
@@ -42,6 +43,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     )
     runtime.writer = NamespaceWriter(runtime)
     memo.runtime = runtime
+    memo.metrics_server = await start_metrics(runtime)
     memo.resync = asyncio.create_task(_resync(runtime), name="keyplane-resync")
     log.info("Keyplane operator started (roles %s, base URL %s)", ",".join(keyplane.roles),
              keyplane.default_base_url)
@@ -55,9 +57,27 @@ async def _resync(runtime: Runtime) -> None:
             runtime.writer.schedule_all()
 
 
+async def start_metrics(runtime: Runtime) -> MetricsServer | None:
+    """Export the operator's state and counters; served only when the metricsEndpoint setting is set."""
+    runtime.metrics.observe_state(runtime.metrics_state)
+    runtime.metrics.count_watch_restarts()
+    runtime.kube.on_response = runtime.metrics.api_request
+    endpoint = runtime.settings.metrics_endpoint
+    if not endpoint:
+        return None
+    server = MetricsServer(runtime.metrics.registry, endpoint)
+    await server.start()
+    runtime.metrics.url = server.url
+    log.info("Metrics served at %s", server.url)
+    return server
+
+
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
     runtime: Runtime | None = getattr(memo, "runtime", None)
+    metrics_server: MetricsServer | None = getattr(memo, "metrics_server", None)
+    if metrics_server is not None:
+        await metrics_server.stop()
     resync = getattr(memo, "resync", None)
     if resync is not None:
         resync.cancel()
@@ -70,3 +90,4 @@ async def stop(memo: Any, **_: Any) -> None:
         await runtime.writer.stop()
     await memo.fetcher.aclose()
     await runtime.kube.aclose()
+    runtime.metrics.close()

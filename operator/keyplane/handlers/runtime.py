@@ -18,6 +18,7 @@ from typing import Any
 
 from ..api.kinds import API_GROUP_VERSION, KINDS_BY_NAME
 from ..mergepatch import merge_patch_between
+from ..metrics import OperatorMetrics, OperatorState
 from ..reconcile.bundle import (
     BUNDLE_HASH_ANNOTATION,
     CONSUME_LABEL,
@@ -66,6 +67,7 @@ class Runtime:
     indexes: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
     observed_uids: dict[tuple[str, str, str], str] = field(default_factory=dict)
     writer: NamespaceWriter | None = None
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     closing: bool = False  # set by the cleanup handler before the API client closes; timers then stand down
 
     def capture_indexes(self, kwargs: Mapping[str, Any]) -> None:
@@ -96,6 +98,14 @@ class Runtime:
             annotations = ((existing or {}).get("metadata") or {}).get("annotations") or {}
             self.bundle_hashes[namespace] = annotations.get(BUNDLE_HASH_ANNOTATION) if existing else None
         return self.bundles[namespace]
+
+    def metrics_state(self) -> OperatorState:
+        """What the metrics collector exports at a scrape: every indexed object with its current status."""
+        objects = [_with_written_status(self, s) for ns in self.namespaces() for s in self.snapshots(ns)]
+        return OperatorState(objects, dict(self.idp_observations), dict(self.tokens))
+
+    def namespaces(self) -> set[str]:
+        return {ns for name in ("idp_index", "ssod_index", "scim_index") for ns in (self.indexes.get(name) or {})}
 
     def observed(self, snap: Snapshot) -> None:
         """Record which object (uid) the observation under its name belongs to."""
@@ -155,7 +165,8 @@ class NamespaceWriter:
                     break
             dirty.clear()
             try:
-                await flush_namespace(self.runtime, namespace)
+                with self.runtime.metrics.flush_duration.time():
+                    await flush_namespace(self.runtime, namespace)
                 self.flush_count += 1
                 backoff, conflicts = 1.0, 0
             except asyncio.CancelledError:
@@ -246,6 +257,7 @@ async def _write_bundle(
     if data is None:
         if runtime.bundle_hashes.get(namespace) is not None:
             await kube.delete("v1", "secrets", namespace, name)
+            runtime.metrics.bundle_written("delete")
             log.info("namespace %s: no Keyplane objects left, bundle Secret %s deleted", namespace, name)
         runtime.bundles[namespace] = None
         runtime.bundle_hashes[namespace] = None
@@ -262,15 +274,18 @@ async def _write_bundle(
     owners = [s.owner_reference(controller=False) for s in sorted(snaps, key=lambda s: (s.kind, s.name))
               if not s.deleting and s.uid]
     manifest = bundle_secret(name, namespace, data, owners)
+    operation = "update"
     if runtime.bundle_hashes.get(namespace) is None:
         try:
             await kube.create("v1", "secrets", namespace, manifest)
+            operation = "create"
         except KubeError as exc:
             if exc.status != 409:
                 raise
             await kube.patch("v1", "secrets", namespace, name, _bundle_patch(manifest))
     else:
         await kube.patch("v1", "secrets", namespace, name, _bundle_patch(manifest))
+    runtime.metrics.bundle_written(operation)
     runtime.bundles[namespace] = bundle
     runtime.bundle_hashes[namespace] = digest
     log.info("namespace %s: bundle Secret %s written (sha256 %s)", namespace, name, digest[:12])

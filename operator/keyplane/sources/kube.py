@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -61,6 +61,8 @@ class KubeAPI:
         timeout: float = 30.0,
     ) -> None:
         self._token_provider = token_provider
+        # Called with (method, HTTP status or None when no answer came) after every request (metrics).
+        self.on_response: Callable[[str, int | None], None] | None = None
         self._client = httpx.AsyncClient(
             base_url=host.rstrip("/"),
             verify=verify,
@@ -112,7 +114,14 @@ class KubeAPI:
             headers["Authorization"] = value
         if content_type:
             headers["Content-Type"] = content_type
-        response = await self._client.request(method, path, json=json, params=params, headers=headers)
+        try:
+            response = await self._client.request(method, path, json=json, params=params, headers=headers)
+        except httpx.HTTPError:
+            if self.on_response is not None:
+                self.on_response(method, None)
+            raise
+        if self.on_response is not None:
+            self.on_response(method, response.status_code)
         if response.status_code == 404 and method == "GET":
             return None
         if response.status_code >= 400:
