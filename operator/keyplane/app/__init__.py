@@ -11,6 +11,7 @@ Kopf or the Kubernetes client::
 from keyplane.app.bundle import Bundle, BundleError, BundleStore, IdentityProvider, ScimConnection
 from keyplane.app.errors import LoginError
 from keyplane.app.login import LoginResult, resolve_login
+from keyplane.app.metrics import AppMetrics
 from keyplane.app.oidc import OidcIdentity, OidcLogin, PendingOidcLogin
 from keyplane.app.replay import ReplayCache
 from keyplane.app.roles import effective_role, highest_role
@@ -23,6 +24,7 @@ from keyplane.app.tokens import token_sha256, token_valid
 from keyplane.app.web import Keyplane
 
 __all__ = [
+    "AppMetrics",
     "Bundle",
     "BundleError",
     "BundleStore",

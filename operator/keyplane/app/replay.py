@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+from collections.abc import Callable
 
 from keyplane.app.clock import Clock, utcnow
 
@@ -27,6 +28,7 @@ class ReplayCache:
         self.max_age = max_age
         self._seen: dict[str, datetime.datetime] = {}
         self._lock = threading.Lock()
+        self.on_replay: Callable[[str], None] | None = None  # called with the ID of each replay (metrics)
 
     def remember(self, identifier: str, not_on_or_after: datetime.datetime | None) -> bool:
         """Record an ID; False if it was already seen and has not expired (a replay)."""
@@ -35,10 +37,12 @@ class ReplayCache:
         with self._lock:
             for key in [k for k, until in self._seen.items() if until <= now]:
                 del self._seen[key]
-            if identifier in self._seen:
-                return False
-            self._seen[identifier] = expiry
-            return True
+            replayed = identifier in self._seen
+            if not replayed:
+                self._seen[identifier] = expiry
+        if replayed and self.on_replay is not None:
+            self.on_replay(identifier)
+        return not replayed
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
@@ -42,6 +43,7 @@ from scim2_server.utils import (
 
 from keyplane.app.bundle import BundleStore, ScimConnection
 from keyplane.app.clock import Clock, utcnow
+from keyplane.app.metrics import AppMetrics
 from keyplane.app.scim_storage import SqlScimStorage
 from keyplane.app.storage import Storage
 from keyplane.app.tokens import parse_bearer, token_valid
@@ -232,6 +234,7 @@ class ScimRouter:
         self.storage = storage
         self.clock = clock
         self.fallback = fallback
+        self.metrics: AppMetrics | None = None  # set by Keyplane(metrics=...)
         self.provider = build_provider()
         self.service = KeyplaneScimService(self.provider)
         self._endpoints: dict[str, ScimEndpoint] = {}
@@ -276,7 +279,10 @@ class ScimRouter:
                 name, prefix = found
                 child = dict(scope)
                 child["root_path"] = root + prefix
-                await self.endpoint(name)(child, cast(Any, receive), cast(Any, send))
+                if self.metrics is not None:
+                    await _measured(self.metrics, name, scope["method"], self.endpoint(name), child, receive, send)
+                else:
+                    await self.endpoint(name)(child, cast(Any, receive), cast(Any, send))
                 return
         if self.fallback is not None:
             await self.fallback(scope, receive, send)
@@ -288,3 +294,22 @@ class ScimRouter:
             {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]}
         )
         await send({"type": "http.response.body", "body": b"Not Found"})
+
+
+async def _measured(
+    metrics: AppMetrics, connection: str, method: str, app: Any, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Serve one SCIM request, counting it by status and timing it."""
+    status = 500  # what the server answers when the app raises before responding
+
+    async def sending(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+        await send(message)
+
+    started = time.perf_counter()
+    try:
+        await app(scope, receive, sending)
+    finally:
+        metrics.scim_request(connection, method, status, time.perf_counter() - started)

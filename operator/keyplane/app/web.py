@@ -26,6 +26,7 @@ from keyplane.app.bundle import Bundle, BundleStore
 from keyplane.app.clock import Clock, utcnow
 from keyplane.app.errors import LoginError
 from keyplane.app.login import LoginResult, resolve_login
+from keyplane.app.metrics import UNKNOWN, AppMetrics
 from keyplane.app.oidc import OidcLogin, PendingOidcLogin
 from keyplane.app.replay import ReplayCache
 from keyplane.app.roles import effective_role
@@ -63,6 +64,8 @@ class Keyplane:
     :param secret_key: signs the login cookies; defaults to ``$KEYPLANE_SECRET_KEY``.
     :param on_login: ``(request, LoginResult) -> Response | None``; None keeps the default
         (a signed ``keyplane_session`` cookie and a redirect to ``next``).
+    :param metrics: count logins, SCIM requests and replays into :class:`~keyplane.app.metrics.AppMetrics`
+        (opt-in; :meth:`wrap` serves them at ``metrics.path``).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class Keyplane:
         on_login: OnLogin | None = None,
         http: httpx.AsyncClient | None = None,
         session_max_age: int = 8 * 3600,
+        metrics: AppMetrics | None = None,
     ) -> None:
         if isinstance(bundle, BundleStore):
             self.bundles = bundle
@@ -92,6 +96,10 @@ class Keyplane:
         self.router = LoginRouter(self.bundles)
         self.scim = ScimRouter(self.bundles, self.storage, clock=clock)
         self.replay = ReplayCache(clock=clock)
+        self.metrics = metrics
+        if metrics is not None:
+            self.replay.on_replay = metrics.replay_refused
+            self.scim.metrics = metrics
         self.on_login = on_login
         self.session_max_age = session_max_age
         self._http = http
@@ -188,7 +196,13 @@ class Keyplane:
         scim.__dict__.update(self.scim.__dict__)
         scim.fallback = app
 
+        metrics_path = self.metrics.path if self.metrics is not None else None
+        metrics_app = self.metrics.asgi() if self.metrics is not None else None
+
         async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if metrics_app is not None and scope["type"] == "http" and _path(scope) == metrics_path:
+                await metrics_app(scope, receive, send)
+                return
             if scope["type"] == "http" and _path(scope).startswith("/sso/"):
                 await self.sso(scope, receive, send)  # type: ignore[arg-type]
                 return
@@ -228,7 +242,14 @@ class Keyplane:
     def _cookie_secure(self, request: Request) -> bool:
         return request.url.scheme == "https"
 
+    def _count_login(self, name: str, result: str) -> None:
+        if self.metrics is None:
+            return
+        idp = self.bundle.identity_providers.get(name)  # names from URLs: only the bundle's are labels
+        self.metrics.login(name if idp else UNKNOWN, idp.protocol if idp else UNKNOWN, result)
+
     def _refuse(self, exc: LoginError, name: str) -> Response:
+        self._count_login(name, getattr(exc, "code", None) or "login.refused")
         log.warning("login through %s refused: %s", name, exc.reason)
         return PlainTextResponse(f"Login refused: {exc.reason}", status_code=exc.status)
 
@@ -338,6 +359,7 @@ class Keyplane:
         return response
 
     async def _logged_in(self, request: Request, result: LoginResult, next_url: str) -> Response:
+        self._count_login(result.identity_provider, "ok")
         log.info("login of %s through %s, role %s", result.email, result.identity_provider, result.role)
         if self.on_login is not None:
             outcome = self.on_login(request, result)
