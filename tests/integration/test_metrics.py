@@ -169,3 +169,26 @@ async def test_refreshing_metadata_urls_write_nothing(
         fetches = "keyplane_identityprovider_metadata_fetches"
         unchanged = "not_modified" if etags else "ok"
         assert value(families, fetches, f"{fetches}_total", name="okta", result=unchanged) >= 5
+
+
+async def test_quickstart_metrics_show_every_object_and_no_secret(cluster: Any, keyplane_operator: Any) -> None:
+    """What `curl` on the metrics port shows for examples/quickstart: each object Ready, each IdP certificate,
+    the SCIM token's times; and nothing secret or personal (the token, an email address)."""
+    from .test_quickstart import NS as DEMO
+    from .test_quickstart import all_ready, apply_quickstart
+
+    docs = await apply_quickstart(cluster)
+    async with keyplane_operator(metrics_endpoint=METRICS) as runtime:
+        await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(runtime.metrics.url)).text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        for doc in docs:
+            labels = {"kind": doc["kind"], "namespace": DEMO, "name": doc["metadata"]["name"]}
+            assert value(families, "keyplane_object_ready", **labels) == 1, labels
+        certs = samples(families, "keyplane_identityprovider_certificate_not_after_timestamp_seconds")
+        assert {s.labels["name"] for s in certs} == {"okta", "keycloak"}
+        assert value(families, "keyplane_scimconnection_token_issued_timestamp_seconds", name="okta") > 0
+        token = await cluster.get("v1", "Secret", DEMO, "okta-scim-token")
+        assert base64.b64decode(token["data"]["token"]).decode() not in text
+        assert "@" not in text
