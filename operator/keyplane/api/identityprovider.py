@@ -122,6 +122,13 @@ class SAMLConfig(SpecModel):
     allowIdPInitiated: bool = Field(
         default=False, description="Accept unsolicited (IdP-initiated) responses. Off: only SP-initiated logins."
     )
+    allowDeprecatedAlgorithms: bool = Field(
+        default=False,
+        description=(
+            "Accept RSA-SHA1 signatures and SHA-1 digests, for old ADFS farms that cannot sign with SHA-256. "
+            "Off: responses signed with SHA-1 are refused."
+        ),
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SAMLConfig:
@@ -160,6 +167,14 @@ class OIDCConfig(SpecModel):
         default_factory=ClaimMapping, description="Which claims carry email, names and groups."
     )
     refreshInterval: Duration = Field(default="24h", description="How often discovery and JWKS are re-read.")
+    allowMissingEmailVerified: bool = Field(
+        default=False,
+        description=(
+            "Accept ID tokens without an email_verified claim (Microsoft Entra ID never sends one). Off: the "
+            "claim must be true; the email of an absent claim is refused. Turn on only for a provider that "
+            "verifies every address it issues."
+        ),
+    )
 
 
 class ServiceProviderConfig(SpecModel):

@@ -2,9 +2,14 @@
 
 
 class LoginError(Exception):
-    """A login attempt was refused."""
+    """A login attempt was refused.
 
-    def __init__(self, reason: str, *, status: int = 403) -> None:
+    :param reason: shown to the browser and logged; names what failed, never a secret.
+    :param code: a short, stable refusal code for counting (see :mod:`keyplane.app.audit`).
+    """
+
+    def __init__(self, reason: str, *, status: int = 403, code: str = "login.refused") -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.code = code

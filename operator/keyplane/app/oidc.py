@@ -3,6 +3,12 @@
 The ID token's signature is verified with the provider's JWKS (joserfc, asymmetric algorithms
 only), and its claims with joserfc's registry: ``iss``, ``aud``, ``exp``, ``iat`` and the
 ``nonce`` bound to the browser's login, with a small clock-skew leeway.
+
+The email counts only when the provider vouches for it: ``email_verified`` must be ``true`` (or the
+string ``"true"``); an absent claim is refused unless the IdentityProvider sets
+``spec.oidc.allowMissingEmailVerified`` (bundle: ``oidc.allowMissingEmailVerified``), for providers
+such as Entra ID that never send it. A callback is used once: its ``state`` is remembered before the
+code is redeemed, so a replayed callback gets 400 without reaching the token endpoint.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +32,7 @@ from joserfc.jwk import KeySet
 from keyplane.app.bundle import IdentityProvider
 from keyplane.app.clock import Clock, utcnow
 from keyplane.app.errors import LoginError
+from keyplane.app.replay import ReplayCache
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
@@ -65,10 +73,17 @@ class OidcLogin:
 
     :param http: the httpx client used for discovery, token and JWKS requests.
     :param leeway: clock-skew tolerance for ``exp``/``iat``/``nbf``, in seconds.
+    :param replay: remembers used callbacks (their ``state``); a private cache by default.
     """
 
     def __init__(
-        self, idp: IdentityProvider, http: httpx.AsyncClient, *, clock: Clock = utcnow, leeway: int = 60
+        self,
+        idp: IdentityProvider,
+        http: httpx.AsyncClient,
+        *,
+        clock: Clock = utcnow,
+        leeway: int = 60,
+        replay: ReplayCache | None = None,
     ) -> None:
         if idp.oidc is None:
             raise ValueError(f"identity provider {idp.name} is not OIDC")
@@ -77,6 +92,7 @@ class OidcLogin:
         self.http = http
         self.clock = clock
         self.leeway = leeway
+        self.replay = replay if replay is not None else ReplayCache(clock=clock)
         self._metadata: dict[str, Any] | None = None
         self._jwks: KeySet | None = None
         self._jwks_fetched = 0.0
@@ -99,9 +115,11 @@ class OidcLogin:
                 url = str(self.config["issuer"]).rstrip("/") + "/.well-known/openid-configuration"
                 response = await self.http.get(url)
                 response.raise_for_status()
-                metadata = response.json()
+                metadata = _json_object(response, "OIDC discovery document")
                 if metadata.get("issuer") != self.config["issuer"]:
-                    raise LoginError("OIDC discovery document names another issuer", status=502)
+                    raise LoginError(
+                        "OIDC discovery document names another issuer", status=502, code="oidc.bad_discovery"
+                    )
             for ours, theirs in keys.items():
                 if self.config.get(ours):
                     metadata[theirs] = self.config[ours]
@@ -133,13 +151,62 @@ class OidcLogin:
     async def finish(self, params: Mapping[str, str], pending: PendingOidcLogin) -> OidcIdentity:
         """Handle the callback: check state, redeem the code with the verifier, validate the ID token."""
         if "error" in params:
-            raise LoginError(f"the identity provider refused the login: {params['error']}")
+            raise LoginError(
+                f"the identity provider refused the login: {_oauth_error(params['error'])}", code="oidc.idp_error"
+            )
         state = params.get("state", "")
         if not state or not hmac.compare_digest(state.encode(), pending.state.encode()):
-            raise LoginError("OIDC state mismatch: this callback does not belong to this browser's login")
+            raise LoginError(
+                "OIDC state mismatch: this callback does not belong to this browser's login",
+                code="oidc.state_mismatch",
+            )
         code = params.get("code")
         if not code:
-            raise LoginError("OIDC callback without a code", status=400)
+            raise LoginError("OIDC callback without a code", status=400, code="oidc.no_code")
+        # Before the code is redeemed: a replay never reaches the token endpoint.
+        used = hashlib.sha256(pending.state.encode()).hexdigest()
+        if not self.replay.remember(f"oidc:{self.idp.name}:state:{used}", None):
+            raise LoginError(
+                "this OIDC callback was already used (replay); start the login again",
+                status=400,
+                code="oidc.replay",
+            )
+        id_token = await self._redeem(code, pending)
+        claims = await self.validate_id_token(id_token, pending.nonce)
+        mapping = self.idp.attribute_mapping
+        email = claims.get(mapping.get("email", "email"))
+        if email:
+            self._check_email_verified(claims)
+        groups = claims.get(mapping.get("groups", "groups")) or []
+        if isinstance(groups, str):
+            groups = [groups]
+        return OidcIdentity(
+            self.idp.name,
+            str(claims["sub"]),
+            str(email).strip().lower() if email else None,
+            tuple(str(g) for g in groups),
+            claims,
+        )
+
+    def _check_email_verified(self, claims: Mapping[str, Any]) -> None:
+        """Only ``true`` (or ``"true"``) vouches for the address; absent only with the IdP's opt-in."""
+        verified = claims.get("email_verified")
+        if verified is True or verified == "true":
+            return
+        if "email_verified" not in claims:
+            if self.config.get("allowMissingEmailVerified") is True:
+                return
+            raise LoginError(
+                "the identity provider does not say the email address is verified (no email_verified "
+                "claim); set spec.oidc.allowMissingEmailVerified on the IdentityProvider if it never sends one",
+                code="oidc.email_verified_missing",
+            )
+        raise LoginError(
+            "the identity provider says this email address is not verified", code="oidc.email_not_verified"
+        )
+
+    async def _redeem(self, code: str, pending: PendingOidcLogin) -> str:
+        """The ID token the token endpoint gives for the code; LoginError (400/502) on any other answer."""
         metadata = await self.metadata()
         try:
             response = await self.http.post(
@@ -154,34 +221,43 @@ class OidcLogin:
                 headers={"Accept": "application/json"},
             )
         except httpx.HTTPError as exc:
-            raise LoginError(f"OIDC token endpoint unreachable: {type(exc).__name__}", status=502) from exc
+            raise LoginError(
+                f"OIDC token endpoint unreachable: {type(exc).__name__}", status=502, code="oidc.token_unreachable"
+            ) from exc
+        error = _token_error(response) if response.status_code in (400, 401) else None
+        if error in ("invalid_client", "unauthorized_client"):
+            # RFC 6749 §5.2: our credentials, not the user's login: retrying will not help.
+            raise LoginError(
+                f"the identity provider refused this client: {error}; check spec.oidc.clientID and "
+                "clientSecretRef of the IdentityProvider",
+                status=502,
+                code="oidc.client_refused",
+            )
+        if error is not None:
+            # The code was refused (expired, already used): the user can start again.
+            raise LoginError(
+                f"the identity provider refused the authorization code: {error}; start the login again",
+                status=400,
+                code="oidc.token_refused",
+            )
         if response.status_code != 200:
-            raise LoginError(f"OIDC token endpoint answered {response.status_code}", status=502)
-        id_token = response.json().get("id_token")
+            raise LoginError(
+                f"OIDC token endpoint answered {response.status_code}", status=502, code="oidc.token_error"
+            )
+        id_token = _json_object(response, "OIDC token response").get("id_token")
         if not isinstance(id_token, str):
-            raise LoginError("OIDC token response has no id_token", status=502)
-        claims = await self.validate_id_token(id_token, pending.nonce)
-        mapping = self.idp.attribute_mapping
-        email = claims.get(mapping.get("email", "email"))
-        if claims.get("email_verified") is False:
-            raise LoginError("the identity provider says this email address is not verified")
-        groups = claims.get(mapping.get("groups", "groups")) or []
-        if isinstance(groups, str):
-            groups = [groups]
-        return OidcIdentity(
-            self.idp.name,
-            str(claims["sub"]),
-            str(email).strip().lower() if email else None,
-            tuple(str(g) for g in groups),
-            claims,
-        )
+            raise LoginError("OIDC token response has no id_token", status=502, code="oidc.token_error")
+        return id_token
 
     async def _keys(self, refresh: bool = False) -> KeySet:
         if self._jwks is None or (refresh and time.monotonic() - self._jwks_fetched > 10):
             metadata = await self.metadata()
             response = await self.http.get(metadata["jwks_uri"])
             response.raise_for_status()
-            self._jwks = KeySet.import_key_set(response.json())
+            try:
+                self._jwks = KeySet.import_key_set(_json_object(response, "OIDC JWKS"))  # type: ignore[arg-type]
+            except (JoseError, ValueError, TypeError, KeyError) as exc:
+                raise LoginError(f"OIDC JWKS unusable: {type(exc).__name__}", status=502, code="oidc.bad_jwks") from exc
             self._jwks_fetched = time.monotonic()
         return self._jwks
 
@@ -205,9 +281,43 @@ class OidcLogin:
             )
             registry.validate(token.claims)
         except JoseError as exc:
-            raise LoginError(f"ID token refused: {exc.error}: {exc.description or ''}".strip()) from exc
+            raise LoginError(
+                f"ID token refused: {exc.error}: {exc.description or ''}".strip(), code="oidc.id_token"
+            ) from exc
         claims = dict(token.claims)
         audiences: Sequence[str] = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         if len(audiences) > 1 and claims.get("azp") != self.client_id:
-            raise LoginError("ID token refused: several audiences and azp is not this client")
+            raise LoginError(
+                "ID token refused: several audiences and azp is not this client", code="oidc.id_token"
+            )
         return claims
+
+
+_OAUTH_ERROR = re.compile(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$")  # RFC 6749's error-code characters
+
+
+def _oauth_error(value: object) -> str:
+    """An OAuth ``error`` code fit to show and log; anything else (it is the sender's text) is not repeated."""
+    return str(value) if isinstance(value, str) and _OAUTH_ERROR.match(value) else "(unreadable error code)"
+
+
+def _token_error(response: httpx.Response) -> str | None:
+    """The ``error`` of an RFC 6749 §5.2 error response, or None when the answer is not one."""
+    try:
+        document = response.json()
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict) or "error" not in document:
+        return None
+    return _oauth_error(document["error"])
+
+
+def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """A JSON object answer, or LoginError 502 naming what was not one."""
+    try:
+        document = response.json()
+    except (ValueError, RecursionError) as exc:
+        raise LoginError(f"{what} is not JSON", status=502, code="oidc.not_json") from exc
+    if not isinstance(document, dict):
+        raise LoginError(f"{what} is not a JSON object", status=502, code="oidc.not_json")
+    return document

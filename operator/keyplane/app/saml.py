@@ -1,14 +1,17 @@
 """SAML 2.0 SP per IdentityProvider, on python3-saml: AuthnRequest, ACS validation, SP metadata.
 
 python3-saml validates signatures (xmlsec), audience, destination, conditions (with its
-``ALLOWED_CLOCK_DRIFT`` clock-skew tolerance, 300 s) and InResponseTo. What it leaves to its
-users is added here: replay protection (consumed assertion IDs are remembered until their
-``NotOnOrAfter``) and refusing unsolicited (IdP-initiated) responses unless ``allowIdPInitiated``.
+``ALLOWED_CLOCK_DRIFT`` clock-skew tolerance, 300 s) and InResponseTo, and refuses SHA-1
+signatures and digests (``security.rejectDeprecatedAlgorithm``, on unless the bundle turns it off
+for the IdP: ``spec.saml.allowDeprecatedAlgorithms``). What it leaves to its users is added here:
+replay protection (consumed assertion IDs are remembered until their ``NotOnOrAfter``), refusing
+unsolicited (IdP-initiated) responses unless ``allowIdPInitiated``, and refusing an unsolicited
+response that says it answers a request (``InResponseTo``): that is another browser's login.
 """
 
 from __future__ import annotations
 
-import base64
+import copy
 import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +69,10 @@ class SamlLogin:
             raise ValueError(f"identity provider {idp.name} is not SAML")
         self.idp = idp
         self.replay = replay
-        self.settings = OneLogin_Saml2_Settings(dict(idp.saml), sp_validation_only=False)
+        settings = copy.deepcopy(dict(idp.saml))
+        # Secure by default for bundles that predate the setting: only an explicit false allows SHA-1.
+        settings.setdefault("security", {}).setdefault("rejectDeprecatedAlgorithm", True)
+        self.settings = OneLogin_Saml2_Settings(settings, sp_validation_only=False)
 
     @property
     def acs_url(self) -> str:
@@ -93,21 +99,37 @@ class SamlLogin:
             RelayState), or None for an IdP-initiated login.
         """
         if request_id is None and not self.idp.allow_idp_initiated:
-            raise LoginError("unsolicited SAML response refused: IdP-initiated login is not allowed")
+            raise LoginError(
+                "unsolicited SAML response refused: IdP-initiated login is not allowed "
+                "(spec.saml.allowIdPInitiated of the IdentityProvider)",
+                code="saml.unsolicited",
+            )
         auth = OneLogin_Saml2_Auth(request_data(self.acs_url, {"SAMLResponse": saml_response}), self.settings)
         try:
             auth.process_response(request_id=request_id)
         except Exception as exc:  # python3-saml raises on malformed input
-            raise LoginError(f"invalid SAML response: {exc}") from exc
+            raise LoginError(f"invalid SAML response: {exc}", code="saml.malformed") from exc
         if auth.get_errors() or not auth.is_authenticated():
-            raise LoginError(f"SAML response refused: {auth.get_last_error_reason() or auth.get_errors()}")
-        if request_id is not None and _in_response_to(saml_response) != request_id:
-            raise LoginError("SAML response refused: it does not answer this browser's request")
+            reason = auth.get_last_error_reason() or ", ".join(auth.get_errors())
+            raise LoginError(f"SAML response refused: {_explain(reason)}", code=_refusal_code(reason))
+        answers = _in_response_to(auth.get_last_response_xml() or "")
+        if request_id is None and answers:
+            # python3-saml checks InResponseTo only against a request it is given.
+            raise LoginError(
+                "unsolicited SAML response refused: it answers a request (InResponseTo) "
+                "that this browser did not start",
+                code="saml.unsolicited_in_response_to",
+            )
+        if request_id is not None and answers != {request_id}:
+            raise LoginError(
+                "SAML response refused: it does not answer this browser's request (InResponseTo)",
+                code="saml.in_response_to",
+            )
         assertion_id = auth.get_last_assertion_id()
         not_on_or_after = auth.get_last_assertion_not_on_or_after()
         expiry = datetime.datetime.fromtimestamp(not_on_or_after, datetime.UTC) if not_on_or_after else None
         if not assertion_id or not self.replay.remember(f"saml:{self.idp.name}:{assertion_id}", expiry):
-            raise LoginError("SAML assertion refused: it was already used (replay)")
+            raise LoginError("SAML assertion refused: it was already used (replay)", code="saml.replay")
         attributes: dict[str, list[str]] = {
             k: [str(v) for v in vs] for k, vs in auth.get_attributes().items()
         }
@@ -131,8 +153,38 @@ def _first(values: Sequence[str]) -> str | None:
     return values[0] if values else None
 
 
-def _in_response_to(saml_response: str) -> str | None:
+def _in_response_to(response_xml: str) -> set[str]:
+    """Every InResponseTo of a validated (decrypted) Response: its own and its SubjectConfirmationData's."""
+    if not response_xml:
+        return set()
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    root = etree.fromstring(base64.b64decode(saml_response), parser)
-    value = root.get("InResponseTo")
-    return str(value) if value is not None else None
+    root = etree.fromstring(response_xml.encode(), parser)
+    values = {root.get("InResponseTo")}
+    values.update(node.get("InResponseTo") for node in root.iter(f"{{{SAML_NS}}}SubjectConfirmationData"))
+    return {str(v) for v in values if v}
+
+
+SAML_NS = OneLogin_Saml2_Constants.NS_SAML
+
+#: python3-saml's messages of the refusals an admin can act on, with the setting that changes them.
+_HINTS = {
+    "Deprecated signature algorithm": "spec.saml.allowDeprecatedAlgorithms of the IdentityProvider "
+    "allows SHA-1; better, switch the IdP to RSA-SHA256",
+    "Deprecated digest algorithm": "spec.saml.allowDeprecatedAlgorithms of the IdentityProvider "
+    "allows SHA-1; better, switch the IdP to SHA-256",
+}
+
+
+def _explain(reason: str) -> str:
+    for start, hint in _HINTS.items():
+        if reason.startswith(start):
+            return f"{reason} ({hint})"
+    return reason
+
+
+def _refusal_code(reason: str) -> str:
+    if reason.startswith("Deprecated"):
+        return "saml.deprecated_algorithm"
+    if "ignature" in reason:
+        return "saml.signature"
+    return "saml.invalid_response"

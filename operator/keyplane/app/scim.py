@@ -4,7 +4,9 @@
   scim2-models validates it; the rest of their dialects is covered by the service's
   :class:`~scim2_models.ScimPolicy` (``remove`` with a ``value``, path filters that match nothing).
 * :class:`ScimEndpoint` is the ASGI application of one connection: bearer token checked
-  against the bundle's ``tokenHashes``; the synchronous scim2-server handler runs in a worker thread.
+  against the bundle's ``tokenHashes`` *before* the body is read, the body capped
+  (``max_body_size``, 413) and its JSON nesting limited (400 ``invalidSyntax``); the synchronous
+  scim2-server handler runs in a worker thread.
 * :class:`ScimRouter` serves every connection at its ``endpointPath``, following the bundle.
 """
 
@@ -15,16 +17,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
+from urllib.parse import parse_qsl
 
 import anyio.to_thread
 from scim2_models import (
     AuthenticationScheme,
     ChangePassword,
     External,
+    InvalidSyntaxException,
     PatchOp,
+    PayloadTooLargeException,
     Reference,
     Resource,
     ResourceType,
+    SCIMException,
     ScimPolicy,
     ScimProvider,
     UnauthorizedException,
@@ -41,6 +47,15 @@ from scim2_server.utils import (
     load_default_service_provider_config,
 )
 
+from keyplane.app.audit import Refusals
+from keyplane.app.body import (
+    DEFAULT_MAX_BODY_SIZE,
+    MAX_JSON_DEPTH,
+    BodyTooLarge,
+    ClientDisconnected,
+    json_too_deep,
+    read_body,
+)
 from keyplane.app.bundle import BundleStore, ScimConnection
 from keyplane.app.clock import Clock, utcnow
 from keyplane.app.metrics import AppMetrics
@@ -173,7 +188,13 @@ TokenSource = Callable[[], ScimConnection | None]
 class ScimEndpoint(ASGIApplication):
     """The ASGI SCIM application of one connection.
 
+    Unlike scim2-server's ASGI application, it authenticates a request before reading its body
+    (an anonymous client cannot make it read anything), reads at most ``max_body_size`` bytes
+    (413 past it, Content-Length or not), and refuses JSON nested deeper than
+    :data:`~keyplane.app.body.MAX_JSON_DEPTH` with 400 ``invalidSyntax``.
+
     :param connection: returns the connection's current settings (None once it left the bundle).
+    :param refusals: where refused requests are logged and counted.
     """
 
     def __init__(
@@ -183,12 +204,19 @@ class ScimEndpoint(ASGIApplication):
         service: ScimService,
         connection: TokenSource,
         clock: Clock = utcnow,
+        *,
+        name: str = "",
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        refusals: Refusals | None = None,
     ) -> None:
         BaseApplication.__init__(self, provider, service)
         self.storage = storage  # type: ignore[assignment]
         self.sync_handler = ScimHandler(service, storage)
         self.connection = connection
         self.clock = clock
+        self.name = name
+        self.max_body_size = max_body_size
+        self.refusals = refusals if refusals is not None else Refusals()
 
     @staticmethod
     def get_base_url(scope: Scope) -> str:  # type: ignore[override]
@@ -199,20 +227,83 @@ class ScimEndpoint(ASGIApplication):
             host = "{}:{}".format(*scope["server"])
         return f"{scope['scheme']}://{host}{scope.get('root_path', '')}"
 
+    def request_head(self, scope: Scope) -> ScimRequest:
+        """The SCIM request of an ASGI request, without its body (read later, once authenticated)."""
+        return ScimRequest(
+            method=scope["method"],
+            base_url=self.get_base_url(scope),
+            path=self.split_path(self.get_path(cast(dict[str, Any], scope))),
+            query=dict(parse_qsl(scope["query_string"].decode(), keep_blank_values=True)),
+            headers=[(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]],
+        )
+
     def check_auth(self, request: ScimRequest) -> None:
         connection = self.connection()
         token = parse_bearer(request.header("Authorization"))
         if connection is None or not token_valid(token, connection.token_hashes, self.clock()):
             raise UnauthorizedException(detail="A valid bearer token is required")
+        request.subject = connection
+
+    def authenticate(self, request: ScimRequest) -> None:
+        """Check the bearer token; every path but ``/ServiceProviderConfig`` needs it (unknown ones too)."""
+        try:
+            needed = self.needs_auth(request)
+        except SCIMException:
+            needed = True  # an unknown path: the 404 is for authenticated clients only
+        if needed:
+            self.check_auth(request)
+
+    async def read_limited_body(self, scope: Scope, receive: Receive, request: ScimRequest) -> bytes:
+        service_limit = self.service.max_body_size(request)
+        if service_limit == 0:
+            return b""  # the request fails whatever its body (unknown path, bulk unsupported)
+        limit = self.max_body_size if service_limit is None else min(service_limit, self.max_body_size)
+        try:
+            body = await read_body(receive, scope["headers"], limit)
+        except BodyTooLarge as exc:
+            if service_limit is not None and service_limit <= self.max_body_size:
+                raise self.service.payload_too_large(service_limit) from exc
+            raise PayloadTooLargeException(
+                detail=f"The request body is larger than {limit} bytes (max_body_size of keyplane.app)"
+            ) from exc
+        if json_too_deep(body):
+            raise InvalidSyntaxException(detail=f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels")
+        return body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        if scope["type"] == "lifespan":
+            await self.serve_lifespan(receive, send)  # type: ignore[arg-type]
+            return
+        request = self.request_head(scope)
+        try:
+            self.authenticate(request)  # before a byte of the body is read
+            request.body = await self.read_limited_body(scope, receive, request)
+        except ClientDisconnected:
+            return
+        except Exception as exc:
+            response = self.finalize_response(request, self.handle_exception(request, exc))
+        else:
+            response = await self.serve(request)
+        await self.send_response(response, send)  # type: ignore[arg-type]
 
     async def dispatch_request(self, request: ScimRequest) -> ScimResponse:
-        if self.needs_auth(request):
+        if request.subject is None and self.needs_auth(request):
             self.check_auth(request)
         return cast(ScimResponse, await anyio.to_thread.run_sync(self.sync_handler.handle, request))
 
     def handle_exception(self, request: ScimRequest, exception: Exception) -> ScimResponse:
-        # The request (and its Authorization header) is never logged.
+        # The request (its Authorization header, its body) is never logged: only what was refused.
+        # A 404 answers a lookup; it refuses nothing.
+        if isinstance(exception, SCIMException) and 400 <= exception.status < 500 and exception.status != 404:
+            code = REFUSAL_CODES.get(exception.status) or f"scim.{exception.scim_type or exception.status}"
+            self.refusals.refuse(
+                code, f"{request.method} {request.path}: {exception.status} {exception.detail or ''}", source=self.name
+            )
         return super().handle_exception(request, exception)
+
+
+#: Refusal codes of the statuses that have no scimType.
+REFUSAL_CODES = {401: "scim.unauthorized", 403: "scim.forbidden", 413: "scim.body_too_large"}
 
 
 class ScimRouter:
@@ -220,6 +311,9 @@ class ScimRouter:
 
     Endpoints are built on first use and follow the bundle: a connection removed from the bundle
     answers 404, a rotated token is honoured on the next request.
+
+    :param max_body_size: the largest request body read, in bytes (413 past it).
+    :param refusals: where refused requests are logged and counted.
     """
 
     def __init__(
@@ -229,11 +323,15 @@ class ScimRouter:
         *,
         clock: Clock = utcnow,
         fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        refusals: Refusals | None = None,
     ) -> None:
         self.bundles = bundles
         self.storage = storage
         self.clock = clock
         self.fallback = fallback
+        self.max_body_size = max_body_size
+        self.refusals = refusals if refusals is not None else Refusals()
         self.metrics: AppMetrics | None = None  # set by Keyplane(metrics=...)
         self.provider = build_provider()
         self.service = KeyplaneScimService(self.provider)
@@ -256,7 +354,16 @@ class ScimRouter:
             storage = SqlScimStorage(
                 self.storage, name, self.provider, deprovision_action=action, clock=self.clock
             )
-            self._endpoints[name] = ScimEndpoint(storage, self.provider, self.service, current, self.clock)
+            self._endpoints[name] = ScimEndpoint(
+                storage,
+                self.provider,
+                self.service,
+                current,
+                self.clock,
+                name=name,
+                max_body_size=self.max_body_size,
+                refusals=self.refusals,
+            )
         return self._endpoints[name]
 
     def match(self, path: str) -> tuple[str, str] | None:
@@ -299,8 +406,8 @@ class ScimRouter:
 async def _measured(
     metrics: AppMetrics, connection: str, method: str, app: Any, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    """Serve one SCIM request, counting it by status and timing it."""
-    status = 500  # what the server answers when the app raises before responding
+    """Serve one SCIM request, counting it by status and timing it (not when the client went away unanswered)."""
+    status: int | None = None
 
     async def sending(message: Message) -> None:
         nonlocal status
@@ -311,5 +418,9 @@ async def _measured(
     started = time.perf_counter()
     try:
         await app(scope, receive, sending)
+    except Exception:
+        status = status or 500  # what the server answers when the app raises before responding
+        raise
     finally:
-        metrics.scim_request(connection, method, status, time.perf_counter() - started)
+        if status is not None:
+            metrics.scim_request(connection, method, status, time.perf_counter() - started)

@@ -14,6 +14,7 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import parse_qsl
 
 import httpx
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -22,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from keyplane.app.audit import Refusals
+from keyplane.app.body import DEFAULT_MAX_BODY_SIZE, BodyTooLarge, ClientDisconnected, read_body
 from keyplane.app.bundle import Bundle, BundleStore
 from keyplane.app.clock import Clock, utcnow
 from keyplane.app.errors import LoginError
@@ -66,6 +69,10 @@ class Keyplane:
         (a signed ``keyplane_session`` cookie and a redirect to ``next``).
     :param metrics: count logins, SCIM requests and replays into :class:`~keyplane.app.metrics.AppMetrics`
         (opt-in; :meth:`wrap` serves them at ``metrics.path``).
+    :param max_body_size: the largest request body any route reads (SAML POST, SCIM), in bytes;
+        a larger one gets 413 without being read.
+    :param refusals: where refused logins and SCIM requests are logged and counted
+        (:attr:`refusals`; a fresh :class:`~keyplane.app.audit.Refusals` by default).
     """
 
     def __init__(
@@ -80,6 +87,8 @@ class Keyplane:
         http: httpx.AsyncClient | None = None,
         session_max_age: int = 8 * 3600,
         metrics: AppMetrics | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        refusals: Refusals | None = None,
     ) -> None:
         if isinstance(bundle, BundleStore):
             self.bundles = bundle
@@ -91,10 +100,14 @@ class Keyplane:
         if not key:
             raise ValueError("Keyplane needs a secret_key (or $KEYPLANE_SECRET_KEY) to sign login cookies")
         self.clock = clock
+        self.max_body_size = max_body_size
+        self.refusals = refusals if refusals is not None else Refusals()
         self.storage = storage or Storage(database_url)
         self.storage.role_of = self._role_of
         self.router = LoginRouter(self.bundles)
-        self.scim = ScimRouter(self.bundles, self.storage, clock=clock)
+        self.scim = ScimRouter(
+            self.bundles, self.storage, clock=clock, max_body_size=max_body_size, refusals=self.refusals
+        )
         self.replay = ReplayCache(clock=clock)
         self.metrics = metrics
         if metrics is not None:
@@ -145,13 +158,15 @@ class Keyplane:
         bundle = self.bundle
         idp = bundle.identity_providers.get(name)
         if idp is None or idp.protocol != "SAML":
-            raise LoginError(f"no SAML identity provider named {name}", status=404)
+            raise LoginError(f"no SAML identity provider named {name}", status=404, code="login.unknown_idp")
         cached = self._saml.get(name)
         if cached is None or cached[0] != bundle.sha256 or not bundle.sha256:
             try:
                 cached = (bundle.sha256, SamlLogin(idp, self.replay))
             except Exception as exc:  # python3-saml's settings errors name fields, never key material
-                raise LoginError(f"the SAML settings of {name} are invalid: {exc}", status=500) from exc
+                raise LoginError(
+                    f"the SAML settings of {name} are invalid: {exc}", status=500, code="saml.invalid_settings"
+                ) from exc
             self._saml[name] = cached
         return cached[1]
 
@@ -165,10 +180,10 @@ class Keyplane:
         bundle = self.bundle
         idp = bundle.identity_providers.get(name)
         if idp is None or idp.protocol != "OIDC":
-            raise LoginError(f"no OIDC identity provider named {name}", status=404)
+            raise LoginError(f"no OIDC identity provider named {name}", status=404, code="login.unknown_idp")
         cached = self._oidc.get(name)
         if cached is None or cached[0] != bundle.sha256 or not bundle.sha256:
-            cached = (bundle.sha256, OidcLogin(idp, self.http, clock=self.clock))
+            cached = (bundle.sha256, OidcLogin(idp, self.http, clock=self.clock, replay=self.replay))
             self._oidc[name] = cached
         return cached[1]
 
@@ -249,9 +264,25 @@ class Keyplane:
         self.metrics.login(name if idp else UNKNOWN, idp.protocol if idp else UNKNOWN, result)
 
     def _refuse(self, exc: LoginError, name: str) -> Response:
-        self._count_login(name, getattr(exc, "code", None) or "login.refused")
-        log.warning("login through %s refused: %s", name, exc.reason)
+        self._count_login(name, exc.code)
+        self.refusals.refuse(exc.code, f"login through {name}: {exc.reason}", source=name)
         return PlainTextResponse(f"Login refused: {exc.reason}", status_code=exc.status)
+
+    async def _form(self, request: Request) -> dict[str, str]:
+        """An url-encoded form body (the SAML HTTP-POST binding), read within ``max_body_size``."""
+        try:
+            body = await read_body(request.receive, request.scope["headers"], self.max_body_size)
+        except BodyTooLarge as exc:
+            raise LoginError(
+                f"{exc} (max_body_size of keyplane.app)", status=413, code="http.body_too_large"
+            ) from exc
+        except ClientDisconnected as exc:
+            raise LoginError("the client went away while sending", status=400, code="http.disconnected") from exc
+        try:
+            pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True, max_num_fields=100)
+        except ValueError as exc:
+            raise LoginError("the form has too many fields", status=400, code="http.bad_form") from exc
+        return dict(pairs)
 
     async def _saml_login(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -277,10 +308,13 @@ class Keyplane:
 
     async def _saml_acs(self, request: Request) -> Response:
         name = request.path_params["name"]
-        form = await request.form()
-        saml_response = form.get("SAMLResponse")
-        if not isinstance(saml_response, str):
-            return PlainTextResponse("missing SAMLResponse", status_code=400)
+        try:
+            form = await self._form(request)
+            saml_response = form.get("SAMLResponse")
+            if not saml_response:
+                raise LoginError("the POST has no SAMLResponse", status=400, code="saml.missing_response")
+        except LoginError as exc:
+            return self._refuse(exc, name)
         request_id: str | None = None
         next_url = safe_next(str(form.get("RelayState") or "/"))
         raw = request.cookies.get(f"keyplane_saml_{name}")
@@ -317,7 +351,12 @@ class Keyplane:
         except LoginError as exc:
             return self._refuse(exc, name)
         except httpx.HTTPError as exc:
-            return self._refuse(LoginError(f"OIDC discovery failed: {type(exc).__name__}", status=502), name)
+            return self._refuse(
+                LoginError(
+                    f"OIDC discovery failed: {type(exc).__name__}", status=502, code="oidc.provider_unreachable"
+                ),
+                name,
+            )
         response = RedirectResponse(url, status_code=302)
         response.set_cookie(
             f"keyplane_oidc_{name}",
@@ -335,16 +374,18 @@ class Keyplane:
         raw = request.cookies.get(f"keyplane_oidc_{name}")
         try:
             if not raw:
-                raise LoginError("no OIDC login in progress in this browser", status=400)
+                raise LoginError(
+                    "no OIDC login in progress in this browser", status=400, code="oidc.no_pending_login"
+                )
             try:
                 pending = PendingOidcLogin.from_dict(
                     self._signer.loads(raw, max_age=PENDING_MAX_AGE, salt=f"keyplane.oidc.{name}")
                 )
             except BadSignature as exc:
-                raise LoginError("the OIDC login cookie is invalid or expired", status=400) from exc
+                raise LoginError(
+                    "the OIDC login cookie is invalid or expired", status=400, code="oidc.bad_cookie"
+                ) from exc
             identity = await self.oidc(name).finish(dict(request.query_params), pending)
-            if not self.replay.remember(f"oidc:{name}:{pending.nonce}", None):
-                raise LoginError("this OIDC login was already completed (replay)")
             result = resolve_login(
                 self.bundle, self.storage, name, identity.email, identity.groups, subject=identity.subject
             )
@@ -352,7 +393,10 @@ class Keyplane:
             return self._refuse(exc, name)
         except httpx.HTTPError as exc:
             return self._refuse(
-                LoginError(f"OIDC provider unreachable: {type(exc).__name__}", status=502), name
+                LoginError(
+                    f"OIDC provider unreachable: {type(exc).__name__}", status=502, code="oidc.provider_unreachable"
+                ),
+                name,
             )
         response = await self._logged_in(request, result, pending.next)
         response.delete_cookie(f"keyplane_oidc_{name}", path=f"/sso/oidc/{name}/")

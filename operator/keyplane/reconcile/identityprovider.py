@@ -94,6 +94,7 @@ def _saml_entry(
         sign_authn_requests=saml.signAuthnRequests,
         want_assertions_signed=saml.wantAssertionsSigned,
         allow_idp_initiated=saml.allowIdPInitiated,
+        allow_deprecated_algorithms=saml.allowDeprecatedAlgorithms,
     )
     return {
         "protocol": "SAML",
@@ -123,6 +124,7 @@ def _oidc_entry(
             "endSessionEndpoint": provider.end_session_endpoint,
             "scopes": list(oidc.scopes),
             "redirectURI": urls["redirectURI"],
+            "allowMissingEmailVerified": oidc.allowMissingEmailVerified,
         },
         "claimMapping": oidc.claimMapping.model_dump(),
     }

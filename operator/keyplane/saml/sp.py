@@ -90,6 +90,7 @@ def build_saml_settings(
     sign_authn_requests: bool,
     want_assertions_signed: bool,
     allow_idp_initiated: bool,
+    allow_deprecated_algorithms: bool = False,
 ) -> dict[str, Any]:
     """A python3-saml settings dict (strict) for one SP/IdP pair; same input, equal output.
 
@@ -150,6 +151,8 @@ def build_saml_settings(
             "signatureAlgorithm": C.RSA_SHA256,
             "digestAlgorithm": C.SHA256,
             "rejectUnsolicitedResponsesWithInResponseTo": not allow_idp_initiated,
+            # RSA-SHA1 signatures and SHA-1 digests: refused unless spec.saml.allowDeprecatedAlgorithms.
+            "rejectDeprecatedAlgorithm": not allow_deprecated_algorithms,
             # Scheme and host are checked by Keyplane itself; in-cluster IdPs use single-label names.
             "allowSingleLabelDomains": True,
         },

@@ -1,4 +1,10 @@
-"""A tiny OIDC provider for tests: discovery, authorize, token (PKCE-checked) and JWKS, on 127.0.0.1."""
+"""A tiny OIDC provider for tests: discovery, authorize, token (PKCE-checked) and JWKS, on 127.0.0.1.
+
+Hand-written on purpose for what a real provider will not produce: ID tokens with chosen claims missing
+or odd (``email_verified: "false"``), and token endpoints that answer HTML, a JSON array or an error
+(``token_answer``), and a JWKS that is not one (``jwks_answer``). It counts token requests so a test
+can tell a replay never reached it.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +33,10 @@ class FakeOidcProvider:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
         self.codes: dict[str, dict[str, Any]] = {}
         self.claims_override: dict[str, Any] = {}
+        self.claims_removed: set[str] = set()
+        self.token_answer: Response | None = None
+        self.jwks_answer: Response | None = None
+        self.token_requests = 0
         self.email = "dana@corp.example"
         self.groups = ["platform-admins"]
         self.port = 0
@@ -40,6 +50,13 @@ class FakeOidcProvider:
                 Route("/jwks", self.jwks),
             ]
         )
+
+    def reset(self) -> None:
+        self.claims_override.clear()
+        self.claims_removed.clear()
+        self.token_answer = None
+        self.jwks_answer = None
+        self.token_requests = 0
 
     @property
     def issuer(self) -> str:
@@ -70,6 +87,9 @@ class FakeOidcProvider:
         return RedirectResponse(f"{q['redirect_uri']}?code={code}&state={q['state']}", status_code=302)
 
     async def token(self, request: Request) -> Response:
+        self.token_requests += 1
+        if self.token_answer is not None:
+            return self.token_answer
         form = await request.form()
         auth = base64.b64decode(request.headers["authorization"].split()[1]).decode()
         if auth != f"{CLIENT_ID}:{CLIENT_SECRET}":
@@ -93,10 +113,14 @@ class FakeOidcProvider:
             "groups": self.groups,
             **self.claims_override,
         }
+        for claim in self.claims_removed:
+            claims.pop(claim, None)
         id_token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, self.key)
         return JSONResponse({"access_token": "at", "token_type": "Bearer", "id_token": id_token})
 
     async def jwks(self, request: Request) -> Response:
+        if self.jwks_answer is not None:
+            return self.jwks_answer
         return JSONResponse(KeySet([self.key]).as_dict(private=False))
 
     def start(self) -> None:

@@ -110,8 +110,13 @@ def build_response(
     audience: str = SP_ENTITY,
     not_on_or_after: datetime.timedelta = datetime.timedelta(minutes=5),
     issued: datetime.timedelta = datetime.timedelta(0),
+    algorithm: str = "sha256",
 ) -> str:
-    """A base64 SAML Response whose assertion is signed by ``signer`` (None: unsigned)."""
+    """A base64 SAML Response whose assertion is signed by ``signer`` (None: unsigned).
+
+    :param algorithm: ``sha256`` (RSA-SHA256, SHA-256 digest), ``sha1`` (RSA-SHA1, SHA-1 digest: what old
+        ADFS farms send), or ``sha1-digest`` (RSA-SHA256 over a SHA-1 digest).
+    """
     now = datetime.datetime.now(datetime.UTC) + issued
     end = now + not_on_or_after
     irt = f' InResponseTo="{in_response_to}"' if in_response_to else ""
@@ -146,11 +151,14 @@ def build_response(
     if signer is not None:
         assertion = root.find(f"{{{SAML}}}Assertion")
         xmlsec.tree.add_ids(root, ["ID"])
-        signature = xmlsec.template.create(
-            assertion, xmlsec.constants.TransformExclC14N, xmlsec.constants.TransformRsaSha256, ns="ds"
-        )
+        sign_with, digest_with = {
+            "sha256": (xmlsec.constants.TransformRsaSha256, xmlsec.constants.TransformSha256),
+            "sha1": (xmlsec.constants.TransformRsaSha1, xmlsec.constants.TransformSha1),
+            "sha1-digest": (xmlsec.constants.TransformRsaSha256, xmlsec.constants.TransformSha1),
+        }[algorithm]
+        signature = xmlsec.template.create(assertion, xmlsec.constants.TransformExclC14N, sign_with, ns="ds")
         assertion.find(f"{{{SAML}}}Issuer").addnext(signature)
-        ref = xmlsec.template.add_reference(signature, xmlsec.constants.TransformSha256, uri=f"#{aid}")
+        ref = xmlsec.template.add_reference(signature, digest_with, uri=f"#{aid}")
         xmlsec.template.add_transform(ref, xmlsec.constants.TransformEnveloped)
         xmlsec.template.add_transform(ref, xmlsec.constants.TransformExclC14N)
         xmlsec.template.add_x509_data(xmlsec.template.ensure_key_info(signature))

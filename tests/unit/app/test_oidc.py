@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from starlette.responses import JSONResponse, Response
 
 from keyplane.app import Bundle, BundleStore, Keyplane
 
@@ -23,7 +26,7 @@ def provider() -> Iterator[FakeOidcProvider]:
 
 @pytest.fixture
 async def oidc_kp(provider: FakeOidcProvider) -> AsyncIterator[Keyplane]:
-    provider.claims_override.clear()
+    provider.reset()
     document = bundle_dict()
     document["identityProviders"]["corp"] = {
         "protocol": "OIDC",
@@ -98,3 +101,125 @@ async def test_bad_id_tokens_refused(
 async def test_state_mismatch_refused(oidc_kp: Keyplane) -> None:
     r = await login(oidc_kp, tamper_state=True)
     assert r.status_code == 403 and "state" in r.text
+
+
+@contextlib.asynccontextmanager
+async def at_callback(kp: Keyplane) -> AsyncIterator[tuple[httpx.AsyncClient, str, dict[str, str]]]:
+    """A browser that started a login and came back from the provider: (browser, callback path, params)."""
+    async with (
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=kp.asgi()), base_url="https://app.example.com"
+        ) as browser,
+        httpx.AsyncClient() as net,
+    ):
+        r = await browser.get("/sso/oidc/corp/login", params={"next": "/home"})
+        r = await net.get(r.headers["location"])
+        callback = urlsplit(r.headers["location"])
+        yield browser, callback.path, {k: v[0] for k, v in parse_qs(callback.query).items()}
+
+
+@pytest.mark.parametrize(
+    ("verified", "status"),
+    [(True, 303), ("true", 303), ("True", 403), ("false", 403), (False, 403), ("yes", 403), (1, 403), (None, 403)],
+)
+async def test_only_true_counts_as_email_verified(
+    oidc_kp: Keyplane, provider: FakeOidcProvider, verified: object, status: int
+) -> None:
+    provider.claims_override["email_verified"] = verified
+    r = await login(oidc_kp)
+    assert r.status_code == status, r.text
+    if status == 403:
+        assert "not verified" in r.text and "keyplane_session" not in r.cookies
+        assert oidc_kp.refusals.count("oidc.email_not_verified") == 1
+
+
+async def test_absent_email_verified_is_refused_unless_the_idp_opts_in(
+    oidc_kp: Keyplane, provider: FakeOidcProvider
+) -> None:
+    provider.claims_removed.add("email_verified")
+    r = await login(oidc_kp)
+    assert r.status_code == 403, r.text
+    assert "no email_verified claim" in r.text and "allowMissingEmailVerified" in r.text
+    assert oidc_kp.refusals.count("oidc.email_verified_missing") == 1
+    entra_like = Bundle.from_dict(_opted_in_bundle(oidc_kp))
+    kp = Keyplane(BundleStore.from_bundle(entra_like), secret_key="s3cret")
+    try:
+        r = await login(kp)
+        assert r.status_code == 303, r.text
+    finally:
+        await kp.aclose()
+
+
+def _opted_in_bundle(kp: Keyplane) -> dict[str, Any]:
+    idp = kp.bundle.identity_providers["corp"]
+    document = bundle_dict()
+    document["identityProviders"]["corp"] = {
+        "protocol": "OIDC",
+        "displayName": idp.display_name,
+        "oidc": {**idp.oidc, "allowMissingEmailVerified": True},  # type: ignore[dict-item]
+        "claimMapping": dict(idp.attribute_mapping),
+    }
+    document["domains"]["corp.example"] = {"identityProvider": "corp", "enforcement": "Required"}
+    return document
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "shown"),
+    [
+        (Response("<html>Service Unavailable</html>", status_code=200, media_type="text/html"), 502, "not JSON"),
+        (Response("<html>oops</html>", status_code=500, media_type="text/html"), 502, "answered 500"),
+        (JSONResponse(["id_token"]), 502, "not a JSON object"),
+        (JSONResponse({"access_token": "at"}), 502, "no id_token"),
+        (JSONResponse({"error": "invalid_grant"}, status_code=400), 400, "invalid_grant"),
+        (JSONResponse({"error": "invalid_client"}, status_code=401), 502, "clientSecretRef"),
+        (JSONResponse({"error": "bad\r\nFAKE LOG LINE"}, status_code=400), 400, "unreadable error code"),
+        (Response("Bad Request", status_code=400), 502, "answered 400"),
+    ],
+    ids=[
+        "html-200",
+        "html-500",
+        "json-array",
+        "no-id-token",
+        "invalid-grant",
+        "invalid-client",
+        "hostile-error",
+        "text-400",
+    ],
+)
+async def test_token_endpoint_answers_give_a_clean_page_never_a_500(
+    oidc_kp: Keyplane, provider: FakeOidcProvider, answer: Response, status: int, shown: str
+) -> None:
+    provider.token_answer = answer
+    r = await login(oidc_kp)
+    assert r.status_code == status, r.text
+    assert shown in r.text and "keyplane_session" not in r.cookies
+    assert "FAKE LOG LINE" not in r.text
+
+
+async def test_a_replayed_callback_gets_400_without_reaching_the_token_endpoint(
+    oidc_kp: Keyplane, provider: FakeOidcProvider
+) -> None:
+    async with at_callback(oidc_kp) as (browser, path, params):
+        pending = browser.cookies.get("keyplane_oidc_corp")
+        r = await browser.get(path, params=params)
+        assert r.status_code == 303, r.text
+        assert provider.token_requests == 1
+        # The same callback again, with the login cookie put back (an attacker who captured both).
+        browser.cookies.set("keyplane_oidc_corp", pending, domain="app.example.com", path="/sso/oidc/corp/")
+        r = await browser.get(path, params=params)
+        assert r.status_code == 400, r.text
+        assert "replay" in r.text and "keyplane_session" not in r.cookies
+        assert provider.token_requests == 1
+        assert oidc_kp.refusals.count("oidc.replay") == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [Response("<html>maintenance</html>", media_type="text/html"), JSONResponse({"keys": [{"kty": "nope"}]})],
+    ids=["html", "bad-key"],
+)
+async def test_an_unusable_jwks_gives_502(oidc_kp: Keyplane, provider: FakeOidcProvider, answer: Response) -> None:
+    provider.jwks_answer = answer
+    r = await login(oidc_kp)
+    assert r.status_code == 502, r.text
+    assert "JWKS" in r.text and "keyplane_session" not in r.cookies

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import datetime
 from collections.abc import AsyncIterator
 from typing import Any
@@ -53,8 +54,6 @@ async def post_acs(browser: httpx.AsyncClient, response: str, relay: str = "/das
 
 
 def _assertion_id(response: str) -> str:
-    import base64
-
     root = etree.fromstring(base64.b64decode(response))
     return str(root.find("{urn:oasis:names:tc:SAML:2.0:assertion}Assertion").get("ID"))
 
@@ -173,3 +172,88 @@ async def test_sp_metadata(browser: httpx.AsyncClient) -> None:
     assert (await browser.get("/sso/saml/nope/metadata")).status_code == 404
     route = (await browser.get("/sso/route", params={"email": "x@acme.com"})).json()
     assert route["identityProvider"] == "okta" and route["localLoginAllowed"] is False
+
+
+def _keyplane(idp_keys: KeyPair, *, security: dict[str, Any] | None = None, **idp: Any) -> Keyplane:
+    document = bundle_dict()
+    settings = saml_settings(idp_keys)
+    settings["security"].update(security or {})  # type: ignore[attr-defined]
+    document["identityProviders"]["okta"].update(saml=settings, **idp)
+    return Keyplane(BundleStore.from_bundle(Bundle.from_dict(document)), secret_key="s3cret")
+
+
+@pytest.mark.parametrize(("algorithm", "refused"), [("sha1", "signature"), ("sha1-digest", "digest")])
+async def test_sha1_signatures_and_digests_are_refused_by_default(
+    browser: httpx.AsyncClient, saml_kp: Keyplane, idp_keys: KeyPair, algorithm: str, refused: str
+) -> None:
+    # The bundle of saml_kp has no rejectDeprecatedAlgorithm at all: the app defaults to refusing.
+    assert "rejectDeprecatedAlgorithm" not in saml_kp.bundle.identity_providers["okta"].saml["security"]  # type: ignore[index]
+    request_id = await start_login(browser)
+    r = await post_acs(browser, build_response(idp_keys, in_response_to=request_id, algorithm=algorithm))
+    assert r.status_code == 403, r.text
+    assert f"Deprecated {refused} algorithm" in r.text
+    assert "allowDeprecatedAlgorithms" in r.text  # the setting that would change it
+    assert "keyplane_session" not in r.cookies
+    assert saml_kp.refusals.count("saml.deprecated_algorithm") == 1
+
+
+async def test_sha1_is_accepted_for_an_idp_that_opts_out(idp_keys: KeyPair) -> None:
+    kp = _keyplane(idp_keys, security={"rejectDeprecatedAlgorithm": False})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=kp.asgi()), base_url="https://app.example.com"
+    ) as browser:
+        request_id = await start_login(browser)
+        r = await post_acs(browser, build_response(idp_keys, in_response_to=request_id, algorithm="sha1"))
+        assert r.status_code == 303, r.text
+        assert session_of(kp, r)["email"] == "alice@acme.com"  # type: ignore[index]
+
+
+async def test_unsolicited_response_naming_a_request_is_refused_even_with_idp_initiated_on(
+    idp_keys: KeyPair,
+) -> None:
+    kp = _keyplane(idp_keys, allowIdPInitiated=True)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=kp.asgi()), base_url="https://app.example.com"
+    ) as browser:
+        # Another browser's SP-initiated login answer, posted where no login is pending.
+        r = await post_acs(browser, build_response(idp_keys, in_response_to="_another_browsers_request"))
+        assert r.status_code == 403, r.text
+        assert "InResponseTo" in r.text and "keyplane_session" not in r.cookies
+        # The same with the (unsigned) Response's InResponseTo stripped: the signed assertion still names it.
+        stripped = etree.fromstring(base64.b64decode(build_response(idp_keys, in_response_to="_another_one")))
+        del stripped.attrib["InResponseTo"]
+        r = await post_acs(browser, base64.b64encode(etree.tostring(stripped)).decode())
+        assert r.status_code == 403 and "InResponseTo" in r.text, r.text
+        # A true IdP-initiated response (no InResponseTo) is accepted: the setting still works.
+        assert kp.refusals.count("saml.unsolicited_in_response_to") == 2
+        r = await post_acs(browser, build_response(idp_keys, in_response_to=None))
+        assert r.status_code == 303, r.text
+
+
+async def test_saml_post_body_is_capped(idp_keys: KeyPair) -> None:
+    kp = _keyplane(idp_keys)
+    kp.max_body_size = 64 * 1024
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=kp.asgi()), base_url="https://app.example.com"
+    ) as browser:
+        big = build_response(idp_keys, in_response_to=None, groups=tuple(f"group-{i}" for i in range(5000)))
+        assert len(big) > kp.max_body_size
+        r = await post_acs(browser, big)
+        assert r.status_code == 413 and "max_body_size" in r.text, r.text
+        sent = 0
+
+        async def chunked() -> AsyncIterator[bytes]:
+            nonlocal sent
+            yield b"SAMLResponse="
+            for _ in range(1000):  # 64 MiB if it were read whole
+                sent += 1
+                yield b"A" * 65536
+
+        r = await browser.post(
+            "/sso/saml/okta/acs",
+            content=chunked(),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 413, r.text
+        assert sent <= 2  # cut off at the cap while reading, not read whole first
+        assert kp.refusals.count("http.body_too_large") == 2

@@ -255,6 +255,7 @@ def test_oidc_entry_holds_endpoints_and_secret_but_status_does_not() -> None:
         "endSessionEndpoint": None,
         "scopes": ["openid", "email", "profile"],
         "redirectURI": "https://platform.example.com/sso/oidc/google/callback",
+        "allowMissingEmailVerified": False,
     }
     assert result.entry["protocol"] == "OIDC"
     assert "s3cr3t-value-xyz" not in json.dumps(result.status)
@@ -318,3 +319,20 @@ def test_every_status_field_is_declared_in_the_crd() -> None:
     ]
     for status in statuses:
         assert undeclared_fields("IdentityProvider", status) == []
+
+
+def test_sha1_is_refused_in_the_bundle_unless_the_idp_allows_it() -> None:
+    snap = idp_snap(spec=saml_spec())
+    assert reconcile(snap, ready_observation(snap)).entry["saml"]["security"]["rejectDeprecatedAlgorithm"] is True
+    old_adfs = idp_snap(spec=saml_spec(allowDeprecatedAlgorithms=True))
+    entry = reconcile(old_adfs, ready_observation(old_adfs)).entry
+    assert entry["saml"]["security"]["rejectDeprecatedAlgorithm"] is False
+    assert OneLogin_Saml2_Settings(entry["saml"], sp_validation_only=False).get_errors() == []
+
+
+def test_missing_email_verified_opt_in_reaches_the_bundle() -> None:
+    spec = oidc_spec()
+    spec["oidc"]["allowMissingEmailVerified"] = True
+    snap = idp_snap("entra", spec)
+    obs = IdPObservation(generation=1, oidc=PROVIDER, client_secret="x", resolved_generation=1, from_url=True)
+    assert reconcile(snap, obs).entry["oidc"]["allowMissingEmailVerified"] is True
