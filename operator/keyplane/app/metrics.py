@@ -51,6 +51,15 @@ class AppMetrics:
             "used (replays), by protocol.", ["protocol"], registry=self.registry,
         )
 
+        self.refusals = Counter(
+            "keyplane_app_refusals", "Everything keyplane.app refused (logins and SCIM requests), by refusal code "
+            "(keyplane.app.audit).", ["code"], registry=self.registry,
+        )
+
+    def refused(self, code: str, _source: str = "") -> None:
+        """For :meth:`keyplane.app.audit.Refusals.on_refusal` (the source, a name from the URL, is not a label)."""
+        self.refusals.labels(code).inc()
+
     def login(self, identity_provider: str, protocol: str, result: str) -> None:
         self.logins.labels(identity_provider, protocol, result).inc()
 

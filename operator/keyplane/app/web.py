@@ -113,6 +113,7 @@ class Keyplane:
         if metrics is not None:
             self.replay.on_replay = metrics.replay_refused
             self.scim.metrics = metrics
+            self.refusals.on_refusal(metrics.refused)
         self.on_login = on_login
         self.session_max_age = session_max_age
         self._http = http

@@ -99,6 +99,10 @@ async def test_logins_replays_and_scim_requests_are_counted(browser: httpx.Async
     assert value(families, "keyplane_app_scim_request_duration_seconds_count", connection="okta",
                  method="GET") == 2
     assert families["keyplane_app_scim_request_duration_seconds"].type == "histogram"
+    # Every refusal by code, SCIM's included (keyplane.app.audit's counter, exported).
+    refusals = {s.labels["code"]: s.value for s in families["keyplane_app_refusals"].samples
+                if s.name == "keyplane_app_refusals_total"}
+    assert refusals == {"saml.replay": 1, "login.refused": 1, "login.unknown_idp": 1, "scim.unauthorized": 1}
     # Bounded labels: never an email, a token or a path from the URL.
     for family in families.values():
         for sample in family.samples:
