@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -64,6 +65,15 @@ class Settings(BaseModel):
         "enables it).",
     )
     dns_nameservers: tuple[str, ...] = Field(default=(), description="Resolvers for DNS verification; empty: system.")
+
+    @field_validator("metrics_endpoint")
+    @classmethod
+    def _metrics_endpoint_is_http(cls, endpoint: str | None) -> str | None:
+        if endpoint:
+            parts = urlsplit(endpoint)
+            if parts.scheme != "http" or not parts.hostname or parts.port is None:
+                raise ValueError(f"metrics_endpoint must look like http://0.0.0.0:8081/metrics, not {endpoint!r}")
+        return endpoint or None
 
     @field_validator("roles")
     @classmethod

@@ -192,3 +192,21 @@ async def test_quickstart_metrics_show_every_object_and_no_secret(cluster: Any, 
         token = await cluster.get("v1", "Secret", DEMO, "okta-scim-token")
         assert base64.b64decode(token["data"]["token"]).decode() not in text
         assert "@" not in text
+
+
+async def test_a_taken_metrics_port_stops_the_operator_with_a_clear_error(cluster: Any, keyplane_operator: Any) -> None:
+    import socket
+
+    import kopf
+    from kopf._core.engines.activities import ActivityError  # Kopf does not export it
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        endpoint = f"http://127.0.0.1:{taken.getsockname()[1]}/metrics"
+        with pytest.raises(ActivityError) as caught:
+            async with keyplane_operator(metrics_endpoint=endpoint):
+                pass
+    cause = caught.value.__cause__
+    assert isinstance(cause, kopf.PermanentError)
+    assert "metricsEndpoint" in str(cause) and "address already in use" in str(cause)

@@ -66,7 +66,11 @@ async def start_metrics(runtime: Runtime) -> MetricsServer | None:
     if not endpoint:
         return None
     server = MetricsServer(runtime.metrics.registry, endpoint)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:  # the port is taken, or the address is not this host's
+        raise kopf.PermanentError(f"cannot serve metrics at {endpoint} (setting metricsEndpoint, "
+                                  f"KEYPLANE_METRICS_ENDPOINT; Helm value metrics.port): {exc}") from exc
     runtime.metrics.url = server.url
     log.info("Metrics served at %s", server.url)
     return server
