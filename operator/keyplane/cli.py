@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -80,7 +82,40 @@ def cmd_crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def missing_extra(extra: str) -> list[str]:
+    """Distributions of `keyplane[extra]` that are not installed (none known when keyplane is not installed)."""
+    try:
+        requirements = importlib.metadata.requires("keyplane") or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    missing = []
+    for requirement in requirements:
+        spec, _, marker = requirement.partition(";")
+        name = re.match(r"[A-Za-z0-9._-]+", spec.strip())
+        if name is None or not re.search(rf"""\bextra\s*==\s*["']{re.escape(extra)}["']""", marker):
+            continue
+        try:
+            importlib.metadata.distribution(name.group(0))
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name.group(0))
+    return missing
+
+
+def require_extra(command: str, extra: str) -> bool:
+    """False, after a one-line hint on stderr, when the optional dependencies `command` needs are absent.
+
+    The container image ships the operator only: without this, `keyplane demo` there ends in a traceback.
+    """
+    if missing := missing_extra(extra):
+        print(f"keyplane {command} needs the optional '{extra}' dependencies (not installed: "
+              f"{', '.join(missing)}): pip install 'keyplane[{extra}]'", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    if not require_extra("demo", "demo"):
+        return 2
     from .demo import run_demo
 
     _configure_logging(args.verbose) if args.verbose else logging.basicConfig(level=logging.WARNING)
@@ -121,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["app-demo"]:  # its own parser takes every option, --help included
+        if not require_extra("app-demo", "app"):
+            return 2
         from .app.demo import main as app_demo_main
 
         return app_demo_main(arguments[1:])
