@@ -104,10 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _log("  bench/scim_bench.py not present: skipped")
 
+    _log("app side (bench/app_bench.py): SQLite vs PostgreSQL, 1 vs 2 replicas, 10 000 users, 1 000 groups")
+    from .app_bench import run as run_app_bench
+    from .app_bench import table as app_table
+
+    try:
+        results["app"] = run_app_bench(10_000, 1_000)
+    except Exception as exc:  # the app's section must not sink the operator's figures
+        results["app"] = {"error": f"{type(exc).__name__}: {exc}"}
+
     results["total_s"] = round(time.monotonic() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print_table(results)
+    print()
+    print(app_table(results["app"]) if "shapes" in results["app"] else f"app side: {results['app']}")
     print(f"\nwritten {args.out} (total {results['total_s']}s)")
     return 0
 

@@ -11,9 +11,10 @@ Kopf or the Kubernetes client::
 from keyplane.app.bundle import Bundle, BundleError, BundleStore, IdentityProvider, ScimConnection
 from keyplane.app.errors import LoginError
 from keyplane.app.login import LoginResult, resolve_login
+from keyplane.app.login_state import LoginStateStore
 from keyplane.app.metrics import AppMetrics
 from keyplane.app.oidc import OidcIdentity, OidcLogin, PendingOidcLogin
-from keyplane.app.replay import ReplayCache
+from keyplane.app.replay import ReplayCache, SqlReplayCache
 from keyplane.app.roles import effective_role, highest_role
 from keyplane.app.routing import LoginRoute, LoginRouter
 from keyplane.app.saml import SamlIdentity, SamlLogin
@@ -35,6 +36,7 @@ __all__ = [
     "LoginResult",
     "LoginRoute",
     "LoginRouter",
+    "LoginStateStore",
     "OidcIdentity",
     "OidcLogin",
     "PendingOidcLogin",
@@ -46,6 +48,7 @@ __all__ = [
     "ScimConnection",
     "ScimEndpoint",
     "ScimRouter",
+    "SqlReplayCache",
     "SqlScimStorage",
     "Storage",
     "UserChange",

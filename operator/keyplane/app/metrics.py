@@ -68,9 +68,9 @@ class AppMetrics:
         self.scim_requests.labels(connection, verb, str(status)).inc()
         self.scim_duration.labels(connection, verb).observe(seconds)
 
-    def replay_refused(self, identifier: str) -> None:
-        """For :class:`~keyplane.app.replay.ReplayCache`'s ``on_replay``: the protocol is the ID's prefix."""
-        protocol = identifier.split(":", 1)[0].upper()
+    def replay_refused(self, code: str) -> None:
+        """A login refused as a replay; ``code`` is its refusal code (``saml.replay``, ``oidc.replay``)."""
+        protocol = code.split(".", 1)[0].upper()
         self.replay_refusals.labels(protocol if protocol in ("SAML", "OIDC") else UNKNOWN).inc()
 
     def asgi(self) -> ASGIApp:

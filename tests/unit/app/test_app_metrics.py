@@ -25,7 +25,9 @@ def idp_keys() -> KeyPair:
 
 def _keyplane(idp_keys: KeyPair, metrics: AppMetrics | None) -> Keyplane:
     document = bundle_dict()
-    document["identityProviders"]["okta"]["saml"] = saml_settings(idp_keys)
+    # IdP-initiated logins on: a response posted twice reaches the replay store (an SP-initiated one is
+    # refused earlier, its pending login being used up).
+    document["identityProviders"]["okta"].update(saml=saml_settings(idp_keys), allowIdPInitiated=True)
     return Keyplane(BundleStore.from_bundle(Bundle.from_dict(document)), secret_key="s3cret", metrics=metrics)
 
 
@@ -63,13 +65,12 @@ async def post_acs(browser: httpx.AsyncClient, response: str) -> int:
 
 
 async def test_logins_replays_and_scim_requests_are_counted(browser: httpx.AsyncClient, idp_keys: KeyPair) -> None:
-    r = await browser.get("/sso/saml/okta/login", params={"email": "alice@acme.com"})
-    pending = browser.cookies["keyplane_saml_okta"]
-    response = build_response(idp_keys, in_response_to=request_id_of(r.headers["location"]))
-    assert await post_acs(browser, response) == 303
-    # The same response again, with the same browser state: a replay.
-    browser.cookies.set("keyplane_saml_okta", pending, domain="app.example.com", path="/sso/saml/okta/")
-    assert await post_acs(browser, response) == 403
+    _, status = await saml_login(browser, idp_keys)
+    assert status == 303
+    # An IdP-initiated response, used twice: the second time is a replay.
+    unsolicited = build_response(idp_keys, in_response_to=None)
+    assert await post_acs(browser, unsolicited) == 303
+    assert await post_acs(browser, unsolicited) == 403
     # A user of a domain okta does not own, and an IdP name that is not in the bundle.
     _, status = await saml_login(browser, idp_keys, "mallory@contoso.com")
     assert status == 403
@@ -84,7 +85,7 @@ async def test_logins_replays_and_scim_requests_are_counted(browser: httpx.Async
 
     families = await scrape(browser)
     logins = "keyplane_app_logins_total"
-    assert value(families, logins, identity_provider="okta", protocol="SAML", result="ok") == 1
+    assert value(families, logins, identity_provider="okta", protocol="SAML", result="ok") == 2
     refused = [s for s in families["keyplane_app_logins"].samples
                if s.name == logins and s.labels["result"] != "ok"]
     # By refusal code (LoginError.code): the replay, the foreign domain, the IdP name no bundle has.
