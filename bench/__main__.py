@@ -18,9 +18,9 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Accelerated idle window: timers tick every IDLE_TICK s instead of every 60 s and the resync runs every
-# IDLE_TICK s instead of every 300 s, so IDLE_TICKS ticks cover what 12 minutes would (12 timer ticks).
+# IDLE_TICK s instead of every 300 s, so IDLE_TICKS ticks cover what 15 minutes would (15 timer ticks).
 IDLE_TICK = 2.0
-IDLE_TICKS = 12
+IDLE_TICKS = 15
 # The idle window also runs this many IdentityProviders on metadata URLs of their own, refreshing at every
 # tick (refreshInterval 1s < the 2 s tick): each is re-read 10+ times, and an unchanged document writes nothing.
 IDLE_URL_IDPS = 10
