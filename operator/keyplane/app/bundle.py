@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from keyplane.app.clock import parse_time
+from keyplane.contract import BUNDLE_API_VERSION, parse_time
 
 log = logging.getLogger("keyplane.app.bundle")
 
-BUNDLE_API_VERSION = "keyplane.dev/bundle-v1"
 NO_ROLE = "None"
 
 

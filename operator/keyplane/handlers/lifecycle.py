@@ -4,31 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
 import kopf
 
-from ..metrics import MetricsServer
-from ..settings import Settings
+from ..metrics.server import MetricsServer
+from ..orchestrator import flush_namespace
+from ..runtime import Runtime
+from ..settings import Settings, fetch_policy
 from ..sources.dns import DnsPythonTxtResolver
-from ..sources.fetcher import FetchPolicy, MetadataFetcher, SharedMetadataCache
+from ..sources.fetcher import MetadataFetcher, SharedMetadataCache
 from ..sources.kube import KubeAPI
+from ..writer.debounce import NamespaceWriter
 from .kopf_handlers import configure_kopf
 from .login import cluster_credentials
-from .runtime import NamespaceWriter, Runtime
 
 log = logging.getLogger("keyplane.operator")
-
-
-def fetch_policy(settings: Settings) -> FetchPolicy:
-    return FetchPolicy(
-        allow_http=settings.allow_insecure_http,
-        allow_private_networks=settings.allow_private_networks,
-        max_bytes=settings.metadata_max_bytes,
-        connect_timeout=settings.metadata_connect_timeout,
-        total_timeout=settings.metadata_timeout,
-    )
 
 
 @kopf.on.startup()
@@ -36,15 +29,17 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     keyplane: Settings = memo.settings
     configure_kopf(settings, keyplane)
     memo.fetcher = MetadataFetcher(fetch_policy(keyplane))
+    memo.kube = KubeAPI(cluster_credentials(memo))
     runtime = Runtime(
         settings=keyplane,
-        kube=KubeAPI(cluster_credentials(memo)),
+        kube=memo.kube,
         cache=SharedMetadataCache(memo.fetcher),
         resolver=DnsPythonTxtResolver(list(keyplane.dns_nameservers) or None),
     )
-    runtime.writer = NamespaceWriter(runtime)
+    flush = runtime.metrics.timed_flush(functools.partial(flush_namespace, runtime))
+    runtime.writer = NamespaceWriter(keyplane, flush)
     memo.runtime = runtime
-    memo.metrics_server = await start_metrics(runtime)
+    memo.metrics_server = await start_metrics(runtime, memo.kube)
     memo.resync = asyncio.create_task(_resync(runtime), name="keyplane-resync")
     log.info("Keyplane operator started (roles %s, base URL %s)", ",".join(keyplane.roles),
              keyplane.default_base_url)
@@ -58,11 +53,11 @@ async def _resync(runtime: Runtime) -> None:
             runtime.writer.schedule_all()
 
 
-async def start_metrics(runtime: Runtime) -> MetricsServer | None:
+async def start_metrics(runtime: Runtime, kube: KubeAPI) -> MetricsServer | None:
     """Export the operator's state and counters; served only when the metricsEndpoint setting is set."""
     runtime.metrics.observe_state(runtime.metrics_state)
     runtime.metrics.count_watch_restarts()
-    runtime.kube.on_response = runtime.metrics.api_request
+    kube.on_response = runtime.metrics.api_request
     endpoint = runtime.settings.metrics_endpoint
     if not endpoint:
         return None
@@ -94,5 +89,5 @@ async def stop(memo: Any, **_: Any) -> None:
     if runtime.writer is not None:
         await runtime.writer.stop()
     await memo.fetcher.aclose()
-    await runtime.kube.aclose()
+    await memo.kube.aclose()
     runtime.metrics.close()

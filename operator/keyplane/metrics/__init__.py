@@ -8,7 +8,8 @@ Labels are bounded: kind, namespace, name and small enumerations; never an email
 """
 
 from .operator import OperatorMetrics
-from .server import MetricsServer
 from .state import OperatorState, StateCollector
 
-__all__ = ["MetricsServer", "OperatorMetrics", "OperatorState", "StateCollector"]
+# `MetricsServer` (metrics.server) is imported by the operator's start only: `keyplane render` builds a
+# Runtime (and so an OperatorMetrics) and never serves it.
+__all__ = ["OperatorMetrics", "OperatorState", "StateCollector"]

@@ -8,7 +8,7 @@ here; the per-object state is computed at scrape time by `StateCollector`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, disable_created_metrics
 
@@ -59,6 +59,15 @@ class OperatorMetrics:
         """Count one API request; `code` None means no HTTP answer (connection error, timeout)."""
         verb = _VERBS.get(method.upper(), method.lower())
         self.api_requests.labels(verb, "error" if code is None else str(code)).inc()
+
+    def timed_flush(self, flush: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
+        """`flush(namespace)`, observed by the namespace reconcile duration histogram."""
+
+        async def timed(namespace: str) -> None:
+            with self.flush_duration.time():
+                await flush(namespace)
+
+        return timed
 
     def bundle_written(self, operation: str) -> None:
         self.bundle_writes.labels(operation).inc()

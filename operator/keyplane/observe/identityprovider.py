@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from ..api.common import parse_duration
 from ..api.identityprovider import IdentityProviderSpec, OIDCConfig, SAMLConfig
+from ..contract import rfc3339
 from ..oidc.discovery import DiscoveryError, OIDCProviderMetadata, count_signing_keys, discovery_url, parse_discovery
-from ..reconcile.conditions import rfc3339
-from ..reconcile.identityprovider import IdPObservation, SigningPair, signing_secret_name
+from ..reconcile.identityprovider import IdPObservation, SigningPair, needs_key_pair, signing_secret_name
 from ..reconcile.model import Problem, Snapshot
 from ..saml.certificates import load_certificate
 from ..saml.errors import MetadataError
@@ -121,7 +121,7 @@ async def _with_signing(
     snap: Snapshot, spec: IdentityProviderSpec, store: ObjectStore, obs: IdPObservation, settings: Settings,
     now: datetime,
 ) -> IdPObservation:
-    if spec.saml is not None and spec.saml.signAuthnRequests:
+    if spec.saml is not None and needs_key_pair(spec.saml):
         return await _ensure_signing_pair(snap, store, obs, settings, now)
     return obs
 
@@ -191,42 +191,17 @@ async def _observe_saml(
     max_age: timedelta | None,
 ) -> IdPObservation:
     obs = base
-    if saml.signAuthnRequests:
+    if needs_key_pair(saml):
         obs = await _ensure_signing_pair(snap, store, obs, settings, now)
     else:
         obs = replace(obs, signing=None, signing_problem=None)
 
-    from_url = False
-    fetch_result = "ok"
+    from_url = saml.manual is None and saml.metadata is not None and saml.metadata.url is not None \
+        and saml.metadata.inline is None and saml.metadata.configMapRef is None
+    if from_url:
+        obs = replace(obs, attempted_at=now)
     try:
-        if saml.manual is not None:
-            m = saml.manual
-            idp = manual_idp_metadata(
-                m.entityID, m.ssoURL, m.ssoBinding, m.sloURL or None, list(m.certificates),
-                allow_http=settings.allow_insecure_http,
-            )
-            document_sha = hashlib.sha256(m.model_dump_json().encode()).hexdigest()
-        else:
-            source = saml.metadata
-            assert source is not None
-            if source.inline is not None:
-                document: bytes = source.inline.encode()
-            elif source.configMapRef is not None:
-                document = await _read_configmap(snap, store, source.configMapRef.name, source.configMapRef.key)
-            else:
-                assert source.url is not None
-                from_url = True
-                obs = replace(obs, attempted_at=now)
-                result = await _fetch(cache, source.url, max_age, now)
-                document = result.body
-                fetch_result = "not_modified" if result.not_modified else "ok"
-            # One parse serves both the signature check and the values read, so what is verified is what is used.
-            idp = parse_idp_metadata(
-                document, source.entityID, max_bytes=settings.metadata_max_bytes,
-                allow_http=settings.allow_insecure_http,
-                signing_fingerprint=source.signingCertificateFingerprint,
-            )
-            document_sha = hashlib.sha256(document).hexdigest()
+        idp, document_sha, fetch_result = await _read_saml_source(snap, saml, store, cache, settings, now, max_age)
     except FetchError as exc:
         return replace(obs, problem=_fetch_problem(exc), from_url=True, fetches=_counted(obs, exc.reason))
     except MetadataError as exc:
@@ -244,8 +219,45 @@ async def _observe_saml(
         metadata=_succeeded(obs, obs.metadata, document_sha, now),
         from_url=from_url,
         succeeded_at=now,
-        fetches=_counted(obs, fetch_result) if from_url else obs.fetches,
+        fetches=_counted(obs, fetch_result) if fetch_result else obs.fetches,
     )
+
+
+async def _read_saml_source(
+    snap: Snapshot, saml: SAMLConfig, store: ObjectStore, cache: SharedMetadataCache | None, settings: Settings,
+    now: datetime, max_age: timedelta | None,
+) -> tuple[IdPMetadata, str, str | None]:
+    """The IdP's SAML values from manual settings, inline XML, a ConfigMap or a URL: (idp, sha256, and for a URL
+    the fetch result, ok or not_modified).
+
+    Raises FetchError, MetadataError, or _Waiting (a referenced ConfigMap is missing).
+    """
+    if saml.manual is not None:
+        m = saml.manual
+        idp = manual_idp_metadata(
+            m.entityID, m.ssoURL, m.ssoBinding, m.sloURL or None, list(m.certificates),
+            allow_http=settings.allow_insecure_http,
+        )
+        return idp, hashlib.sha256(m.model_dump_json().encode()).hexdigest(), None
+    source = saml.metadata
+    assert source is not None
+    fetched = None
+    if source.inline is not None:
+        document: bytes = source.inline.encode()
+    elif source.configMapRef is not None:
+        document = await _read_configmap(snap, store, source.configMapRef.name, source.configMapRef.key)
+    else:
+        assert source.url is not None
+        result = await _fetch(cache, source.url, max_age, now)
+        document, fetched = result.body, "not_modified" if result.not_modified else "ok"
+    # One parse serves both the signature check and the values read, so what is verified is what is used.
+    idp = parse_idp_metadata(
+        document, source.entityID, max_bytes=settings.metadata_max_bytes,
+        allow_http=settings.allow_insecure_http,
+        signing_fingerprint=source.signingCertificateFingerprint,
+        now=now,
+    )
+    return idp, hashlib.sha256(document).hexdigest(), fetched
 
 
 class _Waiting(Exception):
