@@ -56,19 +56,19 @@ async def _resync(runtime: Runtime) -> None:
 async def start_metrics(runtime: Runtime, kube: KubeAPI) -> MetricsServer | None:
     """Export the operator's state and counters; served only when the metricsEndpoint setting is set."""
     runtime.metrics.observe_state(runtime.metrics_state)
-    runtime.metrics.count_watch_restarts()
     kube.on_response = runtime.metrics.api_request
     endpoint = runtime.settings.metrics_endpoint
-    if not endpoint:
-        return None
-    server = MetricsServer(runtime.metrics.registry, endpoint)
-    try:
-        await server.start()
-    except OSError as exc:  # the port is taken, or the address is not this host's
-        raise kopf.PermanentError(f"cannot serve metrics at {endpoint} (setting metricsEndpoint, "
-                                  f"KEYPLANE_METRICS_ENDPOINT; Helm value metrics.port): {exc}") from exc
-    runtime.metrics.url = server.url
-    log.info("Metrics served at %s", server.url)
+    server = None
+    if endpoint:
+        server = MetricsServer(runtime.metrics.registry, endpoint)
+        try:
+            await server.start()
+        except OSError as exc:  # the port is taken, or the address is not this host's
+            raise kopf.PermanentError(f"cannot serve metrics at {endpoint} (setting metricsEndpoint, "
+                                      f"KEYPLANE_METRICS_ENDPOINT; Helm value metrics.port): {exc}") from exc
+        runtime.metrics.url = server.url
+        log.info("Metrics served at %s", server.url)
+    runtime.metrics.count_watch_restarts()  # last: a start that failed above leaves no log tap behind
     return server
 
 

@@ -157,3 +157,23 @@ async def test_a_restart_serves_the_bundle_and_spreads_the_first_refresh() -> No
 class NoObjects:
     async def get(self, *_: Any) -> None:
         return None
+
+
+def test_a_counter_left_installed_does_not_hide_restarts_from_the_next_operator() -> None:
+    """An operator whose cleanup never ran (cancelled, or a failed start) must not stop the next one counting."""
+    logger = logging.getLogger(KOPF_WATCHING_LOGGER)
+    level = logger.level
+    leaked, current = OperatorMetrics(), OperatorMetrics()
+    try:
+        leaked.count_watch_restarts()
+        current.count_watch_restarts()
+        logger.debug("Restarting the watch-stream for x cluster-wide.")
+        current.close()
+        leaked.close()
+    finally:
+        logger.setLevel(level)
+    for metrics in (leaked, current):
+        counts = [s.value for m in metrics.registry.collect() if m.name == "keyplane_watch_restarts"
+                  for s in m.samples if s.name.endswith("_total")]
+        assert counts == [1]
+    assert not logger.filters and logger.level == level
