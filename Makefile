@@ -18,7 +18,7 @@ ifeq ($(origin BUILDER), undefined)
 BUILDER = $(eval BUILDER := $$(shell hack/detect-builder.sh))$(BUILDER)
 endif
 
-.PHONY: help venv peers xmlsec1 postgres test lint typecheck unit pytest crds crds-check demo run render e2e e2e-emulated kind-up kind-down tools bench bench-app image image-base image-test app-demo clean
+.PHONY: help venv peers xmlsec1 postgres test lint typecheck unit pytest crds crds-check demo run render e2e e2e-emulated kind-up kind-down tools bench bench-app image image-base image-test app-demo clean mutation
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -82,6 +82,18 @@ app-demo: $(STAMP) ## serve SSO + SCIM (keyplane.app) from the quickstart's rend
 	  s = [d for d in yaml.safe_load_all(sys.stdin) if d['kind'] == 'Secret' and d['metadata']['name'] == 'keyplane-identity'][0]; \
 	  open('$(TOOLS)/identity.json', 'wb').write(base64.b64decode(s['data']['identity.json']))"
 	$(BIN)/keyplane app-demo --bundle $(TOOLS)/identity.json --host 127.0.0.1 --port 8000
+
+MUTATION_DIR := .mutation
+MUTATION_THRESHOLD ?= 90
+
+mutation: $(STAMP) ## mutation testing (mutmut) of keyplane/policy and reconcile/ssodomain.py; prints the scores (not in `make test`)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[mutation]'
+	@# mutmut imports mutated code from ./src: run it in a copy laid out that way.
+	rm -rf $(MUTATION_DIR) && mkdir -p $(MUTATION_DIR)
+	cp -r operator $(MUTATION_DIR)/src && cp -r tests pyproject.toml $(MUTATION_DIR)/
+	cd $(MUTATION_DIR) && nice ../$(BIN)/mutmut run --max-children 2 >mutmut.log 2>&1 || (tail -30 mutmut.log; exit 1)
+	cd $(MUTATION_DIR) && ../$(BIN)/mutmut results
+	cd $(MUTATION_DIR) && ../$(BIN)/mutmut results --all true | ../$(BIN)/python ../tests/mutation_score.py $(MUTATION_THRESHOLD)
 
 # helm renders the chart's RBAC for the e2e suite: the one on PATH, else `make tools`.
 HELM_FOR_E2E := $(if $(shell command -v helm),,$(TOOLS)/bin/helm)

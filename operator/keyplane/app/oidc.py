@@ -233,7 +233,7 @@ class OidcLogin:
         return OidcIdentity(
             self.idp.name,
             str(claims["sub"]),
-            str(email).strip().lower() if email else None,
+            str(email) if email else None,  # canonicalised by the login policy (keyplane.policy)
             tuple(str(g) for g in groups),
             claims,
             id_token=tokens.id_token,

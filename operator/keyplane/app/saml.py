@@ -143,7 +143,7 @@ class SamlLogin:
         return SamlIdentity(
             self.idp.name,
             name_id,
-            email.strip().lower() if email else None,
+            email,  # canonicalised by the login policy (keyplane.policy), not here
             groups,
             attributes,
             auth.get_session_index(),

@@ -190,11 +190,14 @@ async def _observe_saml(
     now: datetime,
     max_age: timedelta | None,
 ) -> IdPObservation:
-    obs = base
-    if needs_key_pair(saml):
-        obs = await _ensure_signing_pair(snap, store, obs, settings, now)
-    else:
-        obs = replace(obs, signing=None, signing_problem=None)
+    obs = base if needs_key_pair(saml) else replace(base, signing=None, signing_problem=None)
+
+    async def signed(result: IdPObservation) -> IdPObservation:
+        # The SP key pair is issued (or renewed) only for an IdP that resolved, now or before: an IdP
+        # whose metadata URL is refused, or not there yet, gets no Secret (nothing would ever use it).
+        if needs_key_pair(saml) and result.saml is not None:
+            return await _ensure_signing_pair(snap, store, result, settings, now)
+        return result
 
     from_url = saml.manual is None and saml.metadata is not None and saml.metadata.url is not None \
         and saml.metadata.inline is None and saml.metadata.configMapRef is None
@@ -203,14 +206,16 @@ async def _observe_saml(
     try:
         idp, document_sha, fetch_result = await _read_saml_source(snap, saml, store, cache, settings, now, max_age)
     except FetchError as exc:
-        return replace(obs, problem=_fetch_problem(exc), from_url=True, fetches=_counted(obs, exc.reason))
+        return await signed(replace(obs, problem=_fetch_problem(exc), from_url=True,
+                                    fetches=_counted(obs, exc.reason)))
     except MetadataError as exc:
         fetches = _counted(obs, exc.reason) if from_url else obs.fetches
-        return replace(obs, problem=Problem(exc.reason, exc.message), from_url=from_url, fetches=fetches)
+        return await signed(replace(obs, problem=Problem(exc.reason, exc.message), from_url=from_url,
+                                    fetches=fetches))
     except _Waiting as exc:
-        return replace(obs, problem=exc.problem)
+        return await signed(replace(obs, problem=exc.problem))
 
-    return replace(
+    resolved = replace(
         obs,
         saml=idp,
         oidc=None,
@@ -221,6 +226,7 @@ async def _observe_saml(
         succeeded_at=now,
         fetches=_counted(obs, fetch_result) if fetch_result else obs.fetches,
     )
+    return await signed(resolved)
 
 
 async def _read_saml_source(

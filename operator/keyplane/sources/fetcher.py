@@ -43,6 +43,7 @@ import httpcore
 import httpx
 
 from keyplane import __version__
+from keyplane.policy.fetch import forbidden_address_class
 from keyplane.setting_names import setting_hint
 from keyplane.sources import errors as r
 from keyplane.sources.clock import Clock, SystemClock
@@ -87,14 +88,7 @@ class FetchResult:
 
 # --------------------------------------------------------------------------- addresses
 
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-# Cloud instance-metadata services hold node credentials; no IdP lives there, so they
-# stay refused even when private networks are allowed (AWS/GCP/Azure/OpenStack, AWS IPv6,
-# ECS task metadata, Alibaba).
-_CLOUD_METADATA = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "169.254.170.2", "100.100.100.200")
-)
+# Which addresses may be reached is policy (keyplane.policy.fetch); this module pins connections to them.
 
 
 def _literal_needs_private_networks(host: str) -> bool:
@@ -107,52 +101,6 @@ def _literal_needs_private_networks(host: str) -> bool:
     return forbidden is not None and forbidden_address_class(host, allow_private_networks=True) is None
 
 
-def forbidden_address_class(address: str, *, allow_private_networks: bool = False) -> str | None:
-    """Why connecting to ``address`` is refused (e.g. "loopback"), or None when it is allowed."""
-    try:
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address)
-    except ValueError:
-        return "not an IP address"
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.scope_id:  # "fe80::1%eth0": the zone doesn't change what the address is
-            ip = ipaddress.IPv6Address(str(ip).split("%")[0])
-        # IPv6 forms that carry an IPv4 address reach that IPv4 host: judge the embedded one.
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return forbidden_address_class(str(embedded), allow_private_networks=allow_private_networks)
-        if ip.teredo is not None:
-            for part in ip.teredo:
-                why = forbidden_address_class(str(part), allow_private_networks=allow_private_networks)
-                if why:
-                    return why
-    # Never useful as a metadata server, whatever the settings.
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_multicast:
-        return "multicast"
-    if ip in _CLOUD_METADATA:
-        return "cloud instance metadata"
-    if isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address("255.255.255.255"):
-        return "broadcast"
-    if allow_private_networks:
-        return None
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local"
-    if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
-        return "carrier-grade NAT"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
-        return "site-local"
-    if ip.is_private:
-        return "private"
-    if ip.is_reserved:
-        return "reserved"
-    if not ip.is_global:
-        return "non-global"
-    return None
 
 
 async def system_resolver(host: str, port: int) -> list[str]:

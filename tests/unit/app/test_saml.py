@@ -131,7 +131,7 @@ async def test_provisioned_user_gets_scim_role(
         ("wrong_certificate", "signature"),
         ("other_request", "InResponseTo"),
         ("unsolicited", "unsolicited"),
-        ("foreign_domain", "not claimed"),
+        ("foreign_domain", "contoso.com belongs to identity provider entra"),
     ],
 )
 async def test_refused_assertions(
