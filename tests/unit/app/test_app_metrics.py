@@ -90,7 +90,7 @@ async def test_logins_replays_and_scim_requests_are_counted(browser: httpx.Async
                if s.name == logins and s.labels["result"] != "ok"]
     # By refusal code (LoginError.code): the replay, the foreign domain, the IdP name no bundle has.
     assert {(s.labels["identity_provider"], s.labels["result"]): s.value for s in refused} == {
-        ("okta", "saml.replay"): 1, ("okta", "login.refused"): 1, ("(unknown)", "login.unknown_idp"): 1}
+        ("okta", "saml.replay"): 1, ("okta", "login.domain_not_owned"): 1, ("(unknown)", "login.unknown_idp"): 1}
     assert value(families, "keyplane_app_replay_refusals_total", protocol="SAML") == 1
 
     scim = "keyplane_app_scim_requests_total"
@@ -103,7 +103,7 @@ async def test_logins_replays_and_scim_requests_are_counted(browser: httpx.Async
     # Every refusal by code, SCIM's included (keyplane.app.audit's counter, exported).
     refusals = {s.labels["code"]: s.value for s in families["keyplane_app_refusals"].samples
                 if s.name == "keyplane_app_refusals_total"}
-    assert refusals == {"saml.replay": 1, "login.refused": 1, "login.unknown_idp": 1, "scim.unauthorized": 1}
+    assert refusals == {"saml.replay": 1, "login.domain_not_owned": 1, "login.unknown_idp": 1, "scim.unauthorized": 1}
     # Bounded labels: never an email, a token or a path from the URL.
     for family in families.values():
         for sample in family.samples:
