@@ -53,7 +53,8 @@ ENV PATH=/opt/keyplane/bin:$PATH \
 # Numeric, so Kubernetes can verify runAsNonRoot without resolving a user name.
 USER 65532:65532
 WORKDIR /tmp
-# Kopf liveness endpoint (KEYPLANE_LIVENESS_ENDPOINT, default http://0.0.0.0:8080/healthz).
-EXPOSE 8080
+# Kopf liveness endpoint (KEYPLANE_LIVENESS_ENDPOINT, default http://0.0.0.0:8080/healthz) and Prometheus
+# metrics (KEYPLANE_METRICS_ENDPOINT: off by default, the chart serves http://0.0.0.0:8081/metrics).
+EXPOSE 8080 8081
 ENTRYPOINT ["keyplane"]
 CMD ["run"]

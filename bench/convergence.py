@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import time
+from collections import Counter
 from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from . import workload
 from .harness import (
@@ -17,18 +23,42 @@ from .harness import (
     request_count,
     requests_since,
 )
+from .shared_url import MetadataServer
 
 NAMESPACES = 10
 OBJECT_KINDS = ("IdentityProvider", "ScimConnection", "SSODomain")
 
 
 async def run_keyplane(n: int, *, env: dict[str, str] | None = None, idle_window: float = 0.0,
-                       settle: float = 0.0, timeout: float = 300.0) -> dict[str, Any]:
-    """Keyplane on N of each kind; optionally an idle window after convergence (modifying requests counted)."""
-    docs = workload.objects(n, NAMESPACES)
+                       settle: float = 0.0, timeout: float = 300.0, url_idps: int = 0,
+                       url_refresh: str = "1s") -> dict[str, Any]:
+    """Keyplane on N of each kind; optionally an idle window after convergence (modifying requests counted),
+    with `url_idps` more IdentityProviders refreshing their own metadata URL every `url_refresh`."""
+    async with contextlib.AsyncExitStack() as stack:
+        metadata_server = None
+        docs = workload.objects(n, NAMESPACES)
+        env = dict(env or {})
+        if url_idps:
+            metadata_server = MetadataServer(workload.inline_metadata())
+            await metadata_server.start()
+            stack.push_async_callback(metadata_server.stop)
+            docs += workload.url_idps(url_idps, metadata_server.url, url_refresh, NAMESPACES)
+            env.update({"KEYPLANE_ALLOW_PRIVATE_NETWORKS": "true", "KEYPLANE_ALLOW_INSECURE_HTTP": "true",
+                        "KEYPLANE_METRICS_ENDPOINT": f"http://127.0.0.1:{free_port()}/metrics"})
+        return await _run_keyplane(n, docs, env, idle_window, settle, timeout, metadata_server)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _run_keyplane(n: int, docs: list[dict[str, Any]], env: dict[str, str], idle_window: float, settle: float,
+                        timeout: float, metadata_server: MetadataServer | None) -> dict[str, Any]:
     namespaces = sorted({d["metadata"]["namespace"] for d in docs})
     async with cluster_with_namespaces(namespaces) as cluster:
-        op = OperatorProcess(cluster, "keyplane", env or {}, name=f"keyplane-{n}")
+        op = OperatorProcess(cluster, "keyplane", env, name=f"keyplane-{n}")
         try:
             startup_s = await op.wait_watching(workload.KINDS.values())
             start_index = request_count(cluster)
@@ -49,12 +79,16 @@ async def run_keyplane(n: int, *, env: dict[str, str] | None = None, idle_window
             if idle_window:
                 await asyncio.sleep(settle)
                 cluster.mark()
+                if metadata_server is not None:
+                    metadata_server.reset()
                 await asyncio.sleep(idle_window)
                 idle = cluster.writes_since_mark()
                 seen = cluster.requests_since_mark()
                 token_reads = sum(1 for r in seen if r.method.value == "GET" and r.url.path.endswith("-scim-token"))
                 result["idle"] = {"window_s": idle_window, "modifying_requests": len(idle), "sample": idle[:10],
                                   "requests": len(seen), "timer_ticks_per_object": round(token_reads / n, 1)}
+                if metadata_server is not None:
+                    result["idle"]["url_idps"] = await _url_refreshes(metadata_server, env, docs)
                 result["peak_rss_mb"] = op.read_peak_rss_mb()
             log = op.log_text()
             result["tracebacks"] = log.count("Traceback")
@@ -115,3 +149,20 @@ async def convergence(n: int, **keyplane_kwargs: Any) -> dict[str, Any]:
         "keyplane": keyplane,
         "floor": floor,
     }
+
+
+async def _url_refreshes(server: MetadataServer, env: dict[str, str], docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """How often the URL IdentityProviders refreshed in the window (server side), and what the operator's
+    metrics say about it (its fetch counters by result)."""
+    k = sum(1 for d in docs if d["metadata"]["name"].startswith("url-idp-"))
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(env["KEYPLANE_METRICS_ENDPOINT"])).text
+    by_result: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        if family.name == "keyplane_identityprovider_metadata_fetches":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels["name"].startswith("url-idp-"):
+                    by_result[sample.labels["result"]] += int(sample.value)
+    requests = sum(server.statuses.values())
+    return {"count": k, "window_requests": requests, "statuses": {str(c): v for c, v in server.statuses.items()},
+            "refreshes_per_idp": round(requests / k, 1), "operator_fetches_by_result": dict(by_result)}

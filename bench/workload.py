@@ -27,10 +27,11 @@ def namespace_manifests(namespaces: int) -> list[dict[str, Any]]:
             for j in range(namespaces)]
 
 
-def idp_manifest(i: int, namespaces: int, *, metadata: dict[str, Any], sign: bool = False) -> dict[str, Any]:
+def idp_manifest(i: int, namespaces: int, *, metadata: dict[str, Any], sign: bool = False,
+                 prefix: str = "idp") -> dict[str, Any]:
     return {
         "apiVersion": GROUP_VERSION, "kind": "IdentityProvider",
-        "metadata": {"name": f"idp-{i:04d}", "namespace": namespace_of(i, namespaces)},
+        "metadata": {"name": f"{prefix}-{i:04d}", "namespace": namespace_of(i, namespaces)},
         "spec": {
             "protocol": "SAML",
             "saml": {"metadata": metadata, "signAuthnRequests": sign, "wantAssertionsSigned": True,
@@ -81,3 +82,9 @@ def objects(n: int, namespaces: int = 10, *, metadata: dict[str, Any] | None = N
         if "ScimConnection" in kinds:
             out.append(scim_manifest(i, namespaces))
     return out
+
+
+def url_idps(k: int, base_url: str, refresh: str, namespaces: int = 10) -> list[dict[str, Any]]:
+    """K IdentityProviders on metadata URLs of their own (`?idp=i`: no sharing), refreshing every `refresh`."""
+    return [idp_manifest(i, namespaces, prefix="url-idp",
+                         metadata={"url": f"{base_url}?idp={i}", "refreshInterval": refresh}) for i in range(k)]

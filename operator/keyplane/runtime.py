@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .metrics import OperatorMetrics, OperatorState
 from .reconcile.bundle import BUNDLE_HASH_ANNOTATION, parse_bundle_secret
 from .reconcile.identityprovider import IdPObservation
 from .reconcile.model import Snapshot
@@ -19,6 +20,7 @@ from .reconcile.ssodomain import Claim, DnsObservation
 from .settings import Settings
 from .sources.dns import TxtResolver
 from .sources.fetcher import SharedMetadataCache
+from .writer.status import with_written_status
 from .writer.store import ClusterStore
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ class Runtime:
     indexes: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
     observed_uids: dict[tuple[str, str, str], str] = field(default_factory=dict)
     writer: NamespaceWriter | None = None
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     closing: bool = False  # set by the cleanup handler before the API client closes; timers then stand down
 
     def capture_indexes(self, kwargs: Mapping[str, Any]) -> None:
@@ -98,6 +101,14 @@ class Runtime:
             annotations = ((existing or {}).get("metadata") or {}).get("annotations") or {}
             self.bundle_hashes[namespace] = annotations.get(BUNDLE_HASH_ANNOTATION) if existing else None
         return self.bundles[namespace]
+
+    def metrics_state(self) -> OperatorState:
+        """What the metrics collector exports at a scrape: every indexed object with its current status."""
+        objects = [with_written_status(self, s) for ns in self.namespaces() for s in self.snapshots(ns)]
+        return OperatorState(objects, dict(self.idp_observations), dict(self.tokens))
+
+    def namespaces(self) -> set[str]:
+        return {ns for name in ("idp_index", "ssod_index", "scim_index") for ns in (self.indexes.get(name) or {})}
 
     def observed(self, snap: Snapshot) -> None:
         """Record which object (uid) the observation under its name belongs to."""

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -59,7 +60,21 @@ class Settings(BaseModel):
     liveness_endpoint: str | None = Field(
         default="http://0.0.0.0:8080/healthz", description="Kopf liveness endpoint; empty disables it."
     )
+    metrics_endpoint: str | None = Field(
+        default=None,
+        description="Prometheus metrics endpoint, e.g. http://0.0.0.0:8081/metrics; empty disables it (the chart "
+        "enables it).",
+    )
     dns_nameservers: tuple[str, ...] = Field(default=(), description="Resolvers for DNS verification; empty: system.")
+
+    @field_validator("metrics_endpoint")
+    @classmethod
+    def _metrics_endpoint_is_http(cls, endpoint: str | None) -> str | None:
+        if endpoint:
+            parts = urlsplit(endpoint)
+            if parts.scheme != "http" or not parts.hostname or parts.port is None:
+                raise ValueError(f"metrics_endpoint must look like http://0.0.0.0:8081/metrics, not {endpoint!r}")
+        return endpoint or None
 
     @field_validator("roles")
     @classmethod
@@ -89,7 +104,7 @@ def _coerce(name: str, raw: str) -> Any:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if name in _DURATION_FIELDS:
         return parse_duration(raw)
-    if name in {"peering_name", "liveness_endpoint"} and raw == "":
+    if name in {"peering_name", "liveness_endpoint", "metrics_endpoint"} and raw == "":
         return None
     return raw
 

@@ -240,8 +240,10 @@ def test_every_setting_maps_to_an_env_var(render: Render) -> None:
     env = container_env(workload(render({})))
     names = {"KEYPLANE_" + name.upper() for name in Settings.model_fields}
     assert names <= set(env), names - set(env)
-    # the chart's defaults are the operator's defaults
-    assert load(environ={k: v for k, v in env.items() if isinstance(v, str)}) == Settings()
+    # the chart's defaults are the operator's defaults, but for metrics: off in the binary, on in the chart
+    chart = load(environ={k: v for k, v in env.items() if isinstance(v, str)})
+    assert chart.metrics_endpoint == "http://0.0.0.0:8081/metrics"
+    assert chart.model_copy(update={"metrics_endpoint": None}) == Settings()
 
 
 def test_config_values_reach_the_operator(render: Render) -> None:
@@ -365,7 +367,7 @@ def test_network_policy_allows_only_dns_api_server_and_https(render: Render) -> 
     spec = policy["spec"]
     assert spec["podSelector"]["matchLabels"] == workload(objects)["spec"]["selector"]["matchLabels"]
     assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
-    assert [p["port"] for rule in spec["ingress"] for p in rule["ports"]] == [8080]
+    assert [p["port"] for rule in spec["ingress"] for p in rule["ports"]] == [8080, 8081]  # health, metrics
     ports = sorted({p["port"] for rule in spec["egress"] for p in rule["ports"]})
     assert ports == [53, 443, 6443, 8443]  # 8443 from extraEgress
     api = next(r for r in spec["egress"] if {p["port"] for p in r["ports"]} == {443, 6443})

@@ -111,3 +111,13 @@ checks each verb is used; docs/install.md says which behaviour uses it):
   resources: [{{ .resource }}]
   verbs: [list, watch, patch]
 {{- end }}
+
+{{/* The metrics Service's name: with a ServiceMonitor, Prometheus labels the targets job=<this name>. */}}
+{{- define "keyplane.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "keyplane.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The PromQL selector of the operator's scrape targets (for the KeyplaneOperatorDown alert). */}}
+{{- define "keyplane.metricsJobSelector" -}}
+{{- default (printf "job=%q" (include "keyplane.metricsServiceName" .)) .Values.metrics.prometheusRule.jobSelector }}
+{{- end }}

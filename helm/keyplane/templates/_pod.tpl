@@ -39,6 +39,8 @@
   value: {{ include "keyplane.number" $c.resyncInterval | quote }}
 - name: KEYPLANE_DNS_NAMESERVERS
   value: {{ join "," $c.dnsNameservers | quote }}
+- name: KEYPLANE_METRICS_ENDPOINT
+  value: {{ if .Values.metrics.enabled }}{{ printf "http://0.0.0.0:%d/metrics" (int .Values.metrics.port) | quote }}{{ else }}""{{ end }}
 - name: KEYPLANE_LIVENESS_ENDPOINT
   value: {{ if .Values.livenessProbe.enabled }}{{ printf "http://0.0.0.0:%d/healthz" (int .Values.livenessProbe.port) | quote }}{{ else }}""{{ end }}
 {{- if .Values.ha.enabled }}
@@ -100,11 +102,20 @@ spec:
         {{- end }}
       env:
         {{- include "keyplane.env" . | nindent 8 }}
-      {{- if .Values.livenessProbe.enabled }}
+      {{- if or .Values.livenessProbe.enabled .Values.metrics.enabled }}
       ports:
+        {{- if .Values.livenessProbe.enabled }}
         - name: health
           containerPort: {{ .Values.livenessProbe.port }}
           protocol: TCP
+        {{- end }}
+        {{- if .Values.metrics.enabled }}
+        - name: metrics
+          containerPort: {{ .Values.metrics.port }}
+          protocol: TCP
+        {{- end }}
+      {{- end }}
+      {{- if .Values.livenessProbe.enabled }}
       livenessProbe:
         httpGet:
           path: /healthz

@@ -263,12 +263,13 @@ class IdentityProviderObserved(StatusModel):
 
 
 class MetadataStatus(StatusModel):
-    """Bookkeeping of the last metadata (or discovery) retrieval."""
+    """The metadata (or discovery) document in use. Changes only when the document does: a refresh that
+    finds the same document writes nothing; refresh times and results are Prometheus metrics."""
 
-    lastAttemptTime: str | None = Field(default=None, description="When the source was last read.")
-    lastSuccessTime: str | None = Field(default=None, description="When it was last read successfully.")
     sha256: str | None = Field(default=None, description="SHA-256 of the document in use.")
-    etag: str | None = Field(default=None, description="ETag of the document in use.")
+    lastChangeTime: str | None = Field(
+        default=None, description="When the document in use was first read with this content (it last changed)."
+    )
 
 
 class IdentityProviderStatus(StatusModel):

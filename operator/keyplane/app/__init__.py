@@ -13,6 +13,7 @@ from keyplane.app.errors import LoginError
 from keyplane.app.login import LoginResult, resolve_login
 from keyplane.app.login_state import LoginStateStore
 from keyplane.app.logout import LogoutEvent
+from keyplane.app.metrics import AppMetrics
 from keyplane.app.oidc import OidcIdentity, OidcLogin, PendingOidcLogin
 from keyplane.app.replay import ReplayCache, SqlReplayCache
 from keyplane.app.roles import effective_role, highest_role
@@ -26,6 +27,7 @@ from keyplane.app.tokens import token_sha256, token_valid
 from keyplane.app.web import Keyplane
 
 __all__ = [
+    "AppMetrics",
     "Bundle",
     "BundleError",
     "BundleStore",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 from urllib.parse import parse_qsl
@@ -56,6 +57,7 @@ from keyplane.app.body import (
 )
 from keyplane.app.bundle import BundleStore, ScimConnection
 from keyplane.app.clock import Clock, utcnow
+from keyplane.app.metrics import AppMetrics
 from keyplane.app.scim_storage import LockingScimHandler, SqlScimStorage, email_values
 from keyplane.app.storage import Storage
 from keyplane.app.tokens import parse_bearer, token_valid
@@ -330,6 +332,7 @@ class ScimRouter:
         self.fallback = fallback
         self.max_body_size = max_body_size
         self.refusals = refusals if refusals is not None else Refusals()
+        self.metrics: AppMetrics | None = None  # set by Keyplane(metrics=...)
         self.provider = build_provider()
         self.service = KeyplaneScimService(self.provider)
         self._endpoints: dict[str, ScimEndpoint] = {}
@@ -403,7 +406,10 @@ class ScimRouter:
                 name, prefix = found
                 child = dict(scope)
                 child["root_path"] = root + prefix
-                await self.endpoint(name)(child, cast(Any, receive), cast(Any, send))
+                if self.metrics is not None:
+                    await _measured(self.metrics, name, scope["method"], self.endpoint(name), child, receive, send)
+                else:
+                    await self.endpoint(name)(child, cast(Any, receive), cast(Any, send))
                 return
         if self.fallback is not None:
             await self.fallback(scope, receive, send)
@@ -415,3 +421,26 @@ class ScimRouter:
             {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]}
         )
         await send({"type": "http.response.body", "body": b"Not Found"})
+
+
+async def _measured(
+    metrics: AppMetrics, connection: str, method: str, app: Any, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Serve one SCIM request, counting it by status and timing it (not when the client went away unanswered)."""
+    status: int | None = None
+
+    async def sending(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+        await send(message)
+
+    started = time.perf_counter()
+    try:
+        await app(scope, receive, sending)
+    except Exception:
+        status = status or 500  # what the server answers when the app raises before responding
+        raise
+    finally:
+        if status is not None:
+            metrics.scim_request(connection, method, status, time.perf_counter() - started)

@@ -35,6 +35,7 @@ from keyplane.app.errors import LoginError
 from keyplane.app.login import LoginResult, resolve_login
 from keyplane.app.login_state import PENDING_MAX_AGE, LoginStateStore
 from keyplane.app.logout import LogoutEvent, OnLogout
+from keyplane.app.metrics import UNKNOWN, AppMetrics
 from keyplane.app.oidc import OidcLogin, PendingOidcLogin
 from keyplane.app.replay import SqlReplayCache, id_token_identifier
 from keyplane.app.roles import effective_role
@@ -79,6 +80,8 @@ class Keyplane:
         ``request.state.keyplane_sso`` while it runs.
     :param on_logout: ``(request, LogoutEvent) -> None``: end the app's own session(s) of the user
         (see :mod:`keyplane.app.logout`); the default ``keyplane_session`` cookie is always deleted.
+    :param metrics: count logins, SCIM requests and replays into :class:`~keyplane.app.metrics.AppMetrics`
+        (opt-in; :meth:`wrap` serves them at ``metrics.path``).
     :param max_body_size: the largest request body any route reads (SAML POST, SCIM), in bytes;
         a larger one gets 413 without being read.
     :param refusals: where refused logins and SCIM requests are logged and counted
@@ -97,6 +100,7 @@ class Keyplane:
         on_logout: OnLogout | None = None,
         http: httpx.AsyncClient | None = None,
         session_max_age: int = 8 * 3600,
+        metrics: AppMetrics | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         refusals: Refusals | None = None,
     ) -> None:
@@ -122,6 +126,10 @@ class Keyplane:
         # assertion, callback or ID token used on one is refused on all.
         self.replay = SqlReplayCache(self.storage, clock=clock)
         self.logins = LoginStateStore(self.storage, clock=clock)
+        self.metrics = metrics
+        if metrics is not None:
+            self.scim.metrics = metrics
+            self.refusals.on_refusal(metrics.refused)
         self.on_login = on_login
         self.on_logout = on_logout
         self.session_max_age = session_max_age
@@ -226,7 +234,13 @@ class Keyplane:
         scim.__dict__.update(self.scim.__dict__)
         scim.fallback = app
 
+        metrics_path = self.metrics.path if self.metrics is not None else None
+        metrics_app = self.metrics.asgi() if self.metrics is not None else None
+
         async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if metrics_app is not None and scope["type"] == "http" and _path(scope) == metrics_path:
+                await metrics_app(scope, receive, send)
+                return
             if scope["type"] == "http" and _path(scope).startswith("/sso/"):
                 await self.sso(scope, receive, send)  # type: ignore[arg-type]
                 return
@@ -266,7 +280,16 @@ class Keyplane:
     def _cookie_secure(self, request: Request) -> bool:
         return request.url.scheme == "https"
 
+    def _count_login(self, name: str, result: str) -> None:
+        if self.metrics is None:
+            return
+        idp = self.bundle.identity_providers.get(name)  # names from URLs: only the bundle's are labels
+        self.metrics.login(name if idp else UNKNOWN, idp.protocol if idp else UNKNOWN, result)
+        if result.endswith(".replay"):  # saml.replay, oidc.replay: whichever replay store the app uses
+            self.metrics.replay_refused(result)
+
     def _refuse(self, exc: LoginError, name: str) -> Response:
+        self._count_login(name, exc.code)
         self.refusals.refuse(exc.code, f"login through {name}: {exc.reason}", source=name)
         return PlainTextResponse(f"Login refused: {exc.reason}", status_code=exc.status)
 
@@ -559,6 +582,7 @@ class Keyplane:
     async def _logged_in(
         self, request: Request, result: LoginResult, next_url: str, sso: dict[str, Any]
     ) -> Response:
+        self._count_login(result.identity_provider, "ok")
         log.info("login of %s through %s, role %s", result.email, result.identity_provider, result.role)
         request.state.keyplane_sso = sso
         if self.on_login is not None:

@@ -19,7 +19,7 @@ from .. import API_GROUP, API_VERSION
 from ..api.common import parse_duration
 from ..api.identityprovider import IdentityProviderSpec
 from ..api.scimconnection import ScimConnectionSpec
-from ..contract import parse_time_or_none, token_hash_live
+from ..contract import token_hash_live
 from ..observe.identityprovider import refresh_interval
 from ..observe.secrets import OWNER_KIND_LABEL, OWNER_NAME_LABEL
 from ..orchestrator import observe
@@ -170,7 +170,7 @@ async def identity_provider_refresh(body: kopf.Body, memo: Any, **kwargs: Any) -
         return
     if interval is None:
         return
-    last = parse_time_or_none((previous.metadata or {}).get("lastAttemptTime"))
+    last = previous.attempted_at
     wait = interval + _jitter(snap.uid, interval)
     if previous.problem is not None and previous.problem.transient:
         url = (spec.saml.metadata.url if spec.saml and spec.saml.metadata else None) or ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import zlib
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 
 from ..api.common import parse_duration
 from ..api.identityprovider import IdentityProviderSpec, OIDCConfig, SAMLConfig
-from ..contract import parse_time_or_none, rfc3339
+from ..contract import rfc3339
 from ..oidc.discovery import DiscoveryError, OIDCProviderMetadata, count_signing_keys, discovery_url, parse_discovery
 from ..reconcile.identityprovider import IdPObservation, SigningPair, needs_key_pair, signing_secret_name
 from ..reconcile.model import Problem, Snapshot
@@ -65,14 +66,16 @@ async def observe_identity_provider(
     base = previous or _seeded(snap, seed_entry)
     raw_meta = snap.status.get("metadata")
     status_meta = dict(raw_meta) if isinstance(raw_meta, dict) else {}
-    base = replace(base, generation=snap.generation, metadata=dict(base.metadata) or status_meta)
+    base = replace(base, generation=snap.generation, metadata=_status_metadata(base.metadata or status_meta))
     try:
         spec = IdentityProviderSpec.model_validate(snap.spec)
     except ValidationError:
         return base  # the reconcile reports the invalid spec itself
-    if previous is None and _fresh_after_restart(snap, spec, base, now):
-        # A restart within the refresh interval serves what the bundle holds and re-reads on schedule:
-        # no burst of fetches against the IdPs, and no status rewrite, when an operator pod restarts.
+    interval = refresh_interval(spec)
+    if previous is None and interval is not None and _restorable_after_restart(snap, base):
+        # After a restart the bundle's entry is served at once and the document re-read at a stable point
+        # within the first refresh interval: no burst of fetches, and no status rewrite, when the pod restarts.
+        base = replace(base, succeeded_at=now, attempted_at=now - interval + _restart_offset(snap.uid, interval))
         if spec.oidc is not None:
             return await _with_client_secret(snap, spec.oidc, store, base)
         return await _with_signing(snap, spec, store, base, settings, now)
@@ -82,19 +85,36 @@ async def observe_identity_provider(
     return await _observe_oidc(snap, spec.oidc, store, cache, base, settings, now, max_age)
 
 
-def _fresh_after_restart(snap: Snapshot, spec: IdentityProviderSpec, base: IdPObservation, now: datetime) -> bool:
-    interval = refresh_interval(spec)
-    if interval is None or (base.saml is None and base.oidc is None):
+def _status_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """The `status.metadata` fields; older fields (attempt times, ETag) are dropped once, on upgrade."""
+    return {k: v for k, v in meta.items() if k in ("sha256", "lastChangeTime") and v is not None}
+
+
+def _restorable_after_restart(snap: Snapshot, base: IdPObservation) -> bool:
+    """The status says this generation resolved, and the bundle holds its entry."""
+    if base.saml is None and base.oidc is None:
         return False
     resolved = next((c for c in snap.status.get("conditions") or []
                      if isinstance(c, dict) and c.get("type") == "MetadataResolved"), {})
-    last = parse_time_or_none(base.metadata.get("lastAttemptTime"))
-    return (
-        resolved.get("status") == "True"
-        and resolved.get("observedGeneration") == snap.generation
-        and last is not None
-        and now < last + interval
-    )
+    return resolved.get("status") == "True" and resolved.get("observedGeneration") == snap.generation
+
+
+def _restart_offset(uid: str, interval: timedelta) -> timedelta:
+    """A stable per-object point in the interval, so a thousand IdPs don't all re-read right after a restart."""
+    return interval * ((zlib.crc32(uid.encode()) % 1000) / 1000)
+
+
+def _counted(obs: IdPObservation, result: str) -> dict[str, int]:
+    return {**obs.fetches, result: obs.fetches.get(result, 0) + 1}
+
+
+def _succeeded(obs: IdPObservation, meta: dict[str, Any], document_sha: str, now: datetime) -> dict[str, Any]:
+    """status.metadata after a good read: `lastChangeTime` moves only when the document's content changed."""
+    meta = dict(meta)
+    if document_sha != meta.get("sha256") or "lastChangeTime" not in meta:
+        meta["lastChangeTime"] = rfc3339(now)
+    meta["sha256"] = document_sha
+    return meta
 
 
 async def _with_signing(
@@ -179,31 +199,32 @@ async def _observe_saml(
             return await _ensure_signing_pair(snap, store, result, settings, now)
         return result
 
-    meta = dict(obs.metadata)
-    meta["lastAttemptTime"] = rfc3339(now)
     from_url = saml.manual is None and saml.metadata is not None and saml.metadata.url is not None \
         and saml.metadata.inline is None and saml.metadata.configMapRef is None
+    if from_url:
+        obs = replace(obs, attempted_at=now)
     try:
-        idp, document_sha, etag = await _read_saml_source(snap, saml, store, cache, settings, now, max_age)
+        idp, document_sha, fetch_result = await _read_saml_source(snap, saml, store, cache, settings, now, max_age)
     except FetchError as exc:
-        return await signed(replace(obs, problem=_fetch_problem(exc), metadata=meta, from_url=True))
+        return await signed(replace(obs, problem=_fetch_problem(exc), from_url=True,
+                                    fetches=_counted(obs, exc.reason)))
     except MetadataError as exc:
-        return await signed(replace(obs, problem=Problem(exc.reason, exc.message), metadata=meta, from_url=from_url))
+        fetches = _counted(obs, exc.reason) if from_url else obs.fetches
+        return await signed(replace(obs, problem=Problem(exc.reason, exc.message), from_url=from_url,
+                                    fetches=fetches))
     except _Waiting as exc:
-        return await signed(replace(obs, problem=exc.problem, metadata=meta))
+        return await signed(replace(obs, problem=exc.problem))
 
-    if from_url or document_sha != meta.get("sha256"):
-        meta["lastSuccessTime"] = rfc3339(now)
-    else:
-        # An inline, ConfigMap or manual source that did not change was not "refreshed": keeping
-        # its times means a re-read (or an operator restart) rewrites nothing.
-        meta["lastAttemptTime"] = base.metadata.get("lastAttemptTime") or meta["lastAttemptTime"]
-    meta["sha256"] = document_sha
-    meta["etag"] = etag
-    metadata = {k: v for k, v in meta.items() if v is not None}
     resolved = replace(
-        obs, saml=idp, oidc=None, resolved_generation=snap.generation, problem=None, metadata=metadata,
+        obs,
+        saml=idp,
+        oidc=None,
+        resolved_generation=snap.generation,
+        problem=None,
+        metadata=_succeeded(obs, obs.metadata, document_sha, now),
         from_url=from_url,
+        succeeded_at=now,
+        fetches=_counted(obs, fetch_result) if fetch_result else obs.fetches,
     )
     return await signed(resolved)
 
@@ -212,7 +233,8 @@ async def _read_saml_source(
     snap: Snapshot, saml: SAMLConfig, store: ObjectStore, cache: SharedMetadataCache | None, settings: Settings,
     now: datetime, max_age: timedelta | None,
 ) -> tuple[IdPMetadata, str, str | None]:
-    """The IdP's SAML values from manual settings, inline XML, a ConfigMap or a URL: (idp, sha256, etag).
+    """The IdP's SAML values from manual settings, inline XML, a ConfigMap or a URL: (idp, sha256, and for a URL
+    the fetch result, ok or not_modified).
 
     Raises FetchError, MetadataError, or _Waiting (a referenced ConfigMap is missing).
     """
@@ -225,7 +247,7 @@ async def _read_saml_source(
         return idp, hashlib.sha256(m.model_dump_json().encode()).hexdigest(), None
     source = saml.metadata
     assert source is not None
-    etag = None
+    fetched = None
     if source.inline is not None:
         document: bytes = source.inline.encode()
     elif source.configMapRef is not None:
@@ -233,7 +255,7 @@ async def _read_saml_source(
     else:
         assert source.url is not None
         result = await _fetch(cache, source.url, max_age, now)
-        document, etag = result.body, result.etag
+        document, fetched = result.body, "not_modified" if result.not_modified else "ok"
     # One parse serves both the signature check and the values read, so what is verified is what is used.
     idp = parse_idp_metadata(
         document, source.entityID, max_bytes=settings.metadata_max_bytes,
@@ -241,7 +263,7 @@ async def _read_saml_source(
         signing_fingerprint=source.signingCertificateFingerprint,
         now=now,
     )
-    return idp, hashlib.sha256(document).hexdigest(), etag
+    return idp, hashlib.sha256(document).hexdigest(), fetched
 
 
 class _Waiting(Exception):
@@ -329,20 +351,18 @@ async def _observe_oidc(
     now: datetime,
     max_age: timedelta | None,
 ) -> IdPObservation:
-    meta = dict(base.metadata)
-    meta["lastAttemptTime"] = rfc3339(now)
-    obs = await _with_client_secret(snap, oidc, store, replace(base, from_url=True, signing=None))
+    obs = await _with_client_secret(snap, oidc, store, replace(base, from_url=True, signing=None, attempted_at=now))
     try:
         result = await _fetch(cache, discovery_url(oidc.issuer), max_age, now)
         provider = parse_discovery(result.body, oidc.issuer, allow_http=settings.allow_insecure_http)
         jwks = await _fetch(cache, provider.jwks_uri, max_age, now)
         count_signing_keys(jwks.body)
     except FetchError as exc:
-        return replace(obs, problem=_fetch_problem(exc), metadata=meta)
+        return replace(obs, problem=_fetch_problem(exc), fetches=_counted(obs, exc.reason))
     except DiscoveryError as exc:
-        return replace(obs, problem=Problem(exc.reason, exc.message), metadata=meta)
-    meta.update({"lastSuccessTime": rfc3339(now), "sha256": result.sha256, "etag": result.etag})
+        return replace(obs, problem=Problem(exc.reason, exc.message), fetches=_counted(obs, exc.reason))
     return replace(
         obs, oidc=provider, saml=None, resolved_generation=snap.generation, problem=None,
-        metadata={k: v for k, v in meta.items() if v is not None},
+        metadata=_succeeded(obs, obs.metadata, result.sha256, now), succeeded_at=now,
+        fetches=_counted(obs, "not_modified" if result.not_modified and jwks.not_modified else "ok"),
     )

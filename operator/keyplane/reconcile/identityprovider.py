@@ -8,6 +8,7 @@ gave makes it not Ready, while the bundle still serves the last good config.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -49,8 +50,13 @@ class IdPObservation:
     problem: Problem | None = None  # the latest attempt's failure, if it failed
     signing: SigningPair | None = None
     signing_problem: Problem | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)  # lastAttemptTime, lastSuccessTime, sha256, etag
+    metadata: dict[str, Any] = field(default_factory=dict)  # status.metadata: sha256, lastChangeTime
     from_url: bool = False
+    # In memory only (metrics and the refresh timer), never in status: a refresh that finds the same
+    # document must write nothing.
+    attempted_at: datetime | None = None  # the last read of the remote document
+    succeeded_at: datetime | None = None  # the last read that confirmed the document in use
+    fetches: Mapping[str, int] = field(default_factory=dict)  # reads by result: ok, not_modified, a reason
 
 
 def base_url(spec: dict[str, Any] | Any, settings: Settings) -> str:
@@ -244,12 +250,13 @@ def _overall(
         serving_same_source = have_config and observation.resolved_generation == generation and observation.from_url
         if serving_same_source:
             # The IdP's own server misbehaves; logins keep working on the last good document.
-            last = (observation.metadata or {}).get("lastSuccessTime") or "earlier"
+            # Stable wording (no attempt time): a failure that goes on rewrites nothing.
+            since = (observation.metadata or {}).get("lastChangeTime")
+            served = f"the metadata in use since {since}" if since else "the last good metadata"
             outcome = Outcome(
                 Phase.READY,
                 "LastKnownGood",
-                f"Serving the metadata read at {last}; the latest refresh failed ({problem.reason}): "
-                f"{problem.message}",
+                f"Serving {served}; the latest refresh failed ({problem.reason}): {problem.message}",
             )
         else:
             phase = Phase.PROGRESSING if problem.transient else Phase.STALLED

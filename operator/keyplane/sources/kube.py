@@ -9,7 +9,7 @@ rotates it, and a 401 fetches it again and retries once. Network errors and time
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -81,6 +81,8 @@ class KubeAPI:
 
     def __init__(self, credentials: ClusterCredentials, *, timeout: float = 30.0) -> None:
         self.credentials = credentials
+        # Called with (method, HTTP status or None when no answer came) after every request (metrics).
+        self.on_response: Callable[[str, int | None], None] | None = None
         self._client = httpx.AsyncClient(
             base_url=credentials.server,
             verify=credentials.ssl_context(),
@@ -112,10 +114,15 @@ class KubeAPI:
         headers = {"Content-Type": content_type} if content_type else {}
         try:
             response = await self._client.request(method, path, json=json, params=params, headers=headers)
-        except httpx.TransportError as exc:  # connect/read errors, timeouts: callers retry a KubeError
+        except (httpx.TransportError, CredentialsError) as exc:
+            if self.on_response is not None:
+                self.on_response(method, None)
+            if isinstance(exc, CredentialsError):
+                raise KubeUnavailable(f"{method} {path}: {exc}") from exc
+            # connect/read errors, timeouts: callers retry a KubeError
             raise KubeUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
-        except CredentialsError as exc:
-            raise KubeUnavailable(f"{method} {path}: {exc}") from exc
+        if self.on_response is not None:
+            self.on_response(method, response.status_code)
         if response.status_code == 404 and method == "GET":
             return None
         if response.status_code >= 400:

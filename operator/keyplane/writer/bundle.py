@@ -24,6 +24,7 @@ async def write_bundle(
     if data is None:
         if runtime.bundle_hashes.get(namespace) is not None:
             await kube.delete("v1", "secrets", namespace, name)
+            runtime.metrics.bundle_written("delete")
             log.info("namespace %s: no Keyplane objects left, bundle Secret %s deleted", namespace, name)
         runtime.bundles[namespace] = None
         runtime.bundle_hashes[namespace] = None
@@ -40,15 +41,18 @@ async def write_bundle(
     owners = [s.owner_reference(controller=False) for s in sorted(snaps, key=lambda s: (s.kind, s.name))
               if not s.deleting and s.uid]
     manifest = bundle_secret(name, namespace, data, owners)
+    operation = "update"
     if runtime.bundle_hashes.get(namespace) is None:
         try:
             await kube.create("v1", "secrets", namespace, manifest)
+            operation = "create"
         except KubeError as exc:
             if exc.status != 409:
                 raise
             await kube.patch("v1", "secrets", namespace, name, _bundle_patch(manifest))
     else:
         await kube.patch("v1", "secrets", namespace, name, _bundle_patch(manifest))
+    runtime.metrics.bundle_written(operation)
     runtime.bundles[namespace] = bundle
     runtime.bundle_hashes[namespace] = digest
     log.info("namespace %s: bundle Secret %s written (sha256 %s)", namespace, name, digest[:12])

@@ -157,7 +157,7 @@ def ready_observation(snap: Snapshot, idp: IdPMetadata | None = None, **kw: Any)
         "saml": idp or idp_metadata(),
         "resolved_generation": snap.generation,
         "signing": sp_pair(),
-        "metadata": {"lastAttemptTime": "2026-06-01T12:00:00Z", "lastSuccessTime": "2026-06-01T12:00:00Z"},
+        "metadata": {"sha256": "ab" * 32, "lastChangeTime": "2026-06-01T12:00:00Z"},
         "from_url": True,
     }
     values.update(kw)

@@ -105,6 +105,8 @@ def test_cli_subcommands_accept_every_setting_flag() -> None:
         ("KEYPLANE_ROLES", " , ", "roles"),
         ("KEYPLANE_CERTIFICATE_EXPIRY_WARNING", "soon", "duration"),
         ("KEYPLANE_SP_CERTIFICATE_RENEW_BEFORE", "30d", "duration"),
+        ("KEYPLANE_METRICS_ENDPOINT", "0.0.0.0:8081", "metrics_endpoint"),
+        ("KEYPLANE_METRICS_ENDPOINT", "https://0.0.0.0:8081/metrics", "metrics_endpoint"),
     ],
 )
 def test_bad_values_raise(name: str, value: str, fragment: str) -> None:

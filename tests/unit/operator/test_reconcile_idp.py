@@ -131,7 +131,7 @@ def test_failed_refresh_of_the_same_url_serves_last_known_good() -> None:
     obs = ready_observation(
         snap,
         problem=FETCH_FAILED,
-        metadata={"lastAttemptTime": "2026-06-01T13:00:00Z", "lastSuccessTime": "2026-06-01T12:00:00Z"},
+        metadata={"sha256": "ab" * 32, "lastChangeTime": "2026-06-01T12:00:00Z"},
     )
     result = reconcile(with_status(snap, good.status), obs, good.entry, now=NOW + timedelta(hours=1))
     assert phase(result.status) == ("True", "False", "False")
