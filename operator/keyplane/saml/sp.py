@@ -17,6 +17,7 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from keyplane.saml.metadata import IdPMetadata
 from keyplane.saml.safexml import parse_xml
+from keyplane.saml.schema import sp_metadata_errors
 
 
 class SPConfigError(ValueError):
@@ -180,10 +181,10 @@ def sp_metadata_xml(settings: dict[str, Any]) -> str:
     except OneLogin_Saml2_Error as exc:
         raise SPConfigError(f"python3-saml cannot build the SP metadata: {exc}") from None
     text = metadata.decode("utf-8") if isinstance(metadata, bytes) else str(metadata)
-    errors = saml_settings.validate_metadata(text)
-    if errors:
-        raise SPConfigError(f"the generated SP metadata is invalid: {', '.join(map(str, errors))}")
-    # Re-serialise through the hardened parser: checks well-formedness, normalises whitespace
-    # of the template's empty attribute slot.
+    # Parsed by the hardened parser (well-formedness; normalises whitespace of the template's empty
+    # attribute slot), then validated as python3-saml would, with the XSD compiled once (saml/schema.py).
     root = parse_xml(text)
+    errors = sp_metadata_errors(root)
+    if errors:
+        raise SPConfigError(f"the generated SP metadata is invalid: {', '.join(errors)}")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8")
