@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     for n in sizes:
         _log(f"convergence N={n}: Keyplane, then the floor")
         # After the largest run, a 10 s idle window at production intervals (no acceleration).
-        kwargs = {"idle_window": 10.0, "settle": 3.0} if n == sizes[-1] else {}
+        # It also carries the latency probes and the restart (bench/latency.py, bench/restart.py).
+        kwargs = {"idle_window": 10.0, "settle": 3.0, "probes": True, "restart": True} if n == sizes[-1] else {}
         row = asyncio.run(convergence(n, **kwargs))
         results["convergence"].append(row)
         _log(f"  Keyplane {row['keyplane_s']:.1f}s, floor {row['floor_s']:.1f}s, ratio {row['ratio']}")
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     results["peak_rss_n"] = largest["n"]
     results["peak_rss_method"] = "VmHWM of the `python -m keyplane run` subprocess (/proc/<pid>/status)"
     results["idle_unaccelerated"] = largest["keyplane"].get("idle")
+    results["latency_under_load"] = largest["keyplane"].get("latency")
+    results["restart"] = largest["keyplane"].get("restart")
 
     idle_n = sizes[0]
     _log(f"idle window N={idle_n}: timers and resync every {IDLE_TICK:g}s, {IDLE_TICKS} ticks")
@@ -109,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(r: dict[str, Any]) -> None:
+    from .scale_report import scale_rows
+
     rows = [("measure", "Keyplane", "floor (bare Kopf)", "note")]
     for row in r["convergence"]:
         kp, fl = row["keyplane"], row["floor"]
@@ -125,6 +130,7 @@ def print_table(r: dict[str, Any]) -> None:
         iu = r["idle_unaccelerated"]
         rows.append((f"idle modifying requests (N={r['peak_rss_n']}, real time)", str(iu["modifying_requests"]),
                      "", f"{iu['window_s']:g} s at production intervals"))
+    rows.extend(scale_rows(r))
     s = r["shared_url"]
     rows.append((f"shared URL fetches/interval (N={s['n']})", f"{s['etag_304']['fetches_per_interval']:g}", "",
                  f"ETag: {s['etag_304']['statuses']}; no ETag: {s['no_etag_200']['fetches_per_interval']:g} "

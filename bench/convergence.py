@@ -7,7 +7,8 @@ import json
 import time
 from typing import Any
 
-from . import workload
+from . import latency, workload
+from . import restart as restart_section
 from .harness import (
     OperatorProcess,
     Progress,
@@ -23,21 +24,29 @@ OBJECT_KINDS = ("IdentityProvider", "ScimConnection", "SSODomain")
 
 
 async def run_keyplane(n: int, *, env: dict[str, str] | None = None, idle_window: float = 0.0,
-                       settle: float = 0.0, timeout: float = 300.0) -> dict[str, Any]:
-    """Keyplane on N of each kind; optionally an idle window after convergence (modifying requests counted)."""
+                       settle: float = 0.0, timeout: float = 300.0, probes: bool = False,
+                       restart: bool = False) -> dict[str, Any]:
+    """Keyplane on N of each kind; optionally an idle window after convergence (modifying requests counted),
+    probes of one object's latency during the burst (bench/latency.py) and a restart (bench/restart.py)."""
     docs = workload.objects(n, NAMESPACES)
     namespaces = sorted({d["metadata"]["namespace"] for d in docs})
+    namespaces += [latency.NAMESPACE] if probes else []
+    namespaces += [restart_section.NAMESPACE] if restart else []
+    env = {**(env or {}), **(restart_section.URL_ENV if restart else {})}
     async with cluster_with_namespaces(namespaces) as cluster:
-        op = OperatorProcess(cluster, "keyplane", env or {}, name=f"keyplane-{n}")
+        op = OperatorProcess(cluster, "keyplane", env, name=f"keyplane-{n}")
         try:
             startup_s = await op.wait_watching(workload.KINDS.values())
             start_index = request_count(cluster)
             cpu0 = op.cpu_seconds() or 0.0
             progress = Progress(cluster, docs)
             t0 = time.monotonic()
+            burst: list[bool] = []  # non-empty once converged
+            probing = asyncio.create_task(latency.probe_during(cluster, lambda: not burst)) if probes else None
             create_s = await create_all(cluster, docs)
             await progress.wait(timeout=timeout)
             elapsed = time.monotonic() - t0
+            burst.append(True)
             cpu = (op.cpu_seconds() or 0.0) - cpu0
             requests = requests_since(cluster, start_index)
             writes = classify_writes(requests)
@@ -56,8 +65,12 @@ async def run_keyplane(n: int, *, env: dict[str, str] | None = None, idle_window
                 result["idle"] = {"window_s": idle_window, "modifying_requests": len(idle), "sample": idle[:10],
                                   "requests": len(seen), "timer_ticks_per_object": round(token_reads / n, 1)}
                 result["peak_rss_mb"] = op.read_peak_rss_mb()
+            if probing is not None:
+                result["latency"] = await probing
             log = op.log_text()
             result["tracebacks"] = log.count("Traceback")
+            if restart:
+                result["restart"] = await restart_section.restart(cluster, op, env, len(docs))
         finally:
             await op.stop()
         return result

@@ -64,12 +64,13 @@ class OperatorProcess:
         self.proc = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
         self.peak_rss_mb: float | None = None
 
-    async def wait_watching(self, plurals: Iterable[str], timeout: float = 60.0) -> float:
-        """Wait until the operator watches every resource; returns the seconds it took."""
+    async def wait_watching(self, plurals: Iterable[str], timeout: float = 60.0, since: int = 0) -> float:
+        """Wait until the operator watches every resource (in requests after the `since`-th); returns the
+        seconds it took."""
         started = time.monotonic()
         wanted = set(plurals)
         seen: set[str] = set()
-        checked = 0
+        checked = since
         while True:
             requests = list(self.cluster.emulator)
             for request in requests[checked:]:
