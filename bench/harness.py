@@ -58,6 +58,9 @@ class OperatorProcess:
         if os.environ.get("BENCH_PROFILE_DIR"):  # cProfile the operator too (see README.md)
             out = Path(os.environ["BENCH_PROFILE_DIR"]) / f"{name}.pstats"
             args = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", module, *args[3:]]
+        elif os.environ.get("BENCH_TRACEMALLOC_DIR"):  # where the memory lives (bench/tracemem.py)
+            out = Path(os.environ["BENCH_TRACEMALLOC_DIR"]) / f"{name}.tracemalloc"
+            args = [sys.executable, "-m", "bench.tracemem", str(out), module, *args[3:]]
         full_env = {**os.environ, "KUBECONFIG": cluster.kubeconfig_path, "KEYPLANE_LIVENESS_ENDPOINT": "",
                     "PYTHONUNBUFFERED": "1", **env}
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -67,6 +70,8 @@ class OperatorProcess:
     async def wait_watching(self, plurals: Iterable[str], timeout: float = 60.0, since: int = 0) -> float:
         """Wait until the operator watches every resource (in requests after the `since`-th); returns the
         seconds it took."""
+        if os.environ.get("BENCH_TRACEMALLOC_DIR"):
+            timeout *= 5  # imports under tracemalloc are slow
         started = time.monotonic()
         wanted = set(plurals)
         seen: set[str] = set()
