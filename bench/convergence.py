@@ -70,7 +70,10 @@ async def run_keyplane(n: int, *, env: dict[str, str] | None = None, idle_window
             log = op.log_text()
             result["tracebacks"] = log.count("Traceback")
             if restart:
-                result["restart"] = await restart_section.restart(cluster, op, env, len(docs))
+                try:
+                    result["restart"] = await restart_section.restart(cluster, op, env, len(docs))
+                except (TimeoutError, RuntimeError) as exc:  # report it, keep the other figures
+                    result["restart"] = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
             await op.stop()
         return result

@@ -54,7 +54,8 @@ async def restart(cluster: EmulatedCluster, op: OperatorProcess, env: Mapping[st
         since = len(list(cluster.emulator))
         again = OperatorProcess(cluster, "keyplane", env, name=f"{op.log_path.stem}-restarted")
         try:
-            watching_s = await again.wait_watching(workload.KINDS.values(), since=since)
+            # Kopf opens a kind's watch only after handing every listed object to its workers.
+            watching_s = await again.wait_watching(workload.KINDS.values(), since=since, timeout=600)
             await asyncio.sleep(window)
             writes = cluster.writes_since_mark()
             requests = cluster.requests_since_mark()

@@ -16,7 +16,9 @@ def scale_rows(r: dict[str, Any]) -> list[Row]:
                      "", f"p99 {lat['p99_s']} s over {lat['ready']}/{lat['probes']} probes "
                          f"({lat['created_during_burst']} created mid-burst), namespace {lat['namespace']}"))
     rs = r.get("restart")
-    if rs:
+    if rs and "error" in rs:
+        rows.append(("restart", "failed", "", rs["error"][:100]))
+    elif rs:
         rows.append((f"restart with {rs['objects']} Ready objects", f"watching in {rs['watching_s']} s", "",
                      f"in the next {rs['window_s']:g} s: {rs['modifying_requests']} modifying requests, "
                      f"{rs['metadata_fetches']} metadata fetches ({rs['url_idps']} URL IdPs)"))

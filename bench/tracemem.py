@@ -1,5 +1,5 @@
 """`python -m bench.tracemem OUT.pickle MODULE [ARGS...]`: run MODULE (as `python -m`) under tracemalloc and
-write a snapshot at SIGUSR1 and at exit (memory still held, by allocating line; 10 frames).
+write a snapshot at SIGUSR1 (to OUT.pickle.SIGUSR1) and at exit (memory still held, by allocating line; BENCH_TRACEMALLOC_FRAMES frames, default 1).
 
 Used by `BENCH_TRACEMALLOC_DIR=/tmp/mem python -m bench ...` (see README.md, "Where the memory lives"):
 the bench sends SIGUSR1 once the burst has converged. tracemalloc roughly doubles the operator's CPU.
@@ -8,6 +8,7 @@ the bench sends SIGUSR1 once the burst has converged. tracemalloc roughly double
 from __future__ import annotations
 
 import atexit
+import os
 import runpy
 import signal
 import sys
@@ -16,12 +17,13 @@ import tracemalloc
 
 def main() -> None:
     out, module, *args = sys.argv[1:]
-    tracemalloc.start(10)
+    tracemalloc.start(int(os.environ.get("BENCH_TRACEMALLOC_FRAMES", "1")))
 
-    def dump(*_: object) -> None:
-        tracemalloc.take_snapshot().dump(out)
+    def dump(signum: int | None = None, *_: object) -> None:
+        path = f"{out}.{signal.Signals(signum).name}" if signum else out
+        tracemalloc.take_snapshot().dump(path)
         current, peak = tracemalloc.get_traced_memory()
-        print(f"tracemalloc: {current / 2**20:.1f} MiB traced, peak {peak / 2**20:.1f} MiB -> {out}",
+        print(f"tracemalloc: {current / 2**20:.1f} MiB traced, peak {peak / 2**20:.1f} MiB -> {path}",
               file=sys.stderr, flush=True)
 
     signal.signal(signal.SIGUSR1, dump)
