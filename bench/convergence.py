@@ -15,8 +15,11 @@ from .harness import (
     classify_writes,
     cluster_with_namespaces,
     create_all,
+    new_section,
+    place,
     request_count,
     requests_since,
+    scope,
 )
 
 NAMESPACES = 10
@@ -28,11 +31,12 @@ async def run_keyplane(n: int, *, env: dict[str, str] | None = None, idle_window
                        restart: bool = False) -> dict[str, Any]:
     """Keyplane on N of each kind; optionally an idle window after convergence (modifying requests counted),
     probes of one object's latency during the burst (bench/latency.py) and a restart (bench/restart.py)."""
-    docs = workload.objects(n, NAMESPACES)
+    new_section()
+    docs = place(workload.objects(n, NAMESPACES))
     namespaces = sorted({d["metadata"]["namespace"] for d in docs})
     namespaces += [latency.NAMESPACE] if probes else []
-    namespaces += [restart_section.NAMESPACE] if restart else []
-    env = {**(env or {}), **(restart_section.URL_ENV if restart else {})}
+    namespaces += [restart_section.namespace()] if restart else []
+    env = {**(env or {}), **(restart_section.URL_ENV if restart else {}), **scope("KEYPLANE_NAMESPACES", namespaces)}
     async with cluster_with_namespaces(namespaces) as cluster:
         op = OperatorProcess(cluster, "keyplane", env, name=f"keyplane-{n}")
         try:
@@ -87,13 +91,14 @@ def floor_writes(n: int, writes: dict[str, int]) -> tuple[dict[str, int], int]:
 
 
 async def run_floor(n: int, per_kind: dict[str, int], per_bundle: int, timeout: float = 300.0) -> dict[str, Any]:
-    docs = workload.objects(n, NAMESPACES)
+    new_section()
+    docs = place(workload.objects(n, NAMESPACES))
     namespaces = sorted({d["metadata"]["namespace"] for d in docs})
     expected: dict[str, int] = {}
     for doc in docs:
         expected[doc["metadata"]["namespace"]] = expected.get(doc["metadata"]["namespace"], 0) + 1
     env = {"FLOOR_WRITES": json.dumps(per_kind), "FLOOR_BUNDLE_WRITES": str(per_bundle),
-           "FLOOR_EXPECTED": json.dumps(expected)}
+           "FLOOR_EXPECTED": json.dumps(expected), **scope("FLOOR_NAMESPACES", namespaces)}
     async with cluster_with_namespaces(namespaces) as cluster:
         op = OperatorProcess(cluster, "bench.floor", env, name=f"floor-{n}")
         try:

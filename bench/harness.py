@@ -40,8 +40,39 @@ kmock_fastpath.install()
 kmock_fastpath.install_emulator_cache()
 
 
+# Set by `python -m bench --kubeconfig FILE`: {"kubeconfig": FILE, "run": "<id>"} (see bench/external.py).
+EXTERNAL: dict[str, str] = {}
+
+
+def place(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects in this run's namespaces: as they are on the emulator, renamed per run on a real cluster."""
+    if not EXTERNAL:
+        return list(docs)
+    from .external import rename_namespaces
+
+    return rename_namespaces(docs, f"kpbench-{EXTERNAL['run']}-{EXTERNAL.get('section', '0')}")
+
+
+def new_section() -> None:
+    """Each operator run gets fresh namespaces on a real cluster (the previous run's objects stay)."""
+    if EXTERNAL:
+        EXTERNAL["section"] = str(int(EXTERNAL.get("section", "0")) + 1)
+
+
+def scope(variable: str, namespaces: Iterable[str]) -> dict[str, str]:
+    """On a real cluster an operator watches only its run's namespaces (earlier sections' objects stay)."""
+    return {variable: ",".join(sorted(namespaces))} if EXTERNAL else {}
+
+
 @contextlib.asynccontextmanager
 async def cluster_with_namespaces(namespaces: Iterable[str]) -> AsyncIterator[EmulatedCluster]:
+    """The emulator (or, with --kubeconfig, the real cluster behind a recording proxy) with the namespaces."""
+    if EXTERNAL:
+        from .external import external_cluster
+
+        async with external_cluster(EXTERNAL["kubeconfig"], namespaces, EXTERNAL["run"]) as external:
+            yield external  # type: ignore[misc]  # duck-typed: the subset of EmulatedCluster the sections use
+        return
     async with emulated_cluster(all_crds()) as cluster:
         for ns in namespaces:
             await cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})

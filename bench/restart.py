@@ -17,7 +17,7 @@ from typing import Any
 from keyplane.testing import EmulatedCluster
 
 from . import workload
-from .harness import OperatorProcess, Progress, create_all
+from .harness import OperatorProcess, Progress, create_all, place
 from .shared_url import MetadataServer
 
 NAMESPACE = "bench-url"
@@ -33,7 +33,12 @@ def url_idps(url: str, count: int = URL_IDPS) -> list[dict[str, Any]]:
         doc = workload.idp_manifest(i, 1, metadata={"url": url, "refreshInterval": "1h"})
         doc["metadata"] = {"name": f"url-idp-{i:03d}", "namespace": NAMESPACE}
         docs.append(doc)
-    return docs
+    return place(docs)
+
+
+def namespace() -> str:
+    """This section's namespace in this run (renamed per run on a real cluster)."""
+    return str(place([{"metadata": {"namespace": NAMESPACE}}])[0]["metadata"]["namespace"])
 
 
 async def restart(cluster: EmulatedCluster, op: OperatorProcess, env: Mapping[str, str], objects: int, *,

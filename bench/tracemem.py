@@ -1,5 +1,6 @@
-"""`python -m bench.tracemem OUT.pickle MODULE [ARGS...]`: run MODULE (as `python -m`) under tracemalloc and
-write a snapshot at SIGUSR1 (to OUT.pickle.SIGUSR1) and at exit (memory still held, by allocating line; BENCH_TRACEMALLOC_FRAMES frames, default 1).
+"""`python -m bench.tracemem OUT MODULE [ARGS...]`: run MODULE (as `python -m`) under tracemalloc and write a
+snapshot at SIGUSR1 (to OUT.SIGUSR1) and at exit (to OUT): memory still held, by allocation site
+(BENCH_TRACEMALLOC_FRAMES frames, default 1).
 
 Used by `BENCH_TRACEMALLOC_DIR=/tmp/mem python -m bench ...` (see README.md, "Where the memory lives"):
 the bench sends SIGUSR1 once the burst has converged. tracemalloc roughly doubles the operator's CPU.
