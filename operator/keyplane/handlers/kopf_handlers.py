@@ -23,7 +23,7 @@ from ..observe.identityprovider import observe_identity_provider, refresh_interv
 from ..observe.scimconnection import observe_scim_connection
 from ..observe.ssodomain import observe_sso_domain
 from ..reconcile.conditions import parse_time
-from ..reconcile.model import Snapshot
+from ..reconcile.model import KOPF_ANNOTATIONS_PREFIX, Snapshot
 from ..reconcile.scimconnection import token_secret_name
 from ..reconcile.ssodomain import claims_of
 from ..saml.sp import sp_certificate_needs_renewal
@@ -34,7 +34,7 @@ from .runtime import Runtime, post_event
 log = logging.getLogger("keyplane.operator")
 
 FINALIZER = "keyplane.dev/finalizer"
-KOPF_PREFIX = "kopf.keyplane.dev"
+KOPF_PREFIX = KOPF_ANNOTATIONS_PREFIX.rstrip("/")
 IDP = (API_GROUP, API_VERSION, "identityproviders")
 SSOD = (API_GROUP, API_VERSION, "ssodomains")
 SCIM = (API_GROUP, API_VERSION, "scimconnections")
