@@ -118,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _log("  bench/scim_bench.py not present: skipped")
 
+    _log("app side (bench/app_bench.py): SQLite vs PostgreSQL, 1 vs 2 replicas, 10 000 users, 1 000 groups")
+    from .app_bench import run as run_app_bench
+
+    try:
+        results["app"] = run_app_bench(10_000, 1_000)
+    except Exception as exc:  # the app's section must not sink the operator's figures
+        results["app"] = {"error": f"{type(exc).__name__}: {exc}"}
+
     return _finish(results, args.out, started)
 
 
@@ -126,6 +134,11 @@ def _finish(results: dict[str, Any], out: Path, started: float) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print_table(results)
+    if "app" in results:
+        from .app_bench import table as app_table
+
+        print()
+        print(app_table(results["app"]) if "shapes" in results["app"] else f"app side: {results['app']}")
     print(f"\nwritten {out} (total {results['total_s']}s)")
     return 0
 

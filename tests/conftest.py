@@ -7,73 +7,31 @@ import os
 # The per-object timers tick every second in tests instead of every minute (read at import).
 os.environ.setdefault("KEYPLANE_TIMER_INTERVAL", "1")
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from keyplane.api.crds import all_crds
-from keyplane.settings import Settings
+from support import TEST_SETTINGS, OperatorFactory, chart_cluster, operator_factory, test_settings  # noqa: F401
 
 # CI runs the fuzz tests on fixed seeds (a red CI names a change, not luck); locally they explore.
 hypothesis_settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
-TEST_SETTINGS = dict(
-    liveness_endpoint=None,
-    bundle_debounce=0.05,
-    bundle_max_delay=0.5,
-    resync_interval=1.0,
-    allow_private_networks=True,
-    allow_insecure_http=True,
-    metadata_timeout=3.0,
-    metadata_connect_timeout=1.0,
-)
-
-
-def test_settings(**overrides: Any) -> Settings:
-    """Settings for tests: fast debounce, no liveness port, local metadata servers allowed."""
-    return Settings(**{**TEST_SETTINGS, **overrides})
-
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[Any]:
-    """An emulated Kubernetes API on 127.0.0.1 with Keyplane's CRDs, and KUBECONFIG pointing at it."""
-    from keyplane.testing import emulated_cluster, use_kubeconfig
-
-    async with emulated_cluster(all_crds()) as emulated:
-        restore = use_kubeconfig(emulated.kubeconfig_path)
-        try:
-            yield emulated
-        finally:
-            restore()
-
-
-OperatorFactory = Callable[..., AbstractAsyncContextManager[Any]]
+    """The emulated API server, the operator authorized by the chart's RBAC: see `support.chart_cluster`."""
+    async with chart_cluster() as emulated:
+        yield emulated
 
 
 @pytest.fixture
 def keyplane_operator(cluster: Any) -> OperatorFactory:
     """`async with keyplane_operator(**settings) as runtime:` runs the real operator (all handlers)."""
-    import kopf
-
-    from keyplane import handlers  # noqa: F401  (registers the handlers once)
-    from keyplane.testing import running_operator
-
-    @asynccontextmanager
-    async def run(**overrides: Any) -> AsyncIterator[Any]:
-        peering = overrides.pop("peering_name", None)
-        priority = overrides.pop("priority", 0)
-        settings = test_settings(peering_name=peering, priority=priority, **overrides)
-        memo = kopf.Memo(settings=settings)
-        async with running_operator(memo=memo, clusterwide=True, peering_name=peering, priority=priority,
-                                    shutdown_timeout=8.0):
-            yield memo.runtime
-
-    return run
+    return operator_factory(cluster)
 
 
 @pytest.fixture
@@ -86,3 +44,24 @@ async def idp_server() -> AsyncIterator[Any]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL server for the session (initdb + pg_ctl in a temporary folder, 127.0.0.1).
+
+    Started on first use, stopped at the end of the session. Without the server's binaries the tests
+    that need it are skipped locally, and fail in CI (``CI`` set): CI must not pass without them.
+    """
+    from keyplane.testing.postgres import PostgresServer, find_binaries
+
+    if find_binaries() is None:
+        reason = "PostgreSQL server binaries (initdb, pg_ctl) not found: `make postgres` installs them"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

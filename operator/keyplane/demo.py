@@ -36,16 +36,22 @@ async def run_demo(
     import kopf
 
     from . import handlers  # noqa: F401  (registers the handlers)
-    from .testing import emulated_cluster, running_operator, use_kubeconfig
+    from .testing import ChartUnavailableError, emulated_cluster, render_chart_rbac, running_operator, use_kubeconfig
 
     documents = sorted(read_documents([str(examples)]), key=lambda d: _ORDER.get(str(d.get("kind")), 5))
     settings = settings or Settings(liveness_endpoint=None, bundle_debounce=0.2, bundle_max_delay=1.0)
     started = time.monotonic()
-    async with emulated_cluster(all_crds()) as cluster:
+    try:  # the operator runs as deployed: the chart's ServiceAccount, authorized by the chart's RBAC
+        rbac = render_chart_rbac()
+        identity = f"as {rbac.user.name} under the chart's RBAC"
+    except ChartUnavailableError as e:  # e.g. an installed package, without the chart or helm
+        rbac, identity = None, f"as admin ({e})"
+    async with emulated_cluster(all_crds(), rbac=rbac) as cluster:
         restore = use_kubeconfig(cluster.kubeconfig_path)
         try:
             out.write(f"Emulated API server at {cluster.url}; CRDs registered: "
                       f"{', '.join(k.crd_name for k in KINDS)}\n")
+            out.write(f"The operator authenticates {identity}\n")
             for doc in documents:
                 await cluster.apply(doc)
             out.write(f"Applied {len(documents)} objects from {examples}\n\n")

@@ -70,6 +70,8 @@ async def test_demo_converges_and_reports() -> None:
     assert await run_demo(QUICKSTART, timeout=60, out=out, settings=settings) == 0
     text = out.getvalue()
     assert "Converged in" in text
+    # The demo shows the deployed shape: the operator under the chart's ServiceAccount and RBAC.
+    assert "authenticates as system:serviceaccount:keyplane-system:keyplane under the chart's RBAC" in text
     for line in ("IdentityProvider  keyplane-demo  okta", "ScimConnection    keyplane-demo  okta"):
         assert line in text
     assert "https://platform.example.com/sso/saml/okta/acs" in text

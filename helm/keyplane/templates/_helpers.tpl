@@ -56,18 +56,20 @@ app.kubernetes.io/component: operator
 
 {{/*
 The namespaced permissions of the operator: used in the ClusterRole (all namespaces) or in one Role per
-watched namespace. Exactly what the handlers do, nothing more:
-- its three kinds: watch (Kopf), patch (finalizer, keyplane.dev/* annotations) and patch of status;
+watched namespace. Exactly what the operator does, nothing more (tests/integration/test_least_privilege.py
+checks each verb is used; docs/install.md says which behaviour uses it):
+- its three kinds: list/watch (Kopf), patch (finalizer, keyplane.dev/* annotations) and patch of status;
+  never read one by one;
 - ConfigMaps: get (metadata configMapRef) and list/watch (Kopf watches them to re-read changed metadata);
 - Secrets: get/create/patch/delete by name only (token, SP signing and bundle Secrets; never listed or watched);
 - Events: create (Kopf's and the operator's own);
-- Deployments labelled keyplane.dev/consume-identity=true: get/list/patch (the pod template annotation);
-- in HA mode, the namespaced Kopf peering objects (when namespaced).
+- Deployments labelled keyplane.dev/consume-identity=true: list (by that label) and patch (the pod template
+  annotation).
 */}}
 {{- define "keyplane.namespacedRules" -}}
 - apiGroups: [keyplane.dev]
   resources: [identityproviders, ssodomains, scimconnections]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 - apiGroups: [keyplane.dev]
   resources: [identityproviders/status, ssodomains/status, scimconnections/status]
   verbs: [patch]
@@ -82,21 +84,29 @@ watched namespace. Exactly what the handlers do, nothing more:
   verbs: [create]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, patch]
+  verbs: [list, patch]
 {{- end }}
 
-{{/* What Kopf needs cluster-wide in every mode: CRD discovery and namespace observation. */}}
+{{/* What Kopf needs cluster-wide in every mode: CRD discovery (it lists and watches CRDs to notice
+     its resources appear or change). */}}
 {{- define "keyplane.clusterRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
+{{- end }}
+
+{{/* Only when watching listed namespaces: Kopf lists and watches Namespaces to start and stop its
+     per-namespace watches as the listed namespaces come and go. Cluster-wide it never looks at them. */}}
+{{- define "keyplane.namespaceRules" -}}
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [list, watch]
 {{- end }}
 
+{{/* HA mode: Kopf announces each replica in the peering object's status (patch) and learns of the
+     others by watching it (list, watch). It never creates it (the chart does) nor reads it by name. */}}
 {{- define "keyplane.peeringRules" -}}
 - apiGroups: [kopf.dev]
   resources: [{{ .resource }}]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 {{- end }}

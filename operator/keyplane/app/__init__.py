@@ -11,8 +11,9 @@ Kopf or the Kubernetes client::
 from keyplane.app.bundle import Bundle, BundleError, BundleStore, IdentityProvider, ScimConnection
 from keyplane.app.errors import LoginError
 from keyplane.app.login import LoginResult, resolve_login
+from keyplane.app.login_state import LoginStateStore
 from keyplane.app.oidc import OidcIdentity, OidcLogin, PendingOidcLogin
-from keyplane.app.replay import ReplayCache
+from keyplane.app.replay import ReplayCache, SqlReplayCache
 from keyplane.app.roles import effective_role, highest_role
 from keyplane.app.routing import LoginRoute, LoginRouter
 from keyplane.app.saml import SamlIdentity, SamlLogin
@@ -33,6 +34,7 @@ __all__ = [
     "LoginResult",
     "LoginRoute",
     "LoginRouter",
+    "LoginStateStore",
     "OidcIdentity",
     "OidcLogin",
     "PendingOidcLogin",
@@ -44,6 +46,7 @@ __all__ = [
     "ScimConnection",
     "ScimEndpoint",
     "ScimRouter",
+    "SqlReplayCache",
     "SqlScimStorage",
     "Storage",
     "UserChange",

@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", required=True, help="path of identity.json")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--database", default="sqlite://", help="SQLAlchemy URL (default: in memory)")
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("KEYPLANE_DATABASE_URL", "sqlite://"),
+        help="SQLAlchemy URL, e.g. postgresql://user:pass@host/db (default: $KEYPLANE_DATABASE_URL, else in memory)",
+    )
     args = parser.parse_args(argv)
     if not os.path.exists(args.bundle):
         parser.error(f"no such bundle file: {args.bundle}")

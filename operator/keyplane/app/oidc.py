@@ -32,7 +32,7 @@ from joserfc.jwk import KeySet
 from keyplane.app.bundle import IdentityProvider
 from keyplane.app.clock import Clock, utcnow
 from keyplane.app.errors import LoginError
-from keyplane.app.replay import ReplayCache
+from keyplane.app.replay import Replay, ReplayCache
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
@@ -83,7 +83,7 @@ class OidcLogin:
         *,
         clock: Clock = utcnow,
         leeway: int = 60,
-        replay: ReplayCache | None = None,
+        replay: Replay | None = None,
     ) -> None:
         if idp.oidc is None:
             raise ValueError(f"identity provider {idp.name} is not OIDC")
@@ -92,7 +92,7 @@ class OidcLogin:
         self.http = http
         self.clock = clock
         self.leeway = leeway
-        self.replay = replay if replay is not None else ReplayCache(clock=clock)
+        self.replay: Replay = replay if replay is not None else ReplayCache(clock=clock)
         self._metadata: dict[str, Any] | None = None
         self._jwks: KeySet | None = None
         self._jwks_fetched = 0.0

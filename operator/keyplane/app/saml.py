@@ -25,7 +25,7 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from keyplane.app.bundle import IdentityProvider
 from keyplane.app.errors import LoginError
-from keyplane.app.replay import ReplayCache
+from keyplane.app.replay import Replay
 
 #: python3-saml's tolerance for clock differences with the IdP, in seconds.
 CLOCK_SKEW_SECONDS = OneLogin_Saml2_Constants.ALLOWED_CLOCK_DRIFT
@@ -64,7 +64,7 @@ def request_data(
 class SamlLogin:
     """The SP side of one SAML IdentityProvider."""
 
-    def __init__(self, idp: IdentityProvider, replay: ReplayCache) -> None:
+    def __init__(self, idp: IdentityProvider, replay: Replay) -> None:
         if idp.saml is None:
             raise ValueError(f"identity provider {idp.name} is not SAML")
         self.idp = idp

@@ -36,7 +36,6 @@ from scim2_models import (
 )
 from scim2_server.applications.asgi import ASGIApplication
 from scim2_server.applications.base import BaseApplication
-from scim2_server.handler import ScimHandler
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
 from scim2_server.service import ScimService
@@ -57,7 +56,7 @@ from keyplane.app.body import (
 )
 from keyplane.app.bundle import BundleStore, ScimConnection
 from keyplane.app.clock import Clock, utcnow
-from keyplane.app.scim_storage import SqlScimStorage
+from keyplane.app.scim_storage import LockingScimHandler, SqlScimStorage
 from keyplane.app.storage import Storage
 from keyplane.app.tokens import parse_bearer, token_valid
 
@@ -209,7 +208,7 @@ class ScimEndpoint(ASGIApplication):
     ) -> None:
         BaseApplication.__init__(self, provider, service)
         self.storage = storage  # type: ignore[assignment]
-        self.sync_handler = ScimHandler(service, storage)
+        self.sync_handler = LockingScimHandler(service, storage)
         self.connection = connection
         self.clock = clock
         self.name = name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,9 +26,13 @@ from scim2_models import (
     UniquenessException,
 )
 from scim2_models.path import CompareOperator, Comparison
+from scim2_server.handler import ScimHandler
+from scim2_server.requests import ScimRequest
+from scim2_server.responses import ScimResponse
 from scim2_server.storage import ScimStorage, SearchPage
 from scim2_server.utils import parametrize
 from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from keyplane.app.clock import Clock, utcnow
 from keyplane.app.storage import ChangeAction, Storage, members, next_seq, resources, unique_values
@@ -110,6 +115,23 @@ class SqlScimStorage(ScimStorage):
         self.clock = clock
         self._unique_bindings: dict[type[Any], list[AttributeBinding]] = {}
         self._column_bindings: dict[str, dict[str, AttributeBinding]] = {}
+        self._local = threading.local()
+
+    @contextmanager
+    def locking(self, enabled: bool = True) -> Iterator[None]:
+        """Within it, reading a resource locks its row until the operation commits (``FOR UPDATE``).
+
+        scim2-server reads, then writes a PATCH/PUT/DELETE in one :meth:`operation` (one transaction):
+        with the row locked, a concurrent PATCH of the same group (Okta and Entra ID send them in
+        parallel) waits, then reads the result, so no member is lost and ``meta.version`` counts every
+        change. SQLite has no row locks and needs none: its writes are serialised.
+        """
+        previous = getattr(self._local, "locking", False)
+        self._local.locking = enabled
+        try:
+            yield
+        finally:
+            self._local.locking = previous
 
     # -- helpers ------------------------------------------------------------------
 
@@ -184,19 +206,26 @@ class SqlScimStorage(ScimStorage):
                 raise UniquenessException(detail=f"{urn.rpartition(':')[2]} is already taken")
 
     def _write_unique(self, connection: Connection, resource_id: str, values: dict[str, str]) -> None:
+        """Claim the unique values; the primary key decides between concurrent claims (on any replica)."""
         connection.execute(
             delete(unique_values).where(
                 unique_values.c.partition == self.partition, unique_values.c.resource_id == resource_id
             )
         )
         if values:
-            connection.execute(
-                insert(unique_values),
-                [
-                    {"partition": self.partition, "urn": urn, "value": value, "resource_id": resource_id}
-                    for urn, value in values.items()
-                ],
-            )
+            try:
+                connection.execute(
+                    insert(unique_values),
+                    [
+                        {"partition": self.partition, "urn": urn, "value": value, "resource_id": resource_id}
+                        for urn, value in values.items()
+                    ],
+                )
+            except IntegrityError as exc:
+                # A concurrent request claimed the value after _check_unique looked (the transaction is
+                # rolled back as the exception leaves it).
+                taken = ", ".join(sorted(urn.rpartition(":")[2] for urn in values))
+                raise UniquenessException(detail=f"{taken} is already taken") from exc
 
     @staticmethod
     def _dump(resource: Resource[Any]) -> dict[str, Any]:
@@ -206,14 +235,15 @@ class SqlScimStorage(ScimStorage):
         return data
 
     def _row(self, connection: Connection, resource_type: ResourceType, resource_id: str | None) -> Any:
-        row = connection.execute(
-            select(resources).where(
-                resources.c.id == (resource_id or ""),
-                resources.c.partition == self.partition,
-                resources.c.resource_type == resource_type.name,
-                resources.c.deleted.is_(False),
-            )
-        ).first()
+        query = select(resources).where(
+            resources.c.id == (resource_id or ""),
+            resources.c.partition == self.partition,
+            resources.c.resource_type == resource_type.name,
+            resources.c.deleted.is_(False),
+        )
+        if getattr(self._local, "locking", False):
+            query = query.with_for_update()
+        row = connection.execute(query).first()
         if row is None:
             raise NotFoundException(detail=f"{resource_type.name} {resource_id!r} not found")
         return row
@@ -284,7 +314,7 @@ class SqlScimStorage(ScimStorage):
             count = search_request.count
             if scim_filter is None and search_request.sort_by is None:
                 total = connection.execute(select(func.count()).select_from(base.subquery())).scalar_one()
-                query = base.order_by(resources.c.seq).offset(start)
+                query = base.order_by(resources.c.seq, resources.c.id).offset(start)
                 if count is not None:
                     query = query.limit(count)
                 rows = connection.execute(query).all()
@@ -540,8 +570,11 @@ class SqlScimStorage(ScimStorage):
                 )
             ).scalars()
         )
-        for group_id in group_ids:
-            row = connection.execute(select(resources).where(resources.c.id == group_id)).first()
+        for group_id in sorted(group_ids):
+            # Locked: a concurrent PATCH of the group must not be overwritten by this stale copy.
+            row = connection.execute(
+                select(resources).where(resources.c.id == group_id).with_for_update()
+            ).first()
             if row is None:
                 continue
             data = json.loads(row.data)
@@ -556,3 +589,22 @@ class SqlScimStorage(ScimStorage):
         connection.execute(
             delete(members).where(members.c.partition == self.partition, members.c.user_id == user_id)
         )
+
+
+#: Methods whose scim2-server operation reads a resource, then writes it.
+READ_THEN_WRITE = {"PUT", "PATCH", "DELETE"}
+
+
+class LockingScimHandler(ScimHandler):
+    """scim2-server's handler, locking what PUT, PATCH and DELETE read (see :meth:`SqlScimStorage.locking`)."""
+
+    storage: SqlScimStorage
+
+    def handle(self, request: ScimRequest) -> ScimResponse:
+        with self.storage.locking(request.method.upper() in READ_THEN_WRITE):
+            return super().handle(request)
+
+    def apply_bulk_operation(self, resource_type: ResourceType, operation: Any) -> Resource[Any] | None:
+        method = str(getattr(operation.method, "value", operation.method)).upper()
+        with self.storage.locking(method in READ_THEN_WRITE):
+            return super().apply_bulk_operation(resource_type, operation)

@@ -21,73 +21,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Connection,
-    DateTime,
-    Engine,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    select,
-)
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import Connection, Engine, select
+
+from keyplane.app import schema
+from keyplane.app.database import create_database_engine
+from keyplane.app.tables import members, resources
+from keyplane.app.tables import unique_values as unique_values  # re-exported for scim_storage
 
 log = logging.getLogger("keyplane.app.storage")
-
-metadata = MetaData()
-
-resources = Table(
-    "keyplane_scim_resources",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("partition", String(255), nullable=False),
-    Column("resource_type", String(64), nullable=False),
-    Column("version", Integer, nullable=False),
-    # Creation order (monotonic nanoseconds): stable pagination even when clocks tie.
-    Column("seq", BigInteger, nullable=False),
-    Column("created", DateTime(timezone=True), nullable=False),
-    Column("last_modified", DateTime(timezone=True), nullable=False),
-    Column("user_name", String(1024)),
-    Column("external_id", String(1024)),
-    Column("display_name", String(1024)),
-    Column("label", String(1024)),
-    Column("email", String(1024)),
-    Column("active", Boolean),
-    Column("deleted", Boolean, nullable=False, default=False),
-    Column("data", Text, nullable=False),
-    Index("ix_kp_scim_user_name", "partition", "resource_type", "user_name"),
-    Index("ix_kp_scim_external_id", "partition", "resource_type", "external_id"),
-    Index("ix_kp_scim_display_name", "partition", "resource_type", "display_name"),
-    Index("ix_kp_scim_email", "partition", "email"),
-    Index("ix_kp_scim_seq", "partition", "resource_type", "seq"),
-)
-
-unique_values = Table(
-    "keyplane_scim_unique",
-    metadata,
-    Column("partition", String(255), primary_key=True),
-    Column("urn", String(512), primary_key=True),
-    Column("value", String(1024), primary_key=True),
-    Column("resource_id", String(64), nullable=False, index=True),
-)
-
-members = Table(
-    "keyplane_scim_members",
-    metadata,
-    Column("partition", String(255), primary_key=True),
-    Column("group_id", String(64), primary_key=True),
-    Column("user_id", String(64), primary_key=True),
-    # Covering, so that SQLite prefers it to the primary key for lookups by user.
-    Index("ix_kp_scim_members_user", "partition", "user_id", "group_id"),
-)
 
 
 @dataclass(frozen=True)
@@ -145,22 +86,19 @@ class Storage:
     """The SQL store shared by every SCIM connection of an app.
 
     :param url: a SQLAlchemy URL; ``sqlite://`` (the default) is an in-memory database shared by
-        every thread, ``sqlite:///path.db`` a file, ``postgresql+psycopg://...`` works too.
+        every thread, ``sqlite:///path.db`` a file, ``postgresql://...`` (psycopg 3) the production
+        shape: several replicas on one database.
+    :param engine: an engine to use instead of ``url`` (for SQLite, configure it with
+        :func:`keyplane.app.database.configure_sqlite`).
+    :param migrate: create or upgrade the tables now (under a lock; see :mod:`keyplane.app.schema`).
     """
 
-    def __init__(self, url: str = "sqlite://", *, engine: Engine | None = None) -> None:
-        if engine is None:
-            kwargs: dict[str, Any] = {}
-            if url.startswith("sqlite"):
-                kwargs["connect_args"] = {"check_same_thread": False}
-                if url in ("sqlite://", "sqlite:///:memory:"):
-                    kwargs["poolclass"] = StaticPool
-            engine = create_engine(url, **kwargs)
-        self.engine = engine
-        self.is_sqlite = engine.dialect.name == "sqlite"
-        if self.is_sqlite:
-            event.listen(engine, "connect", _sqlite_pragmas)
-        metadata.create_all(engine)
+    def __init__(self, url: str = "sqlite://", *, engine: Engine | None = None, migrate: bool = True) -> None:
+        self.engine = engine if engine is not None else create_database_engine(url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        if migrate:
+            # Creates or upgrades the tables; replicas starting together take turns (schema.upgrade).
+            schema.upgrade(self.engine)
         # SQLite has one writer; serialising the operations avoids "database is locked".
         self._write_lock: threading.RLock | None = threading.RLock() if self.is_sqlite else None
         self._local = threading.local()
@@ -354,13 +292,6 @@ class Storage:
         for user_id, group_id, label in rows:
             result.setdefault(user_id, []).append((group_id, label or ""))
         return result
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 _seq_lock = threading.Lock()

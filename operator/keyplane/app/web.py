@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import parse_qsl
 
 import httpx
@@ -29,8 +29,9 @@ from keyplane.app.bundle import Bundle, BundleStore
 from keyplane.app.clock import Clock, utcnow
 from keyplane.app.errors import LoginError
 from keyplane.app.login import LoginResult, resolve_login
+from keyplane.app.login_state import PENDING_MAX_AGE, LoginStateStore
 from keyplane.app.oidc import OidcLogin, PendingOidcLogin
-from keyplane.app.replay import ReplayCache
+from keyplane.app.replay import SqlReplayCache, id_token_identifier
 from keyplane.app.roles import effective_role
 from keyplane.app.routing import LoginRoute, LoginRouter
 from keyplane.app.saml import SamlLogin
@@ -47,7 +48,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OnLogin = Callable[[Request, LoginResult], "Response | Awaitable[Response | None] | None"]
 
 SESSION_COOKIE = "keyplane_session"
-PENDING_MAX_AGE = 600
 
 
 def safe_next(value: str | None) -> str:
@@ -62,7 +62,10 @@ class Keyplane:
 
     :param bundle: the mounted ``identity.json`` path (reloaded when it changes), a
         :class:`BundleStore`, or a fixed :class:`Bundle`.
-    :param database_url: SQLAlchemy URL of the SCIM store (``sqlite:///keyplane.db``, ``postgresql+psycopg://…``).
+    :param database_url: SQLAlchemy URL of the app's tables (SCIM store, logins in progress, replay store):
+        ``sqlite:///keyplane.db``, or ``postgresql://…`` for several replicas; defaults to
+        ``$KEYPLANE_DATABASE_URL``, else an in-memory SQLite database. The tables are created or upgraded
+        here (Alembic, under a lock: replicas starting together take turns).
     :param secret_key: signs the login cookies; defaults to ``$KEYPLANE_SECRET_KEY``.
     :param on_login: ``(request, LoginResult) -> Response | None``; None keeps the default
         (a signed ``keyplane_session`` cookie and a redirect to ``next``).
@@ -76,7 +79,7 @@ class Keyplane:
         self,
         bundle: str | os.PathLike[str] | BundleStore | Bundle,
         *,
-        database_url: str = "sqlite://",
+        database_url: str | None = None,
         storage: Storage | None = None,
         secret_key: str | None = None,
         clock: Clock = utcnow,
@@ -98,13 +101,16 @@ class Keyplane:
         self.clock = clock
         self.max_body_size = max_body_size
         self.refusals = refusals if refusals is not None else Refusals()
-        self.storage = storage or Storage(database_url)
+        self.storage = storage or Storage(database_url or os.environ.get("KEYPLANE_DATABASE_URL") or "sqlite://")
         self.storage.role_of = self._role_of
         self.router = LoginRouter(self.bundles)
         self.scim = ScimRouter(
             self.bundles, self.storage, clock=clock, max_body_size=max_body_size, refusals=self.refusals
         )
-        self.replay = ReplayCache(clock=clock)
+        # Shared by every replica on the database: a login started on one finishes on any other, and an
+        # assertion, callback or ID token used on one is refused on all.
+        self.replay = SqlReplayCache(self.storage, clock=clock)
+        self.logins = LoginStateStore(self.storage, clock=clock)
         self.on_login = on_login
         self.session_max_age = session_max_age
         self._http = http
@@ -272,7 +278,8 @@ class Keyplane:
         except LoginError as exc:
             return self._refuse(exc, name)
         response = RedirectResponse(url, status_code=302)
-        pending = self._signer.dumps({"rid": request_id, "next": next_url}, salt=f"keyplane.saml.{name}")
+        handle = self.logins.put(f"saml:{name}", {"rid": request_id, "next": next_url})
+        pending = self._signer.dumps(handle, salt=f"keyplane.saml.{name}")
         # SameSite=None: the IdP posts the response cross-site, and the cookie must come along.
         response.set_cookie(
             f"keyplane_saml_{name}",
@@ -296,13 +303,9 @@ class Keyplane:
             return self._refuse(exc, name)
         request_id: str | None = None
         next_url = safe_next(str(form.get("RelayState") or "/"))
-        raw = request.cookies.get(f"keyplane_saml_{name}")
-        if raw:
-            try:
-                pending = self._signer.loads(raw, max_age=PENDING_MAX_AGE, salt=f"keyplane.saml.{name}")
-                request_id, next_url = pending["rid"], safe_next(pending["next"])
-            except BadSignature:
-                request_id = None
+        _, pending = self._take_pending(request, "saml", name)
+        if pending is not None:
+            request_id, next_url = str(pending["rid"]), safe_next(pending["next"])
         try:
             identity = self.saml(name).consume(saml_response, request_id)
             result = resolve_login(
@@ -337,9 +340,10 @@ class Keyplane:
                 name,
             )
         response = RedirectResponse(url, status_code=302)
+        handle = self.logins.put(f"oidc:{name}", pending.as_dict())
         response.set_cookie(
             f"keyplane_oidc_{name}",
-            self._signer.dumps(pending.as_dict(), salt=f"keyplane.oidc.{name}"),
+            self._signer.dumps(handle, salt=f"keyplane.oidc.{name}"),
             max_age=PENDING_MAX_AGE,
             path=f"/sso/oidc/{name}/",
             httponly=True,
@@ -350,21 +354,25 @@ class Keyplane:
 
     async def _oidc_callback(self, request: Request) -> Response:
         name = request.path_params["name"]
-        raw = request.cookies.get(f"keyplane_oidc_{name}")
         try:
-            if not raw:
+            cookie, started = self._take_pending(request, "oidc", name)
+            if cookie == "absent":
                 raise LoginError(
                     "no OIDC login in progress in this browser", status=400, code="oidc.no_pending_login"
                 )
-            try:
-                pending = PendingOidcLogin.from_dict(
-                    self._signer.loads(raw, max_age=PENDING_MAX_AGE, salt=f"keyplane.oidc.{name}")
-                )
-            except BadSignature as exc:
+            if cookie == "invalid":
+                raise LoginError("the OIDC login cookie is invalid or expired", status=400, code="oidc.bad_cookie")
+            if started is None:
+                # A valid cookie outlives its login only when the callback already took it (on any replica).
                 raise LoginError(
-                    "the OIDC login cookie is invalid or expired", status=400, code="oidc.bad_cookie"
-                ) from exc
+                    "this OIDC login was already finished (replay) or has expired; start the login again",
+                    status=400,
+                    code="oidc.replay",
+                )
+            pending = PendingOidcLogin.from_dict(started)
             identity = await self.oidc(name).finish(dict(request.query_params), pending)
+            if not self.replay.remember(*id_token_identifier(name, identity.claims)):
+                raise LoginError("this ID token was already used (replay)", code="oidc.replay")
             result = resolve_login(
                 self.bundle, self.storage, name, identity.email, identity.groups, subject=identity.subject
             )
@@ -380,6 +388,22 @@ class Keyplane:
         response = await self._logged_in(request, result, pending.next)
         response.delete_cookie(f"keyplane_oidc_{name}", path=f"/sso/oidc/{name}/")
         return response
+
+    def _take_pending(
+        self, request: Request, protocol: str, name: str
+    ) -> tuple[Literal["absent", "invalid", "valid"], dict[str, Any] | None]:
+        """The browser's login cookie for this IdP (absent, invalid or expired, valid), and the login it
+        started, taken from the shared store whichever replica started it (None once taken or expired)."""
+        raw = request.cookies.get(f"keyplane_{protocol}_{name}")
+        if not raw:
+            return "absent", None
+        try:
+            handle = self._signer.loads(raw, max_age=PENDING_MAX_AGE, salt=f"keyplane.{protocol}.{name}")
+        except BadSignature:
+            return "invalid", None
+        if not isinstance(handle, str):  # a cookie signed by a version that kept the whole login in it
+            return "invalid", None
+        return "valid", self.logins.take(f"{protocol}:{name}", handle)
 
     async def _logged_in(self, request: Request, result: LoginResult, next_url: str) -> Response:
         log.info("login of %s through %s, role %s", result.email, result.identity_provider, result.role)

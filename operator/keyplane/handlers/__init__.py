@@ -1,5 +1,5 @@
 """Kopf handlers: importing this package registers them in Kopf's default registry."""
 
-from . import kopf_handlers, lifecycle
+from . import kopf_handlers, lifecycle, login
 
-__all__ = ["kopf_handlers", "lifecycle"]
+__all__ = ["kopf_handlers", "lifecycle", "login"]

@@ -117,7 +117,10 @@ async def _observe_idp(rt: Runtime, snap: Snapshot, *, max_age: timedelta | None
     previous = rt.idp_observations.get(key)
     seed = None
     if previous is None:  # first read since start: the bundle's entry is the last good config
-        bundle = await rt.current_bundle(snap.namespace)
+        try:
+            bundle = await rt.current_bundle(snap.namespace)
+        except KubeError as exc:
+            raise kopf.TemporaryError(f"bundle Secret: {exc.message}", delay=5) from exc
         seed = ((bundle or {}).get("identityProviders") or {}).get(snap.name)
     rt.observed(snap)
     rt.idp_observations[key] = await observe_identity_provider(
@@ -269,7 +272,10 @@ async def scim_connection_tick(body: kopf.Body, memo: Any, **kwargs: Any) -> Non
         return
     due = state is None or (interval.total_seconds() > 0 and now >= state.issued_at + interval)
     overlap_ended = bool(state and state.previous_expires_at and state.previous_expires_at <= now)
-    secret = await rt.kube.get("v1", "secrets", snap.namespace, token_secret_name(snap))
+    try:
+        secret = await rt.kube.get("v1", "secrets", snap.namespace, token_secret_name(snap))
+    except KubeError as exc:  # API down or refusing: the next tick looks again
+        raise kopf.TemporaryError(f"token Secret: {exc.message}", delay=5) from exc
     if due or overlap_ended or secret is None:
         await _observe_scim(rt, snap)
 

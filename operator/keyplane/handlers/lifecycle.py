@@ -14,6 +14,7 @@ from ..sources.dns import DnsPythonTxtResolver
 from ..sources.fetcher import FetchPolicy, MetadataFetcher, SharedMetadataCache
 from ..sources.kube import KubeAPI
 from .kopf_handlers import configure_kopf
+from .login import cluster_credentials
 from .runtime import NamespaceWriter, Runtime
 
 log = logging.getLogger("keyplane.operator")
@@ -36,7 +37,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     memo.fetcher = MetadataFetcher(fetch_policy(keyplane))
     runtime = Runtime(
         settings=keyplane,
-        kube=KubeAPI.from_environment(),
+        kube=KubeAPI(cluster_credentials(memo)),
         cache=SharedMetadataCache(memo.fetcher),
         resolver=DnsPythonTxtResolver(list(keyplane.dns_nameservers) or None),
     )

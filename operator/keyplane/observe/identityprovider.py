@@ -25,7 +25,7 @@ from ..saml.sp import generate_sp_signing_pair, sp_certificate_needs_renewal
 from ..settings import Settings
 from ..sources.errors import FetchError
 from ..sources.fetcher import FetchResult, SharedMetadataCache
-from ..sources.kube import KubeError, ObjectStore
+from ..sources.kube import KubeError, KubeUnavailable, ObjectStore
 from .secrets import decode_secret_value, ensure_secret, managed_labels
 
 log = logging.getLogger(__name__)
@@ -300,6 +300,8 @@ async def _with_client_secret(
         ref = oidc.clientSecretRef
         try:
             secret = await store.get("v1", "secrets", snap.namespace, ref.name)
+        except KubeUnavailable:
+            raise  # the API is unreachable: retry, never conclude the secret is gone
         except KubeError:
             secret = None
         raw = ((secret or {}).get("data") or {}).get(ref.key)

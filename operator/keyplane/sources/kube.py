@@ -1,22 +1,23 @@
 """The operator's own Kubernetes API access: a small async adapter over httpx.
 
 Kopf watches; this adapter does the few direct reads and writes the reconcile needs (owned Secrets,
-referenced ConfigMaps and Secrets, status, Events, Deployments). Credentials come from the kubernetes
-client's config loaders (in-cluster service account or kubeconfig), refreshed on every request so a
-rotated service-account token is picked up.
+referenced ConfigMaps and Secrets, status, Events, Deployments). Its credentials are the same
+`ClusterCredentials` object Kopf's login handler hands to Kopf: the token is re-read as its source
+rotates it, and a 401 fetches it again and retries once. Network errors and timeouts surface as
+`KubeUnavailable`, a `KubeError`, like every other failure the callers already handle.
 """
 
 from __future__ import annotations
 
-import os
-import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
 
 from .. import __version__
+from .credentials import ClusterCredentials, CredentialsError
+from .kubeconfig import load_cluster_credentials
 
 
 class KubeError(Exception):
@@ -26,6 +27,33 @@ class KubeError(Exception):
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+
+
+class KubeUnavailable(KubeError):
+    """The API server could not be reached or asked (network error, timeout, no credentials): status 0."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, f"API server unavailable: {message}")
+        self.args = (self.message,)
+
+
+class ClusterAuth(httpx.Auth):
+    """Sends the credentials' current token; on a 401, fetches it again once and retries the request."""
+
+    def __init__(self, credentials: ClusterCredentials) -> None:
+        self.credentials = credentials
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        sent = await self.credentials.authorization()
+        if sent is not None:
+            request.headers["Authorization"] = sent
+        response = yield request
+        if response.status_code != 401 or sent is None:
+            return
+        fresh = await self.credentials.refresh(rejected=sent)
+        if fresh is not None:
+            request.headers["Authorization"] = fresh
+            yield request
 
 
 class ObjectStore(Protocol):
@@ -49,22 +77,14 @@ def resource_path(api_version: str, plural: str, namespace: str | None, name: st
 
 
 class KubeAPI:
-    """Async access to one API server."""
+    """Async access to one API server, authenticated by `ClusterCredentials` (shared with Kopf)."""
 
-    def __init__(
-        self,
-        host: str,
-        *,
-        verify: ssl.SSLContext | bool = True,
-        token_provider: Any = None,
-        cert: tuple[str, str] | None = None,
-        timeout: float = 30.0,
-    ) -> None:
-        self._token_provider = token_provider
+    def __init__(self, credentials: ClusterCredentials, *, timeout: float = 30.0) -> None:
+        self.credentials = credentials
         self._client = httpx.AsyncClient(
-            base_url=host.rstrip("/"),
-            verify=verify,
-            cert=cert,
+            base_url=credentials.server,
+            verify=credentials.ssl_context(),
+            auth=ClusterAuth(credentials),
             timeout=timeout,
             # A bounded pool: a burst of writes queues here instead of opening (and dropping) connections.
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
@@ -73,27 +93,8 @@ class KubeAPI:
 
     @classmethod
     def from_environment(cls) -> KubeAPI:
-        """In-cluster config when running in a pod, else $KUBECONFIG / ~/.kube/config."""
-        from kubernetes import client, config  # imported here: only the operator needs it
-
-        configuration = client.Configuration()
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
-        verify: ssl.SSLContext | bool = True
-        if not configuration.verify_ssl:
-            verify = False
-        elif configuration.ssl_ca_cert:
-            verify = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
-        cert = (configuration.cert_file, configuration.key_file or configuration.cert_file) \
-            if configuration.cert_file else None
-
-        def token() -> str | None:
-            value = configuration.get_api_key_with_prefix("authorization")
-            return str(value) if value else None
-
-        return cls(configuration.host, verify=verify, token_provider=token, cert=cert)
+        """$KUBECONFIG, else the pod's ServiceAccount, else ~/.kube/config (see keyplane.sources.kubeconfig)."""
+        return cls(load_cluster_credentials())
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -107,12 +108,13 @@ class KubeAPI:
         params: Mapping[str, str] | None = None,
         content_type: str | None = None,
     ) -> dict[str, Any] | None:
-        headers = {}
-        if self._token_provider is not None and (value := self._token_provider()):
-            headers["Authorization"] = value
-        if content_type:
-            headers["Content-Type"] = content_type
-        response = await self._client.request(method, path, json=json, params=params, headers=headers)
+        headers = {"Content-Type": content_type} if content_type else {}
+        try:
+            response = await self._client.request(method, path, json=json, params=params, headers=headers)
+        except httpx.TransportError as exc:  # connect/read errors, timeouts: callers retry a KubeError
+            raise KubeUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        except CredentialsError as exc:
+            raise KubeUnavailable(f"{method} {path}: {exc}") from exc
         if response.status_code == 404 and method == "GET":
             return None
         if response.status_code >= 400:

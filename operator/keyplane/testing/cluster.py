@@ -9,7 +9,11 @@ Usage::
         cm = await cluster.get('v1', 'ConfigMap', 'default', 'x')
         restore()
 
-The helpers talk HTTP to ``cluster.url`` (like kubectl), never to the emulator's objects.
+The helpers talk HTTP to ``cluster.url`` (like kubectl), never to the emulator's objects, with the
+admin token. Every request needs a bearer token (401 without). With ``rbac`` (the chart's RBAC, see
+:func:`keyplane.testing.rbac.render_chart_rbac`), ``cluster.kubeconfig_path`` carries a token of the
+chart's ServiceAccount and the operator is authorized against the chart's rules (403 otherwise);
+``cluster.admin_kubeconfig_path`` is the admin's, for setup as a user would do it.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import kmock
 import yaml
 
 from keyplane.testing.emulator import KeyplaneEmulator
+from keyplane.testing.rbac import ADMIN_USER, Authorizer, ChartRBAC
 
 __all__ = ['ApiError', 'EmulatedCluster', 'emulated_cluster', 'register_crd', 'register_kopf_peering',
            'start_emulated_cluster', 'use_kubeconfig', 'wait_for']
@@ -148,23 +153,56 @@ class EmulatedCluster:
     """A running :class:`KeyplaneEmulator` on a real HTTP port, with kubectl-like helpers."""
 
     def __init__(self, emulator: KeyplaneEmulator, server: kmock.Server, tmpdir: str) -> None:
+        assert emulator.authorizer is not None
         self.emulator = emulator
+        self.authorizer: Authorizer = emulator.authorizer
         self.url = str(server.url).rstrip('/')
-        self.kubeconfig_path = os.path.join(tmpdir, 'kubeconfig')
+        self.admin_kubeconfig_path = os.path.join(tmpdir, 'kubeconfig-admin')
+        #: the operator's kubeconfig: the chart's ServiceAccount after :meth:`use_rbac`, else the admin's
+        self.kubeconfig_path = self.admin_kubeconfig_path
+        #: the RBAC the operator's token is authorized against (None: the operator runs as admin)
+        self.rbac: ChartRBAC | None = None
+        self.operator_token = self.authorizer.admin_token
         self._server = server
         self._tmpdir = tmpdir
-        self._client = httpx.AsyncClient(base_url=self.url, timeout=10.0)
+        self._client = httpx.AsyncClient(base_url=self.url, timeout=10.0,
+                                         headers={'Authorization': f'Bearer {self.authorizer.admin_token}'})
         self._discovery: dict[str, builtins.list[dict[str, Any]]] = {}
         self._mark = 0
+        self._write_kubeconfig(self.admin_kubeconfig_path, ADMIN_USER, self.authorizer.admin_token)
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The ``Authorization`` header of the admin, for raw HTTP clients of the emulator."""
+        return {'Authorization': f'Bearer {self.authorizer.admin_token}'}
+
+    def _write_kubeconfig(self, path: str, user: str, token: str) -> None:
         config = {
             'apiVersion': 'v1', 'kind': 'Config', 'current-context': 'keyplane-emulator',
             'clusters': [{'name': 'keyplane-emulator', 'cluster': {'server': self.url}}],
-            'users': [{'name': 'keyplane-emulator', 'user': {'token': 'emulated'}}],
+            'users': [{'name': user, 'user': {'token': token}}],
             'contexts': [{'name': 'keyplane-emulator', 'context': {
-                'cluster': 'keyplane-emulator', 'user': 'keyplane-emulator', 'namespace': 'default'}}],
+                'cluster': 'keyplane-emulator', 'user': user, 'namespace': 'default'}}],
         }
-        with open(self.kubeconfig_path, 'w', encoding='utf-8') as f:
+        with open(path, 'w', encoding='utf-8') as f:
             yaml.safe_dump(config, f)
+
+    async def use_rbac(self, rbac: ChartRBAC) -> None:
+        """
+        Authorize the operator against ``rbac`` from now on: load its roles and bindings, create its
+        ServiceAccount (and namespace), and point :attr:`kubeconfig_path` at a token of that account.
+        Calling it again with other chart values swaps the rules (the token stays while the account does).
+        """
+        self.authorizer.load(rbac.objects)
+        if self.rbac is None or self.rbac.user != rbac.user:
+            if await self.get('v1', 'Namespace', None, rbac.namespace) is None:
+                await self.create({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': rbac.namespace}})
+            account = next(obj for obj in rbac.objects if obj['kind'] == 'ServiceAccount')
+            await self.apply(account)
+            self.operator_token = self.authorizer.issue_token(rbac.user)
+            self.kubeconfig_path = os.path.join(self._tmpdir, 'kubeconfig')
+            self._write_kubeconfig(self.kubeconfig_path, rbac.user.name, self.operator_token)
+        self.rbac = rbac
 
     async def stop(self) -> None:
         """End the watch streams, stop the HTTP server, remove the kubeconfig."""
@@ -319,12 +357,13 @@ class EmulatedCluster:
 
 
 async def start_emulated_cluster(crds: Iterable[Mapping[str, Any]] = (), *, host: str = '127.0.0.1',
-                                 ) -> EmulatedCluster:
+                                 rbac: ChartRBAC | None = None) -> EmulatedCluster:
     """
     Start a :class:`KeyplaneEmulator` on a free port of ``host``, serving the bundled core
     resources and ``crds``, with a kubeconfig pointing at it. Call ``stop()`` when done.
+    With ``rbac``, that kubeconfig is a token of the chart's ServiceAccount (see :meth:`EmulatedCluster.use_rbac`).
     """
-    emu = KeyplaneEmulator()
+    emu = KeyplaneEmulator(authorizer=Authorizer())
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DeprecationWarning)
         emu.resources.load_bundled()
@@ -337,14 +376,21 @@ async def start_emulated_cluster(crds: Iterable[Mapping[str, Any]] = (), *, host
     except BaseException:
         await emu.__aexit__(None, None, None)
         raise
-    return EmulatedCluster(emu, server, tempfile.mkdtemp(prefix='keyplane-emulator-'))
+    cluster = EmulatedCluster(emu, server, tempfile.mkdtemp(prefix='keyplane-emulator-'))
+    if rbac is not None:
+        try:
+            await cluster.use_rbac(rbac)
+        except BaseException:
+            await cluster.stop()
+            raise
+    return cluster
 
 
 @contextlib.asynccontextmanager
 async def emulated_cluster(crds: Iterable[Mapping[str, Any]] = (), *, host: str = '127.0.0.1',
-                           ) -> AsyncIterator[EmulatedCluster]:
+                           rbac: ChartRBAC | None = None) -> AsyncIterator[EmulatedCluster]:
     """:func:`start_emulated_cluster` as an async context manager."""
-    cluster = await start_emulated_cluster(crds, host=host)
+    cluster = await start_emulated_cluster(crds, host=host, rbac=rbac)
     try:
         yield cluster
     finally:

@@ -25,7 +25,11 @@ that adds the API-server semantics Kopf 1.45 relies on and plain kmock 0.8 lacks
   and simple ``fieldSelector`` (``metadata.name=…``) on lists and watches,
   with the synthetic ADDED/DELETED events a real server sends when an object
   starts or stops matching; ``timeoutSeconds`` on watches;
-* PUT (replace) on objects; a ``default`` namespace (and ``kube-system``).
+* PUT (replace) on objects; a ``default`` namespace (and ``kube-system``);
+* with an ``authorizer`` (:class:`keyplane.testing.rbac.Authorizer`): bearer-token authentication
+  (401 without a valid token) and RBAC authorization of every request (403), and TokenRequest
+  (``POST .../serviceaccounts/<name>/token``) issuing tokens of existing ServiceAccounts
+  (the tokens do not expire).
 
 Writes must go through the HTTP API (or :meth:`KeyplaneEmulator.create_object`):
 objects put into ``emu.objects[...]`` directly get no metadata and emit no events.
@@ -51,6 +55,7 @@ import kmock
 import kmock._internal.parsing as kmock_parsing
 
 from keyplane.mergepatch import apply_merge_patch
+from keyplane.testing.rbac import Authorizer, RequestAttributes, service_account_user
 
 __all__ = ['KeyplaneEmulator']
 
@@ -59,6 +64,8 @@ Key = tuple[kmock.resource, str | None, str]
 Matcher = Callable[[Mapping[str, Any]], bool]
 
 NAMESPACES = kmock.resource('', 'v1', 'namespaces')
+SERVICE_ACCOUNTS = kmock.resource('', 'v1', 'serviceaccounts')
+_TOKEN_SECONDS = 3600
 # Metadata that only the server sets; clients' attempts to change it are ignored.
 _SYSTEM_METADATA = ('name', 'namespace', 'uid', 'creationTimestamp', 'resourceVersion', 'generation',
                     'deletionTimestamp', 'deletionGracePeriodSeconds')
@@ -150,6 +157,7 @@ class KeyplaneEmulator(kmock.KubernetesEmulator):
 
     event_log_limit: int = 10_000  # per resource; a watch from before the retained events gets 410 Gone
     garbage_collection: bool = True  # delete dependents once all their ownerReferences are gone
+    authorizer: Authorizer | None = None  # None: every request is served, with or without credentials
 
     _rv: int = attrs.field(default=0, init=False)
     _logs: dict[kmock.resource, _EventLog] = attrs.field(factory=dict, init=False)
@@ -189,6 +197,21 @@ class KeyplaneEmulator(kmock.KubernetesEmulator):
     # -- request routing ----------------------------------------------------------------------------
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if self.authorizer is not None:  # 401/403 before anything else, as a real API server
+            try:
+                _, attributes = self.authorizer.check(request.method.value, request.url.path, request.params,
+                                                      request.headers)
+            except kmock.KubernetesError as e:  # a Status as the real one (no kmock traceback in details)
+                status: Body = {'apiVersion': 'v1', 'kind': 'Status', 'metadata': {}, 'status': 'Failure',
+                          'message': e.message, 'reason': e.reason, 'code': e.status}
+                return aiohttp.web.json_response({**status, **({'details': e.details} if e.details else {})},
+                                                 status=e.status)
+            if (attributes.verb, attributes.resource, attributes.subresource) == ('create', 'serviceaccounts',
+                                                                                  'token'):
+                return self._token_request(attributes, request.data)
+        return await self._handle_authorized(request)
+
+    async def _handle_authorized(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         # The python kubernetes client sends watch=True, kmock only recognises watch=true.
         if (request.method == kmock.method.GET and request.action != kmock.action.WATCH
                 and request.params.get('watch', '').lower() in ('true', '1')):
@@ -211,6 +234,22 @@ class KeyplaneEmulator(kmock.KubernetesEmulator):
             elif request.action == kmock.action.DELETE and request.name is not None:
                 self._results[request] = self._delete(self._key(request), request.data)
         return await kmock.KubernetesScaffold._handle(self, request)
+
+    def _token_request(self, attributes: RequestAttributes, data: Any) -> aiohttp.web.StreamResponse:
+        """TokenRequest: a new bearer token of an existing ServiceAccount."""
+        assert self.authorizer is not None
+        self._require((SERVICE_ACCOUNTS, attributes.namespace, attributes.name))
+        spec = dict((data or {}).get('spec') or {}) if isinstance(data, Mapping) else {}
+        seconds = int(spec.get('expirationSeconds') or _TOKEN_SECONDS)
+        token = self.authorizer.issue_token(service_account_user(attributes.namespace, attributes.name))
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+        return aiohttp.web.json_response(status=201, data={
+            'apiVersion': 'authentication.k8s.io/v1', 'kind': 'TokenRequest',
+            'metadata': {'name': attributes.name, 'namespace': attributes.namespace, 'creationTimestamp': _now()},
+            'spec': {'audiences': spec.get('audiences') or ['https://kubernetes.default.svc'],
+                     'expirationSeconds': seconds, 'boundObjectRef': spec.get('boundObjectRef')},
+            'status': {'token': token, 'expirationTimestamp': expires.strftime('%Y-%m-%dT%H:%M:%SZ')},
+        })
 
     async def _serve_create(self, request: kmock.Request) -> Any:
         return self._results.pop(request)

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
 
-from keyplane.app import Bundle, BundleStore, Keyplane, UserChange
+from keyplane.app import Bundle, BundleStore, Keyplane, Storage, UserChange
+from keyplane.app.tables import metadata
 
 from .helpers import bundle_dict
 
@@ -33,10 +35,43 @@ def changes() -> list[UserChange]:
     return []
 
 
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server: Any) -> Iterator[str]:
+    """One database of the session's PostgreSQL server for the app's tests, emptied before each."""
+    url: str = postgres_server.create_database("keyplane_app")
+    Storage(url).engine.dispose()  # migrated once
+    yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The app's database: SQLite in memory (the embedded default) and a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return "sqlite://"
+    url: str = request.getfixturevalue("postgres_database")
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        tables = ", ".join(table.name for table in metadata.sorted_tables)
+        connection.execute(sqlalchemy.text(f"TRUNCATE {tables}"))
+    engine.dispose()
+    return url
+
+
 @pytest.fixture
-def keyplane(clock: FakeClock, changes: list[UserChange]) -> Keyplane:
+def storage(database_url: str) -> Iterator[Storage]:
+    """A :class:`Storage` on each database; its connections are closed after the test."""
+    created = Storage(database_url)
+    yield created
+    created.engine.dispose()
+
+
+@pytest.fixture
+def keyplane(clock: FakeClock, changes: list[UserChange], storage: Storage) -> Keyplane:
     kp = Keyplane(
-        BundleStore.from_bundle(Bundle.from_dict(bundle_dict())), secret_key="test-secret", clock=clock
+        BundleStore.from_bundle(Bundle.from_dict(bundle_dict())),
+        secret_key="test-secret",
+        clock=clock,
+        storage=storage,
     )
     kp.add_listener(changes.append)
     return kp

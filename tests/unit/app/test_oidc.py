@@ -10,7 +10,7 @@ import httpx
 import pytest
 from starlette.responses import JSONResponse, Response
 
-from keyplane.app import Bundle, BundleStore, Keyplane
+from keyplane.app import Bundle, BundleStore, Keyplane, Storage
 
 from .helpers import bundle_dict
 from .oidc_provider import CLIENT_ID, CLIENT_SECRET, FakeOidcProvider
@@ -25,7 +25,7 @@ def provider() -> Iterator[FakeOidcProvider]:
 
 
 @pytest.fixture
-async def oidc_kp(provider: FakeOidcProvider) -> AsyncIterator[Keyplane]:
+async def oidc_kp(provider: FakeOidcProvider, storage: Storage) -> AsyncIterator[Keyplane]:
     provider.reset()
     document = bundle_dict()
     document["identityProviders"]["corp"] = {
@@ -42,7 +42,7 @@ async def oidc_kp(provider: FakeOidcProvider) -> AsyncIterator[Keyplane]:
     }
     document["domains"]["corp.example"] = {"identityProvider": "corp", "enforcement": "Required"}
     document["scim"]["okta"]["identityProvider"] = "corp"
-    kp = Keyplane(BundleStore.from_bundle(Bundle.from_dict(document)), secret_key="s3cret")
+    kp = Keyplane(BundleStore.from_bundle(Bundle.from_dict(document)), secret_key="s3cret", storage=storage)
     yield kp
     await kp.aclose()
 

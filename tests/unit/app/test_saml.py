@@ -9,7 +9,7 @@ import httpx
 import pytest
 from lxml import etree
 
-from keyplane.app import Bundle, BundleStore, Keyplane
+from keyplane.app import Bundle, BundleStore, Keyplane, Storage
 
 from .helpers import bundle_dict
 from .saml_idp import IDP_SSO, KeyPair, build_response, make_keypair, request_id_of, saml_settings
@@ -28,10 +28,11 @@ def other_keys() -> KeyPair:
 
 
 @pytest.fixture
-def saml_kp(idp_keys: KeyPair) -> Keyplane:
+def saml_kp(idp_keys: KeyPair, storage: Storage) -> Keyplane:
+    """The app on each database (SQLite, PostgreSQL): login state and replay store live there."""
     document = bundle_dict()
     document["identityProviders"]["okta"]["saml"] = saml_settings(idp_keys)
-    return Keyplane(BundleStore.from_bundle(Bundle.from_dict(document)), secret_key="s3cret")
+    return Keyplane(BundleStore.from_bundle(Bundle.from_dict(document)), secret_key="s3cret", storage=storage)
 
 
 @pytest.fixture
@@ -78,12 +79,13 @@ async def test_round_trip_gives_the_bound_role(
     assert session is not None
     assert session["email"] == "alice@acme.com" and session["role"] == "Admin"
     assert session["identityProvider"] == "okta" and not session["provisioned"]
-    # Replaying the same Response with the same browser state is refused.
+    # Replaying the same Response with the same browser state is refused: the login it answered is
+    # finished (its pending state was taken), and the assertion ID is in the replay store.
     browser.cookies.set(
         "keyplane_saml_okta", pending_cookie, domain="app.example.com", path="/sso/saml/okta/"
     )
     r = await post_acs(browser, response)
-    assert r.status_code == 403 and "replay" in r.text, r.text
+    assert r.status_code == 403 and "unsolicited" in r.text, r.text
     assert not saml_kp.replay.remember(f"saml:okta:{_assertion_id(response)}", None)
     # With a new login in progress, the old Response does not answer its request.
     await start_login(browser)

@@ -14,8 +14,9 @@ from keyplane.app import Bundle, BundleStore, ScimRouter, Storage
 from .helpers import OKTA_OLD_TOKEN, OKTA_TOKEN, AsgiAsWsgi, bundle_dict
 
 
-def test_scim2_tester_passes_every_check() -> None:
-    router = ScimRouter(BundleStore.from_bundle(Bundle.from_dict(bundle_dict())), Storage())
+def test_scim2_tester_passes_every_check(storage: Storage) -> None:
+    """The whole suite, on SQLite and on PostgreSQL (the ``storage`` fixture's two databases)."""
+    router = ScimRouter(BundleStore.from_bundle(Bundle.from_dict(bundle_dict())), storage)
     bridge = AsgiAsWsgi(router)
     try:
         client = WSGISCIMClient(

@@ -22,7 +22,7 @@ WIDGETS_PATH = '/apis/example.dev/v1/namespaces/default/widgets'
 async def watching(cluster: EmulatedCluster, path: str, **params: str) -> AsyncIterator[list[dict[str, Any]]]:
     """Collect the watch events of ``path`` into a list while inside the block."""
     events: list[dict[str, Any]] = []
-    async with (httpx.AsyncClient(base_url=cluster.url, timeout=None) as client,
+    async with (httpx.AsyncClient(base_url=cluster.url, timeout=None, headers=cluster.admin_headers) as client,
                 client.stream('GET', path, params={'watch': 'true', **params}) as response):
         assert response.status_code == 200
 

@@ -1,0 +1,60 @@
+"""An unreachable API server is a KubeError the handlers turn into a Kopf retry, not a crash or traceback.
+
+(A flaky run once logged `Timer 'scim_connection_tick' failed with ReadError('')`: httpx's own
+exception escaped every `except KubeError`.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import kopf
+import pytest
+
+from keyplane.handlers.kopf_handlers import identity_provider_changed, scim_connection_tick
+from keyplane.handlers.runtime import Runtime
+from keyplane.settings import Settings
+from keyplane.sources.credentials import ClusterCredentials
+from keyplane.sources.kube import KubeAPI
+
+
+class Unused:
+    """The metadata cache and the DNS resolver: these scenarios never get as far as using them."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"unexpected use of {name}")
+
+
+@pytest.fixture
+async def unreachable_runtime() -> AsyncIterator[Runtime]:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.transport.abort()  # a reset mid-request, as when the API server restarts
+
+    listener = await asyncio.start_server(reset, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    kube = KubeAPI(ClusterCredentials(f"http://127.0.0.1:{port}"))
+    yield Runtime(settings=Settings(liveness_endpoint=None), kube=kube, cache=Unused(), resolver=Unused())  # type: ignore[arg-type]
+    await kube.aclose()
+    listener.close()
+    await listener.wait_closed()
+
+
+def body(kind: str, spec: dict[str, Any]) -> kopf.Body:
+    return kopf.Body({"apiVersion": "keyplane.dev/v1alpha1", "kind": kind, "spec": spec,
+                      "metadata": {"name": "okta", "namespace": "team-a", "uid": "u1", "generation": 1}})
+
+
+async def test_scim_timer_retries_when_the_api_server_is_unreachable(unreachable_runtime: Runtime) -> None:
+    memo = kopf.Memo(runtime=unreachable_runtime)
+    with pytest.raises(kopf.TemporaryError, match="token Secret: API server unavailable"):
+        await scim_connection_tick(body=body("ScimConnection", {"token": {"rotationInterval": "0s"}}), memo=memo)
+
+
+async def test_idp_handler_retries_when_the_api_server_is_unreachable(unreachable_runtime: Runtime) -> None:
+    memo = kopf.Memo(runtime=unreachable_runtime)
+    spec = {"protocol": "SAML", "saml": {"metadata": {"inline": "<x/>"}}}
+    with pytest.raises(kopf.TemporaryError, match="bundle Secret: API server unavailable"):
+        await identity_provider_changed(body=body("IdentityProvider", spec), memo=memo)
