@@ -104,7 +104,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "kopf.objects"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    asyncio.run(kopf.operator(clusterwide=not NAMESPACES, namespaces=NAMESPACES or None, standalone=True,
+    asyncio.run(kopf.operator(clusterwide=not NAMESPACES, namespaces=NAMESPACES, standalone=True,
                               liveness_endpoint=None))
 
 
