@@ -173,7 +173,8 @@ def print_table(r: dict[str, Any]) -> None:
                  f"ETag: {s['etag_304']['statuses']}; no ETag: {s['no_etag_200']['fetches_per_interval']:g} "
                  f"{s['no_etag_200']['statuses']}"))
     rows.append(("keyplane render, 1000 objects", f"{r['render_1000_s']:.2f} s", "",
-                 f"exit {r['render']['exit_code']}, interpreter start {r['render']['interpreter_startup_s']:.2f} s"))
+                 f"CPU {r['render'].get('cpu_s', '?')} s, exit {r['render']['exit_code']}, "
+                 f"interpreter start {r['render']['interpreter_startup_s']:.2f} s"))
     if "scim" in r:
         rows.append(("SCIM (scim_bench)", json.dumps(r["scim"], default=str)[:60], "", ""))
     _print_rows(rows)
