@@ -231,8 +231,15 @@ async def flush_namespace(runtime: Runtime, namespace: str) -> None:
 
 
 def _with_written_status(runtime: Runtime, snap: Snapshot) -> Snapshot:
-    written = runtime.written_status.get((snap.kind, snap.namespace, snap.name))
+    """The snapshot as of this process's own last status write (the index may not have caught up)."""
+    key = (snap.kind, snap.namespace, snap.name)
+    written = runtime.written_status.get(key)
     if written is None:
+        return snap
+    if written == snap.status:
+        # The index has caught up: it holds that status now, so the copy is dropped (3000 objects kept
+        # ~5 MB of statuses twice).
+        del runtime.written_status[key]
         return snap
     from dataclasses import replace
 
