@@ -25,8 +25,8 @@ RUN python3 -m pip install --only-binary=lxml,xmlsec -c constraints.txt . \
  && keyplane --version
 # What the operator never runs (measured sizes in docs/install.md):
 # - pip and setuptools: nothing is installed at run time;
-# - kubernetes/aio, the kubernetes client's asyncio copy (68 MB with bytecode): `import kubernetes`
-#   never loads it, and nothing Keyplane or Kopf runs imports it;
+# - kubernetes/aio, where a constraint brings the kubernetes client back (it is a test-only dependency):
+#   `import kubernetes` never loads it;
 # - Cython and C sources and headers (lxml's includes) and the packages' own test suites.
 RUN python3 -m pip uninstall --yes --quiet pip setuptools \
  && site=$(python3 -c "import sysconfig; print(sysconfig.get_path('purelib'))") \

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import logging
 import os
 import re
 import secrets
@@ -247,7 +248,30 @@ def keyplane_operator(cluster: RealCluster, operator_identity: OperatorIdentity)
     @asynccontextmanager
     async def run(**overrides: Any) -> AsyncIterator[Any]:
         memo = kopf.Memo(settings=test_settings(**overrides), credentials=operator_identity.credentials())
-        async with running_operator(memo=memo, clusterwide=True, startup_timeout=60, shutdown_timeout=8.0):
-            yield memo.runtime
+        refusals = _RefusalLog()
+        logging.getLogger().addHandler(refusals)
+        try:
+            async with running_operator(memo=memo, clusterwide=True, startup_timeout=60, shutdown_timeout=8.0):
+                yield memo.runtime
+        finally:
+            logging.getLogger().removeHandler(refusals)
+        # A real API server keeps no list of what it refused: the operator's own log lines do. A refusal
+        # fails the test even when the scenario got through (a retry, another path).
+        assert not refusals.lines, "the API server refused the operator:\n" + "\n".join(refusals.lines[:20])
 
     return run
+
+
+class _RefusalLog(logging.Handler):
+    """Collects the operator's (Kopf's and Keyplane's) log lines about a 401 or 403 from the API server."""
+
+    PATTERN = re.compile(r"\b(401|403)\b|Unauthorized|[Ff]orbidden")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.name.startswith(("kopf", "keyplane")) and self.PATTERN.search(message):
+            self.lines.append(f"{record.name}: {message[:300]}")

@@ -6,6 +6,11 @@ same moment as `KubeAPI` does, without Kopf dropping its session. When the API s
 discards the session and logs in again: this handler then fetches the token anew. If the source gives
 the same token that was just refused, the next login waits (1 s, doubling up to a minute) and logs why,
 so a revoked token shows up as a warning and a paced retry, not as a busy loop or a crash.
+
+Why not a `kopf.ConnectionInfo`: it freezes one token. Kopf would send a rotated-out token until a 401
+or the info's `expiration` (and expiring it on a schedule closes Kopf's session and every watch with
+it), and after a 401 an identical info (the source not rotated yet) is refused by Kopf's vault, which
+then fails with "Ran out of valid credentials".
 """
 
 from __future__ import annotations
@@ -64,8 +69,8 @@ async def login(memo: Any, settings: kopf.OperatorSettings, **_: Any) -> kopf.Ai
         authorization = await credentials.refresh()
     delay = logins.next_delay(utcnow(), authorization)
     if delay:
-        log.warning("the API server refused the credentials from %s and they have not changed; logging in"
-                    " again in %.0fs", credentials, delay)
+        log.warning("Kopf logs in again with unchanged credentials (%s) soon after the API server refused them"
+                    " or the connection broke; next try in %.0fs", credentials, delay)
         await asyncio.sleep(delay)
     logins.last_at, logins.last_authorization = utcnow(), authorization
     return kopf_session(credentials, trust_env=settings.networking.trust_env)

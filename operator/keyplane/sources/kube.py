@@ -86,6 +86,7 @@ class KubeAPI:
             verify=credentials.ssl_context(),
             auth=ClusterAuth(credentials),
             timeout=timeout,
+            trust_env=False,  # as Kopf's session: the API server directly, whatever HTTPS_PROXY says
             # A bounded pool: a burst of writes queues here instead of opening (and dropping) connections.
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
             headers={"User-Agent": f"keyplane/{__version__}", "Accept": "application/json"},

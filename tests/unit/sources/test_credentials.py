@@ -491,3 +491,41 @@ def test_repeated_relogins_with_an_unchanged_token_back_off() -> None:
     assert logins.next_delay(now, "Bearer rotated") == 0.0  # a new token is tried at once
     logins.last_at, logins.last_authorization = now - datetime.timedelta(minutes=10), "Bearer rotated"
     assert logins.next_delay(now, "Bearer rotated") == 0.0  # a 401 long after the last login
+
+
+# --- Kopf's own machinery: its vault, its re-authentication, its API requests ---------------------------------
+
+@pytest.mark.timeout(30)  # without a fresh token Kopf would keep logging in (paced), never failing by itself
+async def test_kopf_re_authenticates_through_the_login_handler_after_a_401(
+    pki: PKI, api_server: Any, tmp_path: Path
+) -> None:
+    """Kopf's request wrapper, vault and authenticator (pinned Kopf's internals), with Keyplane's login only."""
+    import asyncio
+    import logging
+
+    from kopf._cogs.clients import api, auth
+    from kopf._cogs.structs.credentials import Vault
+    from kopf._core.engines.activities import authenticator
+    from kopf._core.engines.indexing import OperatorIndexers
+
+    server = await api_server(accepted={"sa-1"})
+    sa = service_account_dir(tmp_path, pki, "sa-1")
+    memo = kopf.Memo(credentials=load_incluster(environ_for(server), str(sa), clock=FakeClock()))
+    registry = kopf.OperatorRegistry()
+    kopf.on.login(registry=registry)(login)
+    settings = kopf.OperatorSettings()
+    vault = Vault()
+    auth.vault_var.set(vault)
+    task = asyncio.create_task(authenticator(registry=registry, settings=settings, vault=vault, memo=memo,
+                                             indices=OperatorIndexers().indices))
+    logger = logging.getLogger("test")
+    try:
+        assert (await api.get("/api/v1/namespaces", settings=settings, logger=logger))["kind"] == "Secret"
+        rotate(sa, "sa-2")
+        server.accepted = {"sa-2"}
+        assert (await api.get("/api/v1/namespaces", settings=settings, logger=logger))["kind"] == "Secret"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await vault.close()
+    assert server.presented == ["Bearer sa-1", "Bearer sa-1", "Bearer sa-2"]  # refused once, then re-logged in
