@@ -105,3 +105,13 @@ async def test_a_slot_granted_to_a_cancelled_waiter_is_handed_on() -> None:
     doomed.cancel()  # ...which it gives up before it runs
     await asyncio.gather(doomed, third, return_exceptions=True)
     assert order == ["c"] and gate.in_flight == 0
+
+
+def test_requests_are_keyed_by_the_namespace_of_their_path() -> None:
+    from keyplane.sources.kube import namespace_of, resource_path
+
+    assert namespace_of(resource_path("v1", "secrets", "team-a", "keyplane-identity")) == "team-a"
+    assert namespace_of(resource_path("keyplane.dev/v1alpha1", "identityproviders", "b", "okta") + "/status") == "b"
+    assert namespace_of(resource_path("apps/v1", "deployments", "c")) == "c"
+    assert namespace_of("/api/v1/namespaces") == ""
+    assert namespace_of(resource_path("keyplane.dev/v1alpha1", "ssodomains", None)) == ""
