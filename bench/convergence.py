@@ -59,6 +59,8 @@ async def run_keyplane(n: int, *, env: dict[str, str] | None = None, idle_window
                 "operator_cpu_s": cpu, "requests": len(requests), "writes": dict(writes),
                 "peak_rss_mb": op.read_peak_rss_mb(),
             }
+            if probing is not None:  # before the idle window: the probes' creates are the bench's own writes
+                result["latency"] = await probing
             if idle_window:
                 await asyncio.sleep(settle)
                 cluster.mark()
@@ -69,8 +71,6 @@ async def run_keyplane(n: int, *, env: dict[str, str] | None = None, idle_window
                 result["idle"] = {"window_s": idle_window, "modifying_requests": len(idle), "sample": idle[:10],
                                   "requests": len(seen), "timer_ticks_per_object": round(token_reads / n, 1)}
                 result["peak_rss_mb"] = op.read_peak_rss_mb()
-            if probing is not None:
-                result["latency"] = await probing
             log = op.log_text()
             result["tracebacks"] = log.count("Traceback")
             if restart:

@@ -3,9 +3,10 @@
 What the emulator gives the sections for free is rebuilt here:
 * the request log: the operator under test talks to a recording proxy on 127.0.0.1 (plain HTTP, no
   credentials) that forwards every request, watch streams included, to the API server with the
-  kubeconfig's credentials, and records method, path and body, as the emulator's log does;
+  kubeconfig's credentials (loaded as `keyplane run` loads them), and records method, path and body,
+  as the emulator's log does;
 * the object events `Progress` reads: the bench watches the three kinds and Secrets cluster-wide itself.
-Objects go to freshly named namespaces (`kpbench-<run>-NN`), which are left for the user to delete
+Objects go to freshly named namespaces (`kpbench-<run>-<section>-...`), which are left for the user to delete
 (`kubectl delete ns -l keyplane.dev/bench-run=<run>`), as the e2e suite does. Each operator is limited to
 its own namespaces (KEYPLANE_NAMESPACES / FLOOR_NAMESPACES), so leftovers of earlier sections are not
 re-handled. The CRDs must be installed (`kubectl apply -f crds/`). See README.md.
@@ -18,7 +19,6 @@ import contextlib
 import json
 import os
 import secrets
-import ssl
 import tempfile
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +31,8 @@ import httpx
 import kmock
 import yaml
 
-from keyplane.sources.kube import resource_path
+from keyplane.sources.kube import ClusterAuth, resource_path
+from keyplane.sources.kubeconfig import load_kubeconfig
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 KINDS = {"identityproviders": ("keyplane.dev", "v1alpha1"), "scimconnections": ("keyplane.dev", "v1alpha1"),
@@ -103,33 +104,22 @@ class EventLog:
 
 
 class Upstream:
-    """The API server of a kubeconfig, with its credentials (the kubernetes client's loader, as the operator)."""
+    """The API server of a kubeconfig with its credentials, loaded as `keyplane run` loads them."""
 
     def __init__(self, kubeconfig: str) -> None:
-        from kubernetes import client, config
-
-        self.configuration = client.Configuration()
-        config.load_kube_config(config_file=kubeconfig, client_configuration=self.configuration)
-        c = self.configuration
-        verify: ssl.SSLContext | bool = bool(c.verify_ssl)
-        if c.verify_ssl and c.ssl_ca_cert:
-            verify = ssl.create_default_context(cafile=c.ssl_ca_cert)
-        cert = (c.cert_file, c.key_file or c.cert_file) if c.cert_file else None
-        self.http = httpx.AsyncClient(base_url=c.host.rstrip("/"), verify=verify, cert=cert,
+        credentials = load_kubeconfig([kubeconfig])
+        self.http = httpx.AsyncClient(base_url=credentials.server, verify=credentials.ssl_context(),
+                                      auth=ClusterAuth(credentials), trust_env=False,
                                       timeout=httpx.Timeout(30.0, read=None))
 
-    def auth_headers(self) -> dict[str, str]:
-        token = self.configuration.get_api_key_with_prefix("authorization")
-        return {"Authorization": str(token)} if token else {}
-
     async def request(self, method: str, path: str, *, json: Any = None) -> dict[str, Any]:
-        response = await self.http.request(method, path, json=json, headers=self.auth_headers())
+        response = await self.http.request(method, path, json=json)
         response.raise_for_status()
         body = response.json()
         return body if isinstance(body, dict) else {}
 
     async def stream_lines(self, path: str, params: Mapping[str, str]) -> AsyncIterator[str]:
-        async with self.http.stream("GET", path, params=params, headers=self.auth_headers()) as response:
+        async with self.http.stream("GET", path, params=params) as response:
             response.raise_for_status()
             async for line in response.aiter_lines():
                 if line.strip():
@@ -153,7 +143,6 @@ class RecordingProxy:
         self.requests.append(record(request.method, request.path, request.query_string, request.headers, body))
         headers = {k: v for k, v in request.headers.items()
                    if k.lower() in {"content-type", "accept", "user-agent"}}
-        headers.update(self.api.auth_headers())
         client = self.api.http
         upstream = client.build_request(request.method, request.path_qs, content=body, headers=headers)
         response = await client.send(upstream, stream=True)

@@ -107,11 +107,15 @@ async def probe_during(cluster: EmulatedCluster, busy: Callable[[], bool], *, pr
     kopf_first_write = {name: round(ready.kopf_first_write_at[name] - t, 3) for name, t in created.items()
                         if name in ready.kopf_first_write_at}
     samples = list(seconds.values())
+    mid_burst = [v for name, v in seconds.items() if during.get(name)]
     return {
         "probes": probes, "namespace": NAMESPACE, "spacing_s": spacing,
         "created_during_burst": sum(during.values()), "ready": len(samples),
         "p50_s": round(percentile(samples, 50), 3) if samples else None,
         "p99_s": round(percentile(samples, 99), 3) if samples else None,
+        # Over the probes created while the burst was still converging only (the load the target is about).
+        "mid_burst_p50_s": round(percentile(mid_burst, 50), 3) if mid_burst else None,
+        "mid_burst_p99_s": round(percentile(mid_burst, 99), 3) if mid_burst else None,
         "seconds": seconds,
         # Seconds from the create until Kopf's first write to the probe (its finalizer) reached the API.
         "kopf_first_write_s": kopf_first_write,

@@ -18,9 +18,10 @@ def scale_rows(r: dict[str, Any]) -> list[Row]:
                      else "slope needs two sizes"))
     lat = r.get("latency_under_load")
     if lat:
-        rows.append((f"one IdP's time to Ready during the N={n} burst", f"p50 {lat['p50_s']} s",
-                     "", f"p99 {lat['p99_s']} s over {lat['ready']}/{lat['probes']} probes "
-                         f"({lat['created_during_burst']} created mid-burst), namespace {lat['namespace']}"))
+        rows.append((f"one IdP's time to Ready during the N={n} burst", f"p50 {lat['p50_s']} s, p99 {lat['p99_s']} s",
+                     "", f"{lat['ready']}/{lat['probes']} probes in {lat['namespace']}; the "
+                         f"{lat['created_during_burst']} created mid-burst: p50 {lat.get('mid_burst_p50_s')} s, "
+                         f"p99 {lat.get('mid_burst_p99_s')} s"))
     rs = r.get("restart")
     if rs and "error" in rs:
         rows.append(("restart", "failed", "", rs["error"][:100]))
