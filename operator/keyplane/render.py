@@ -8,6 +8,7 @@ last good one), so feeding a render's Secrets back in gives the same output.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import sys
 from collections.abc import Iterable
@@ -19,20 +20,14 @@ from typing import Any, TextIO
 import yaml
 
 from .api.kinds import API_GROUP_VERSION, KINDS_BY_NAME
-from .handlers.lifecycle import fetch_policy
 from .mergepatch import apply_merge_patch
-from .observe.identityprovider import observe_identity_provider
-from .observe.scimconnection import observe_scim_connection
-from .observe.ssodomain import observe_sso_domain
-from .reconcile.bundle import bundle_secret, parse_bundle_secret
+from .orchestrator import flush_namespace, observe
+from .reconcile.bundle import MANAGED_BY, MANAGED_BY_LABEL
 from .reconcile.conditions import READY, is_true
-from .reconcile.identityprovider import IdPObservation
 from .reconcile.model import Snapshot
-from .reconcile.namespace import NamespaceInputs, reconcile_namespace
-from .reconcile.scimtoken import TokenState
-from .reconcile.ssodomain import DnsObservation, build_claim_book
-from .saml.sp import sp_metadata_xml
-from .settings import Settings
+from .reconcile.ssodomain import build_claim_book
+from .runtime import Runtime
+from .settings import Settings, fetch_policy
 from .sources.dns import DnsLookupError
 from .sources.fetcher import MetadataFetcher, SharedMetadataCache
 from .sources.kube import KubeError, resource_path
@@ -105,8 +100,23 @@ class MemoryStore:
         self.objects[key] = self.written[key] = merged
         return copy.deepcopy(merged)
 
+    async def patch_status(
+        self, api_version: str, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self.patch(api_version, plural, namespace, name, {"status": status})
+
+    async def list(
+        self, api_version: str, plural: str, namespace: str | None, *, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects of a kind; `label_selector` as `key=value` (the only form the writer uses)."""
+        prefix = resource_path(api_version, plural, namespace)
+        key, _, value = (label_selector or "").partition("=")
+        return [copy.deepcopy(o) for path, o in sorted(self.objects.items()) if path.startswith(prefix + "/")
+                and (not key or ((o.get("metadata") or {}).get("labels") or {}).get(key) == value)]
+
     async def delete(self, api_version: str, plural: str, namespace: str, name: str) -> None:
         self.objects.pop(self.key(api_version, plural, namespace, name), None)
+        self.written.pop(self.key(api_version, plural, namespace, name), None)
 
 
 class _OfflineResolver:
@@ -130,102 +140,89 @@ def _with_defaults(doc: dict[str, Any], namespace: str) -> dict[str, Any]:
     if doc.get("apiVersion") == API_GROUP_VERSION:
         # Only Keyplane's own objects need a generation; Secrets fed back in must be echoed unchanged.
         meta.setdefault("generation", 1)
+    if doc.get("kind") == "Secret" and isinstance(doc.get("stringData"), dict):
+        # As the API server stores it: stringData merged into data, base64-encoded.
+        data = dict(doc.get("data") or {})
+        data.update({k: base64.b64encode(str(v).encode()).decode() for k, v in doc.pop("stringData").items()})
+        doc["data"] = data
     return doc
 
 
-async def render(
-    documents: list[dict[str, Any]], settings: Settings, now: datetime, *, offline: bool = False,
-    default_namespace: str = "default",
-) -> RenderResult:
-    store = MemoryStore()
+def _load(documents: list[dict[str, Any]], store: MemoryStore, default_namespace: str) -> list[Snapshot]:
+    """Put the input objects into the store; return Keyplane's own objects as snapshots."""
     snaps: list[Snapshot] = []
-    bodies: dict[tuple[str, str, str], dict[str, Any]] = {}
     for raw in documents:
         doc = _with_defaults(raw, default_namespace)
         meta = doc["metadata"]
         if not meta.get("name"):
             raise InputError(f"a {doc.get('kind')} has no metadata.name")
         if doc.get("apiVersion") == API_GROUP_VERSION and doc.get("kind") in KINDS_BY_NAME:
-            snap = Snapshot.from_body(doc)
-            snaps.append(snap)
-            bodies[snap.key] = doc
+            snaps.append(Snapshot.from_body(doc))
+            plural = KINDS_BY_NAME[doc["kind"]].plural
+            store.objects[store.key(API_GROUP_VERSION, plural, meta["namespace"], meta["name"])] = doc
         elif doc.get("apiVersion") == "v1" and doc.get("kind") in {"Secret", "ConfigMap"}:
             plural = "secrets" if doc["kind"] == "Secret" else "configmaps"
             store.objects[store.key("v1", plural, meta["namespace"], meta["name"])] = doc
+    return snaps
 
+
+def _runtime_over(store: MemoryStore, snaps: list[Snapshot], settings: Settings, now: datetime,
+                  cache: SharedMetadataCache | None) -> Runtime:
+    """The operator's runtime over files: indexes as Kopf would build them, a fixed clock, no DNS, no Events."""
+    runtime = Runtime(settings=settings, kube=store, cache=cache, resolver=_OfflineResolver(),
+                      clock=lambda: now, post_events=False)
+    indexes = (("idp_index", "IdentityProvider"), ("ssod_index", "SSODomain"), ("scim_index", "ScimConnection"))
+    for index, kind in indexes:
+        by_namespace: dict[str, list[Snapshot]] = {}
+        for snap in snaps:
+            if snap.kind == kind:
+                by_namespace.setdefault(snap.namespace, []).append(snap)
+        runtime.indexes[index] = by_namespace
+    runtime.indexes["claims_index"] = build_claim_book(
+        [s for s in snaps if s.kind == "SSODomain"], settings.domain_scope == "Cluster"
+    )
+    return runtime
+
+
+async def render(
+    documents: list[dict[str, Any]], settings: Settings, now: datetime, *, offline: bool = False,
+    default_namespace: str = "default",
+) -> RenderResult:
+    """Run the operator's pass (`orchestrator.observe` then `flush_namespace`) over the input files."""
+    store = MemoryStore()
+    snaps = _load(documents, store, default_namespace)
     fetcher = None if offline else MetadataFetcher(fetch_policy(settings))
-    cache = SharedMetadataCache(fetcher) if fetcher is not None else None
+    runtime = _runtime_over(store, snaps, settings, now, SharedMetadataCache(fetcher) if fetcher else None)
     try:
+        for snap in snaps:
+            await observe(runtime, snap)
         namespaces = sorted({s.namespace for s in snaps})
-        claims = build_claim_book(
-            [s for s in snaps if s.kind == "SSODomain"], settings.domain_scope == "Cluster"
-        )
-        outputs: list[dict[str, Any]] = []
-        all_ready = True
-        statuses: dict[tuple[str, str, str], dict[str, Any]] = {}
         for namespace in namespaces:
-            here = [s for s in snaps if s.namespace == namespace]
-            previous_secret = await store.get("v1", "secrets", namespace, settings.bundle_secret_name)
-            previous_bundle = parse_bundle_secret(previous_secret)
-            idp_obs: dict[str, IdPObservation] = {}
-            tokens: dict[str, TokenState | None] = {}
-            dns: dict[str, DnsObservation] = {}
-            for snap in here:
-                if snap.kind == "IdentityProvider":
-                    seed = ((previous_bundle or {}).get("identityProviders") or {}).get(snap.name)
-                    idp_obs[snap.name] = await observe_identity_provider(
-                        snap, store, cache, None, settings, now, seed_entry=seed
-                    )
-                elif snap.kind == "ScimConnection":
-                    tokens[snap.name], _events = await observe_scim_connection(snap, store, now)
-                else:
-                    dns[snap.name] = await observe_sso_domain(snap, _OfflineResolver(), None)
-            result = reconcile_namespace(
-                NamespaceInputs(namespace, here, idp_obs, tokens, dns, claims, previous_bundle), settings, now
-            )
-            for (kind, name), outcome in result.results.items():
-                statuses[(kind, namespace, name)] = outcome.status
-                all_ready = all_ready and is_true(outcome.status, READY)
-            outputs.extend(_sorted_written(store, namespace, settings.bundle_secret_name))
-            if result.data is not None:
-                owners = [s.owner_reference(controller=False) for s in sorted(here, key=lambda s: (s.kind, s.name))
-                          if s.uid]
-                outputs.append(bundle_secret(settings.bundle_secret_name, namespace, result.data, owners))
-            outputs.extend(_sp_metadata_configmaps(namespace, result.bundle))
-        inputs = []
-        for key, body in bodies.items():
-            body = dict(body)
-            body["status"] = statuses.get(key, body.get("status"))
-            inputs.append(body)
-        return RenderResult(outputs, inputs, all_ready)
+            await flush_namespace(runtime, namespace)
     finally:
         if fetcher is not None:
             await fetcher.aclose()
+    outputs = [o for namespace in namespaces for o in _managed_objects(store, namespace, settings.bundle_secret_name)]
+    inputs = []
+    for snap in snaps:
+        plural = KINDS_BY_NAME[snap.kind].plural
+        inputs.append(store.objects[store.key(API_GROUP_VERSION, plural, snap.namespace, snap.name)])
+    all_ready = all(is_true(body.get("status"), READY) for body in inputs)
+    return RenderResult(outputs, inputs, all_ready)
 
 
-def _sorted_written(store: MemoryStore, namespace: str, bundle_name: str) -> list[dict[str, Any]]:
-    """The token and SP signing Secrets the operator owns in a namespace (adopted or issued)."""
-    written = [o for o in store.objects.values()
-               if o.get("kind") == "Secret" and o["metadata"].get("namespace") == namespace
-               and o["metadata"].get("name") != bundle_name
-               and (o["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == "keyplane"]
-    return sorted(written, key=lambda o: str(o["metadata"]["name"]))
+def _managed_objects(store: MemoryStore, namespace: str, bundle_name: str) -> list[dict[str, Any]]:
+    """What the operator owns in a namespace, issued or adopted: Secrets (the bundle after the token and
+    signing Secrets), then ConfigMaps (SP metadata)."""
+    def order(o: dict[str, Any]) -> tuple[int, str]:
+        name = str(o["metadata"]["name"])
+        rank = 0 if o["kind"] == "Secret" and name != bundle_name else 1 if o["kind"] == "Secret" else 2
+        return (rank, name)
 
-
-def _sp_metadata_configmaps(namespace: str, bundle: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The SP metadata XML of each SAML IdP, to upload to the IdP (Entra ID and ADFS accept a file)."""
-    out = []
-    for name, entry in sorted(((bundle or {}).get("identityProviders") or {}).items()):
-        if entry.get("protocol") != "SAML":
-            continue
-        out.append({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": f"{name}-sp-metadata", "namespace": namespace,
-                         "labels": {"app.kubernetes.io/managed-by": "keyplane"}},
-            "data": {"metadata.xml": sp_metadata_xml(entry["saml"])},
-        })
-    return out
+    managed = [o for o in store.objects.values()
+               if o.get("kind") in ("Secret", "ConfigMap") and o["metadata"].get("namespace") == namespace
+               and (o["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY]
+    return sorted(managed, key=order)
 
 
 def write_stream(result: RenderResult, out: TextIO) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .api.common import parse_duration
+from .sources.fetcher import FetchPolicy
 
 
 class Settings(BaseModel):
@@ -70,6 +71,17 @@ class Settings(BaseModel):
 
 _LIST_FIELDS = {"namespaces", "roles", "dns_nameservers"}
 _DURATION_FIELDS = {"certificate_expiry_warning", "sp_certificate_validity", "sp_certificate_renew_before"}
+
+
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    """What the metadata fetcher may connect to, from the operator's settings."""
+    return FetchPolicy(
+        allow_http=settings.allow_insecure_http,
+        allow_private_networks=settings.allow_private_networks,
+        max_bytes=settings.metadata_max_bytes,
+        connect_timeout=settings.metadata_connect_timeout,
+        total_timeout=settings.metadata_timeout,
+    )
 
 
 def _coerce(name: str, raw: str) -> Any:

@@ -280,7 +280,7 @@ NAMESPACED_RULES = {
     ("keyplane.dev", "identityproviders/status"): {"patch"},
     ("keyplane.dev", "ssodomains/status"): {"patch"},
     ("keyplane.dev", "scimconnections/status"): {"patch"},
-    ("", "configmaps"): {"get", "list", "watch"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},  # sources; SP metadata
     ("", "secrets"): {"get", "create", "patch", "delete"},
     ("", "events"): {"create"},
     ("apps", "deployments"): {"list", "patch"},

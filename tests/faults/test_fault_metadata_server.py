@@ -24,7 +24,7 @@ from faultkit import (
     saml_url_idp,
 )
 
-from keyplane.handlers.lifecycle import fetch_policy
+from keyplane.settings import fetch_policy
 from keyplane.sources.fetcher import MetadataFetcher, SharedMetadataCache
 
 GV = "keyplane.dev/v1alpha1"

@@ -3,7 +3,6 @@ the other takes over."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -20,6 +19,10 @@ async def _peers(cluster: Any) -> dict[str, Any]:
     return dict((obj or {}).get("status") or {})
 
 
+async def _joined(cluster: Any, count: int) -> bool:
+    return len(await _peers(cluster)) == count
+
+
 @pytest.mark.slow
 async def test_only_the_highest_priority_replica_acts(cluster: Any, keyplane_operator: Any) -> None:
     register_kopf_peering(cluster.emulator)
@@ -27,9 +30,12 @@ async def test_only_the_highest_priority_replica_acts(cluster: Any, keyplane_ope
     await cluster.create(namespace(NS))
     with captured_logs() as logs:
         async with keyplane_operator(peering_name="keyplane", priority=100) as leader:
-            await cluster.wait_for(lambda: _peers(cluster), timeout=10)  # the leader's heartbeat is there
+            await cluster.wait_for(lambda: _joined(cluster, 1), timeout=10)  # the leader's heartbeat is there
             async with keyplane_operator(peering_name="keyplane", priority=50) as standby:
-                await asyncio.sleep(1.0)  # the standby has seen the leader and paused
+                # Kopf starts a peered replica paused; it resumes only on a peering event without a
+                # higher-priority peer, and every such event now lists the leader. So once the standby
+                # has joined (its keep-alive is in the peering object), it stays paused.
+                await cluster.wait_for(lambda: _joined(cluster, 2), timeout=10)
                 await cluster.create(inline_idp("okta", NS))
                 await cluster.create(scim("okta", NS, idp="okta"))
 
@@ -39,7 +45,7 @@ async def test_only_the_highest_priority_replica_acts(cluster: Any, keyplane_ope
                     return is_ready(idp) and is_ready(conn) and bool((await bundle(cluster, NS) or {}).get("scim"))
 
                 await cluster.wait_for(converged, timeout=20)
-                await asyncio.sleep(1.0)
+                # The standby received every event the leader did, while paused: it observed nothing.
                 assert leader.tokens and leader.idp_observations
                 assert not standby.tokens and not standby.idp_observations, "the standby acted"
                 assert standby.writer is None or standby.writer.flush_count == 0

@@ -4,8 +4,13 @@ rollover, expiry, aggregates, signed metadata, ConfigMaps, OIDC discovery, SP si
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import ssl
+from collections.abc import AsyncIterator
 from typing import Any
+
+import pytest
 
 from .builders import (
     API,
@@ -19,7 +24,80 @@ from .builders import (
     namespace,
     saml_idp,
 )
-from .idp_server import discovery
+from .idp_server import PUBLIC_IP, IdPServer, NatToLocal, discovery, public_name_resolver, test_tls
+
+# The scenarios that fetch from a server run twice: against plain http on 127.0.0.1 with the two
+# settings that allow it, and with the production defaults (https only, no private networks) against
+# an HTTPS server whose certificate a CA made at test time signed. The production run reaches the local
+# server only through the fetcher's seams (a resolver answering a global address for the IdP's name, a
+# network backend NATing that address to 127.0.0.1, a TLS context trusting the test CA): scheme, address
+# and certificate checks (chain, validity, hostname) run as in production.
+PRODUCTION = "https-production-defaults"
+
+
+@pytest.fixture(params=["http-private-networks-allowed", PRODUCTION])
+async def idp_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[IdPServer]:
+    nat = None
+    if request.param != PRODUCTION:
+        server = await IdPServer().start()
+    else:
+        server_tls, client_tls = test_tls()
+        server = await IdPServer(tls=server_tls).start()
+        nat = _production_seams(monkeypatch, server, client_tls)
+    try:
+        yield server
+    finally:
+        await server.stop()
+    if nat is not None:  # the documents really came over the production path
+        assert server.requests and set(nat.connected) == {PUBLIC_IP}
+
+
+def _production_seams(monkeypatch: pytest.MonkeyPatch, server: IdPServer, client_tls: ssl.SSLContext) -> NatToLocal:
+    """Give the operator's fetcher (built at start-up) the resolver, network and trust-anchor seams."""
+    from keyplane.handlers import lifecycle
+
+    nat = NatToLocal(server.port)
+    seams = functools.partial(lifecycle.MetadataFetcher, resolver=public_name_resolver,
+                              network_backend=nat, ssl_context=client_tls)
+    monkeypatch.setattr(lifecycle, "MetadataFetcher", seams)
+    return nat
+
+
+async def test_production_defaults_verify_the_certificate_and_refuse_http(
+    cluster: Any, keyplane_operator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same HTTPS server, but the operator trusts another CA; and an http:// URL: both refused."""
+    server_tls, _ = test_tls()
+    _other_server, other_client = test_tls()
+    server = await IdPServer(tls=server_tls).start()
+    try:
+        server.put("/metadata", idp_metadata())
+        nat = _production_seams(monkeypatch, server, other_client)
+        await cluster.apply(namespace())
+        await cluster.apply(saml_idp("okta", url=f"{server.url}/metadata"))
+        await cluster.apply(saml_idp("plain", url=f"http://127.0.0.1:{server.port}/metadata"))
+        async with keyplane_operator(allow_private_networks=False, allow_insecure_http=False):
+            untrusted = condition(await _wait_condition(cluster, "MetadataResolved", "False"), "MetadataResolved")
+            assert "TLS certificate of" in untrusted["message"] and "could not be verified" in untrusted["message"]
+            assert nat.connected and set(nat.connected) == {PUBLIC_IP}  # the checked address, then TLS failed
+            plain = await _wait_condition(cluster, "MetadataResolved", "False", name="plain")
+            refused = condition(plain, "MetadataResolved")
+            assert refused["reason"] == "MetadataURLForbidden" and "https" in refused["message"]
+        assert server.count("/metadata") == 0  # no document was ever served
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def keyplane_operator(keyplane_operator: Any, request: pytest.FixtureRequest) -> Any:
+    """The operator; with the production defaults when the IdP server runs in the production mode."""
+    if "idp_server" not in request.fixturenames or request.getfixturevalue("idp_server").tls is None:
+        return keyplane_operator
+
+    def production(**overrides: Any) -> Any:
+        return keyplane_operator(**{"allow_private_networks": False, "allow_insecure_http": False, **overrides})
+
+    return production
 
 
 async def _idp(cluster: Any, name: str = "okta") -> dict[str, Any]:

@@ -61,9 +61,11 @@ async def _bundle_deleted_by_the_operator(cluster: Any, keyplane_operator: Any) 
 
 
 # Together these make every request the operator can make: Kopf's discovery, watches, finalizers and
-# Events; status, Secrets (issue, rotate, adopt, delete the bundle), ConfigMap sources, consumer rollouts.
+# Events; status, Secrets (issue, rotate, adopt, delete the bundle), ConfigMap sources, the SP metadata
+# ConfigMaps (create, update, delete), consumer rollouts.
 SCENARIOS: list[Scenario] = [
     quickstart.test_quickstart_converges_and_writes_the_bundle,
+    quickstart.test_sp_metadata_configmaps_follow_their_idps,
     scim_connections.test_annotation_rotates_with_overlap_then_previous_expires,
     domains.test_deleting_an_idp_cascades_and_the_last_object_removes_the_bundle,
     domains.test_consumer_deployment_rolls_once_per_bundle_change,

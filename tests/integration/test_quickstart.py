@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-from keyplane.render import read_documents
+from keyplane.render import read_documents, render
+from keyplane.settings import Settings
+
+from .idp_server import IdPServer, discovery
+from .signing import jwks
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 NS = "keyplane-demo"
@@ -89,3 +94,83 @@ async def test_operator_never_writes_what_users_own(cluster: Any, keyplane_opera
             assert new["metadata"]["labels"] == old["metadata"]["labels"], key
             own = {k: v for k, v in new["metadata"]["annotations"].items() if not k.startswith("kopf.keyplane.dev/")}
             assert own == old["metadata"]["annotations"], key
+
+
+async def test_render_prints_what_the_operator_writes(cluster: Any, keyplane_operator: Any) -> None:
+    """`keyplane render` and the operator write the same objects: Secrets and the SP metadata ConfigMaps."""
+    docs = await apply_quickstart(cluster)
+    async with keyplane_operator(resync_interval=0.3):
+        await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
+
+        async def written() -> dict[tuple[str, str], dict[str, Any]]:
+            found = {}
+            for kind in ("Secret", "ConfigMap"):
+                for obj in await cluster.list("v1", kind, NS, label_selector="app.kubernetes.io/managed-by=keyplane"):
+                    found[(kind, obj["metadata"]["name"])] = obj
+            return found
+
+        async def metadata_written() -> dict[tuple[str, str], dict[str, Any]] | None:
+            objects = await written()
+            return objects if ("ConfigMap", "okta-sp-metadata") in objects else None
+
+        by_operator = await cluster.wait_for(metadata_written, timeout=10)
+        idp = await cluster.get("keyplane.dev/v1alpha1", "IdentityProvider", NS, "okta")
+        owners = by_operator[("ConfigMap", "okta-sp-metadata")]["metadata"]["ownerReferences"]
+        assert [(o["kind"], o["name"], o["uid"], o["controller"]) for o in owners] == [
+            ("IdentityProvider", "okta", idp["metadata"]["uid"], True)]
+        await asyncio.sleep(1.0)
+        cluster.mark()
+        await asyncio.sleep(1.5)  # resyncs: an unchanged ConfigMap is not written again
+        assert cluster.writes_since_mark() == []
+
+    # Render the same files with the operator's Secrets fed back (the keys and tokens are adopted).
+    state = [obj for (kind, _n), obj in by_operator.items() if kind == "Secret"]
+    result = await render(read_documents([str(QUICKSTART)]) + state, Settings(), datetime.now(UTC), offline=True)
+    by_render = {(o["kind"], o["metadata"]["name"]): o for o in result.outputs}
+    assert set(by_render) == set(by_operator)
+    for key in [k for k in by_render if k[0] == "ConfigMap"]:
+        assert by_render[key]["data"] == by_operator[key]["data"], key
+    bundle = ("Secret", "keyplane-identity")
+    assert by_render[bundle]["data"] == by_operator[bundle]["data"]
+
+
+async def test_an_sp_metadata_configmap_deleted_by_hand_comes_back(cluster: Any, keyplane_operator: Any) -> None:
+    docs = await apply_quickstart(cluster)
+    async with keyplane_operator():
+        await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
+        original = await cluster.wait_for(lambda: cluster.get("v1", "ConfigMap", NS, "okta-sp-metadata"), timeout=10)
+        await cluster.delete("v1", "ConfigMap", NS, "okta-sp-metadata")
+        again = await cluster.wait_for(lambda: cluster.get("v1", "ConfigMap", NS, "okta-sp-metadata"), timeout=10)
+        assert again["data"] == original["data"]
+        assert again["metadata"]["uid"] != original["metadata"]["uid"]
+
+
+async def test_sp_metadata_configmaps_follow_their_idps(cluster: Any, keyplane_operator: Any) -> None:
+    """Updated when the SP settings change; deleted by the operator when the IdP stops being SAML."""
+    docs = await apply_quickstart(cluster)
+    oidc = await IdPServer().start()
+    try:
+        issuer = f"{oidc.url}/realms/contractors"
+        oidc.put("/realms/contractors/.well-known/openid-configuration", json.dumps(discovery(issuer, oidc.url)),
+                 content_type="application/json")
+        oidc.put("/jwks", json.dumps(jwks()), content_type="application/json")
+        async with keyplane_operator():
+            await cluster.wait_for(lambda: all_ready(cluster, docs), timeout=20)
+            await cluster.wait_for(lambda: cluster.get("v1", "ConfigMap", NS, "keycloak-sp-metadata"), timeout=10)
+            await cluster.patch("keyplane.dev/v1alpha1", "IdentityProvider", NS, "okta",
+                                {"spec": {"serviceProvider": {"baseURL": "https://moved.example.com"}}})
+
+            async def moved() -> bool:
+                found = await cluster.get("v1", "ConfigMap", NS, "okta-sp-metadata")
+                return 'entityID="https://moved.example.com/sso/saml/okta"' in found["data"]["metadata.xml"]
+
+            await cluster.wait_for(moved, timeout=10)
+            await cluster.patch("keyplane.dev/v1alpha1", "IdentityProvider", NS, "keycloak", {"spec": {
+                "protocol": "OIDC", "saml": None, "oidc": {"issuer": issuer, "clientID": "platform"}}})
+
+            async def gone() -> bool:
+                return await cluster.get("v1", "ConfigMap", NS, "keycloak-sp-metadata") is None
+
+            await cluster.wait_for(gone, timeout=15)
+    finally:
+        await oidc.stop()

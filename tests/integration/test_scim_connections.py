@@ -63,8 +63,14 @@ async def test_annotation_rotates_with_overlap_then_previous_expires(cluster: An
         current, previous = bundle["scim"]["okta"]["tokenHashes"]
         assert current == {"sha256": _sha(new), "notAfter": None}
         assert previous["sha256"] == _sha(old) and previous["notAfter"]
-        obj = await cluster.get(API, "ScimConnection", NS, "okta")
-        assert obj["status"]["previousTokenExpiresAt"] == previous["notAfter"]
+
+        # The bundle is written before the status that reports it (DESIGN.md, "What a user sees, in
+        # order"): the status may trail the bundle by a moment, so wait for it rather than read it once.
+        async def status_explains_it() -> bool:
+            obj = await cluster.get(API, "ScimConnection", NS, "okta")
+            return obj["status"].get("previousTokenExpiresAt") == previous["notAfter"]
+
+        await cluster.wait_for(status_explains_it, timeout=10)
 
         async def overlap_over() -> bool:
             return len((await _bundle(cluster))["scim"]["okta"]["tokenHashes"]) == 1

@@ -60,7 +60,8 @@ watched namespace. Exactly what the operator does, nothing more (tests/integrati
 checks each verb is used; docs/install.md says which behaviour uses it):
 - its three kinds: list/watch (Kopf), patch (finalizer, keyplane.dev/* annotations) and patch of status;
   never read one by one;
-- ConfigMaps: get (metadata configMapRef) and list/watch (Kopf watches them to re-read changed metadata);
+- ConfigMaps: get (metadata configMapRef), list/watch (Kopf watches them to re-read changed metadata),
+  create/patch/delete of the <idp>-sp-metadata ConfigMaps it writes (the SP metadata for IdP admins);
 - Secrets: get/create/patch/delete by name only (token, SP signing and bundle Secrets; never listed or watched);
 - Events: create (Kopf's and the operator's own);
 - Deployments labelled keyplane.dev/consume-identity=true: list (by that label) and patch (the pod template
@@ -75,7 +76,7 @@ checks each verb is used; docs/install.md says which behaviour uses it):
   verbs: [patch]
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, patch, delete]

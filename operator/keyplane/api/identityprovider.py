@@ -119,6 +119,13 @@ class SAMLConfig(SpecModel):
         description="Sign AuthnRequests; the operator issues and renews the SP signing key pair in a Secret.",
     )
     wantAssertionsSigned: bool = Field(default=True, description="Refuse assertions that are not signed.")
+    wantAssertionsEncrypted: bool = Field(
+        default=False,
+        description=(
+            "Require encrypted assertions: the SP metadata publishes the SP key pair's certificate as the "
+            "encryption key (KeyDescriptor use=\"encryption\") and unencrypted assertions are refused."
+        ),
+    )
     allowIdPInitiated: bool = Field(
         default=False, description="Accept unsolicited (IdP-initiated) responses. Off: only SP-initiated logins."
     )
@@ -223,8 +230,13 @@ class ServiceProviderStatus(StatusModel):
     acsURL: str | None = Field(default=None, description="Assertion consumer service URL.")
     metadataURL: str | None = Field(default=None, description="Where the platform serves the SP metadata.")
     redirectURI: str | None = Field(default=None, description="OIDC redirect URI.")
+    sloURL: str | None = Field(default=None, description="SAML single logout service URL (Redirect and POST).")
+    postLogoutRedirectURI: str | None = Field(
+        default=None, description="OIDC post_logout_redirect_uri to register at the provider (RP-initiated logout)."
+    )
     signingCertificateSecretRef: SecretReference | None = Field(
-        default=None, description="Secret with the SP signing key pair (tls.crt, tls.key)."
+        default=None,
+        description="Secret with the SP key pair (tls.crt, tls.key): signs AuthnRequests and decrypts assertions.",
     )
 
 

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
+from ..policy.email import InvalidEmail, canonical_email, domain_of
 from .common import (
     CONDITIONS_DESCRIPTION,
     CONDITIONS_LIST_EXTRA,
@@ -76,7 +77,11 @@ class SSODomainSpec(SpecModel):
     @model_validator(mode="after")
     def _break_glass_in_domains(self) -> SSODomainSpec:
         for user in self.breakGlassUsers:
-            if user.lower().rsplit("@", 1)[-1] not in self.domains:
+            try:
+                address = canonical_email(user)
+            except InvalidEmail as exc:
+                raise ValueError(f"breakGlassUsers entry {user!r} is not a valid email address: {exc}") from exc
+            if domain_of(address) not in self.domains:
                 raise ValueError(f"breakGlassUsers entry {user} is not in one of spec.domains")
         return self
 

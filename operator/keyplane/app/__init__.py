@@ -12,11 +12,13 @@ from keyplane.app.bundle import Bundle, BundleError, BundleStore, IdentityProvid
 from keyplane.app.errors import LoginError
 from keyplane.app.login import LoginResult, resolve_login
 from keyplane.app.login_state import LoginStateStore
+from keyplane.app.logout import LogoutEvent
 from keyplane.app.oidc import OidcIdentity, OidcLogin, PendingOidcLogin
 from keyplane.app.replay import ReplayCache, SqlReplayCache
 from keyplane.app.roles import effective_role, highest_role
 from keyplane.app.routing import LoginRoute, LoginRouter
 from keyplane.app.saml import SamlIdentity, SamlLogin
+from keyplane.app.saml_logout import SamlLogout
 from keyplane.app.scim import KeyplaneScimService, ScimEndpoint, ScimRouter, build_provider
 from keyplane.app.scim_storage import SqlScimStorage
 from keyplane.app.storage import ProvisionedGroup, ProvisionedUser, Storage, UserChange
@@ -35,6 +37,7 @@ __all__ = [
     "LoginRoute",
     "LoginRouter",
     "LoginStateStore",
+    "LogoutEvent",
     "OidcIdentity",
     "OidcLogin",
     "PendingOidcLogin",
@@ -43,6 +46,7 @@ __all__ = [
     "ReplayCache",
     "SamlIdentity",
     "SamlLogin",
+    "SamlLogout",
     "ScimConnection",
     "ScimEndpoint",
     "ScimRouter",

@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from keyplane.app.clock import parse_time
+from keyplane.contract import BUNDLE_API_VERSION, parse_time
+from keyplane.policy.domains import InvalidDomain, canonical_domain
+from keyplane.policy.email import InvalidEmail, canonical_email
+from keyplane.policy.enforcement import Enforcement, parse_enforcement
 
 log = logging.getLogger("keyplane.app.bundle")
 
-BUNDLE_API_VERSION = "keyplane.dev/bundle-v1"
 NO_ROLE = "None"
 
 
@@ -55,11 +57,14 @@ class IdentityProvider:
 
 @dataclass(frozen=True)
 class Domain:
-    """An SSODomain entry: which IdP an email domain logs in with, and whether it must."""
+    """An SSODomain entry: which IdP an email domain logs in with, and whether it must.
+
+    ``name`` and ``break_glass_users`` are canonical (:mod:`keyplane.policy.email`).
+    """
 
     name: str
     identity_provider: str
-    enforcement: str
+    enforcement: Enforcement
     break_glass_users: frozenset[str]
 
 
@@ -124,16 +129,10 @@ class Bundle:
                 name: _identity_provider(name, spec)
                 for name, spec in (document.get("identityProviders") or {}).items()
             }
-            domains = {
-                name.lower(): Domain(
-                    name=name.lower(),
-                    identity_provider=spec["identityProvider"],
-                    enforcement=spec.get("enforcement", "Optional"),
-                    break_glass_users=frozenset(u.lower() for u in spec.get("breakGlassUsers") or ()),
-                )
-                for name, spec in (document.get("domains") or {}).items()
-            }
+            domains = _domains(document.get("domains") or {})
             scim = {name: _scim_connection(name, spec) for name, spec in (document.get("scim") or {}).items()}
+        except (InvalidDomain, InvalidEmail) as exc:
+            raise BundleError(f"malformed bundle: {exc}") from exc
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise BundleError(f"malformed bundle: {type(exc).__name__}: {exc}") from exc
         for domain in domains.values():
@@ -158,6 +157,26 @@ class Bundle:
     def connections_for(self, identity_provider: str) -> list[ScimConnection]:
         """The SCIM connections that provision the users of an IdP."""
         return [c for c in self.scim.values() if c.identity_provider == identity_provider]
+
+
+def _domains(table: Mapping[str, Any]) -> dict[str, Domain]:
+    """The domain table, canonical; a missing or unknown ``enforcement`` is an error, never Optional."""
+    domains: dict[str, Domain] = {}
+    for raw_name, spec in table.items():
+        name = canonical_domain(raw_name)
+        if name in domains:
+            raise ValueError(f"domain {name} is listed twice")
+        try:
+            enforcement = parse_enforcement(spec.get("enforcement"))
+        except ValueError as exc:
+            raise ValueError(f"domain {name}: {exc}") from exc
+        domains[name] = Domain(
+            name=name,
+            identity_provider=spec["identityProvider"],
+            enforcement=enforcement,
+            break_glass_users=frozenset(canonical_email(u) for u in spec.get("breakGlassUsers") or ()),
+        )
+    return domains
 
 
 def _identity_provider(name: str, spec: Mapping[str, Any]) -> IdentityProvider:

@@ -1,8 +1,10 @@
 """From a validated SSO identity to the app's user: who they are, and their role.
 
 Rules:
-* The email must belong to a domain claimed by this IdP, or to a user this IdP's SCIM
-  connection provisioned; an IdP cannot log users of other domains in.
+* First of all, the email's canonical domain must route, through the bundle's domain table, to the
+  IdP that authenticated it (:func:`keyplane.policy.may_login`). There is no exception for users
+  found in the IdP's SCIM partition: an IdP cannot log users of another IdP's domains in, whatever
+  its SCIM connection stored. The user is looked up by the canonical address only.
 * A user provisioned by SCIM logs in with their SCIM role (``defaultUserRole`` and the roles of
   their groups); a deactivated (deprovisioned) user is refused.
 * A user not (yet) provisioned, on an IdP that has a SCIM connection, gets the role the
@@ -18,8 +20,8 @@ from dataclasses import dataclass
 from keyplane.app.bundle import Bundle
 from keyplane.app.errors import LoginError
 from keyplane.app.roles import effective_role
-from keyplane.app.routing import LoginRouter
 from keyplane.app.storage import Storage
+from keyplane.policy.access import may_login
 
 
 @dataclass(frozen=True)
@@ -56,25 +58,27 @@ def resolve_login(
     *,
     subject: str | None = None,
 ) -> LoginResult:
-    if not email:
-        raise LoginError("the identity provider did not send an email address")
     idp = bundle.identity_providers[idp_name]
-    route = LoginRouter(bundle).route(email)
+    if not email:
+        raise LoginError("the identity provider did not send an email address", code="login.no_email")
+    decision = may_login(bundle.domains, idp_name, email)
+    if not decision.allowed or decision.email is None:
+        code = "login.invalid_email" if decision.email is None else "login.domain_not_owned"
+        raise LoginError(f"{idp.display_name} may not log this user in: {decision.reason}", code=code)
+    address = decision.email
     connections = bundle.connections_for(idp_name)
     for connection in connections:
-        user = storage.find_user(connection.name, email, connection.user_identifier)
+        user = storage.find_user(connection.name, address, connection.user_identifier)
         if user is None:
             continue
         if not user.active:
-            raise LoginError(f"{email} was deprovisioned by {idp.display_name}")
+            raise LoginError(f"{address} was deprovisioned by {idp.display_name}", code="login.deprovisioned")
         return LoginResult(
-            email, idp_name, idp.protocol, user.role, user.groups, True, user.id, connection.name, subject
+            address, idp_name, idp.protocol, user.role, user.groups, True, user.id, connection.name, subject
         )
-    if route.identity_provider != idp_name:
-        raise LoginError(f"{idp.display_name} may not log in {email}: its domain is not claimed by this IdP")
     if connections:
         role = effective_role(bundle.roles, connections[0], groups)
         return LoginResult(
-            email, idp_name, idp.protocol, role, tuple(groups), False, None, connections[0].name, subject
+            address, idp_name, idp.protocol, role, tuple(groups), False, None, connections[0].name, subject
         )
-    return LoginResult(email, idp_name, idp.protocol, None, tuple(groups), False, None, None, subject)
+    return LoginResult(address, idp_name, idp.protocol, None, tuple(groups), False, None, None, subject)

@@ -9,13 +9,25 @@ string ``"true"``); an absent claim is refused unless the IdentityProvider sets
 ``spec.oidc.allowMissingEmailVerified`` (bundle: ``oidc.allowMissingEmailVerified``), for providers
 such as Entra ID that never send it. A callback is used once: its ``state`` is remembered before the
 code is redeemed, so a replayed callback gets 400 without reaching the token endpoint.
+
+Claims the ID token leaves out come from the userinfo endpoint: in the code flow a certified
+provider's defaults (``oidc-provider``'s ``conformIdTokenClaims``, Okta's org server) put email and
+groups there only. Its ``sub`` must be the ID token's, and an email read from userinfo counts only
+with userinfo's own ``email_verified``.
+
+The JWKS is cached for its ``Cache-Control: max-age`` (between 5 minutes and a day; an hour without
+one). A token signed with a key the cached set does not have (a rotation) makes the set be fetched
+again at once; the same unknown ``kid`` at most once a minute, so a stream of tokens with a bogus
+``kid`` cannot hammer the provider while a genuinely new key is picked up by its first login.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import time
@@ -33,6 +45,13 @@ from keyplane.app.bundle import IdentityProvider
 from keyplane.app.clock import Clock, utcnow
 from keyplane.app.errors import LoginError
 from keyplane.app.replay import Replay, ReplayCache
+
+#: Bounds of the JWKS cache lifetime taken from the provider's Cache-Control header, in seconds.
+JWKS_MIN_AGE, JWKS_DEFAULT_AGE, JWKS_MAX_AGE = 300, 3600, 86400
+#: The same unknown key ID triggers at most one JWKS refetch per this many seconds.
+UNKNOWN_KID_INTERVAL = 60.0
+#: The clock of the JWKS cache (a module attribute, so a test can move it without moving asyncio's).
+_monotonic = time.monotonic
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
@@ -61,6 +80,13 @@ class OidcIdentity:
     email: str | None
     groups: tuple[str, ...]
     claims: Mapping[str, Any] = field(default_factory=dict)
+    id_token: str | None = None  # the hint for RP-initiated logout
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    id_token: str
+    access_token: str | None
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -95,7 +121,9 @@ class OidcLogin:
         self.replay: Replay = replay if replay is not None else ReplayCache(clock=clock)
         self._metadata: dict[str, Any] | None = None
         self._jwks: KeySet | None = None
-        self._jwks_fetched = 0.0
+        self._jwks_expires = 0.0
+        self._jwks_lock = asyncio.Lock()
+        self._refetched_for: dict[str, float] = {}  # unknown kid -> monotonic time of its refetch
 
     @property
     def client_id(self) -> str:
@@ -110,6 +138,7 @@ class OidcLogin:
                 "tokenEndpoint": "token_endpoint",
                 "jwksURI": "jwks_uri",
                 "userinfoEndpoint": "userinfo_endpoint",
+                "endSessionEndpoint": "end_session_endpoint",
             }
             if not all(self.config.get(k) for k in ("authorizationEndpoint", "tokenEndpoint", "jwksURI")):
                 url = str(self.config["issuer"]).rstrip("/") + "/.well-known/openid-configuration"
@@ -148,6 +177,26 @@ class OidcLogin:
             query["login_hint"] = login_hint
         return f"{metadata['authorization_endpoint']}?{urlencode(query)}", pending
 
+    @property
+    def post_logout_redirect_uri(self) -> str:
+        """Where the provider sends the browser after RP-initiated logout (registered at the provider)."""
+        configured = self.config.get("postLogoutRedirectURI")
+        if configured:
+            return str(configured)
+        return str(self.config["redirectURI"]).removesuffix("/callback") + "/logged-out"
+
+    async def logout_url(self, id_token_hint: str | None, state: str) -> str | None:
+        """RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) at the provider's
+        ``end_session_endpoint``, or None when it has none."""
+        endpoint = (await self.metadata()).get("end_session_endpoint")
+        if not endpoint:
+            return None
+        query = {"client_id": self.client_id, "post_logout_redirect_uri": self.post_logout_redirect_uri, "state": state}
+        if id_token_hint:
+            query["id_token_hint"] = id_token_hint
+        separator = "&" if "?" in str(endpoint) else "?"
+        return f"{endpoint}{separator}{urlencode(query)}"
+
     async def finish(self, params: Mapping[str, str], pending: PendingOidcLogin) -> OidcIdentity:
         """Handle the callback: check state, redeem the code with the verifier, validate the ID token."""
         if "error" in params:
@@ -171,8 +220,9 @@ class OidcLogin:
                 status=400,
                 code="oidc.replay",
             )
-        id_token = await self._redeem(code, pending)
-        claims = await self.validate_id_token(id_token, pending.nonce)
+        tokens = await self._redeem(code, pending)
+        claims = await self.validate_id_token(tokens.id_token, pending.nonce)
+        claims = await self._with_userinfo(claims, tokens.access_token)
         mapping = self.idp.attribute_mapping
         email = claims.get(mapping.get("email", "email"))
         if email:
@@ -183,10 +233,57 @@ class OidcLogin:
         return OidcIdentity(
             self.idp.name,
             str(claims["sub"]),
-            str(email).strip().lower() if email else None,
+            str(email) if email else None,  # canonicalised by the login policy (keyplane.policy)
             tuple(str(g) for g in groups),
             claims,
+            id_token=tokens.id_token,
         )
+
+    async def _with_userinfo(self, claims: dict[str, Any], access_token: str | None) -> dict[str, Any]:
+        """The ID token's claims completed from the userinfo endpoint when it lacks the mapped ones."""
+        mapping = self.idp.attribute_mapping
+        wanted = (mapping.get("email", "email"), mapping.get("groups", "groups"))
+        endpoint = (await self.metadata()).get("userinfo_endpoint")
+        if all(name in claims for name in wanted) or not endpoint or not access_token:
+            return claims
+        userinfo = await self._userinfo(str(endpoint), access_token)
+        if userinfo.get("sub") != claims["sub"]:
+            # OIDC Core §5.3.2: a userinfo answer about another subject must not be used.
+            raise LoginError(
+                "the userinfo endpoint answered for another subject than the ID token (sub mismatch)",
+                status=502,
+                code="oidc.userinfo_sub_mismatch",
+            )
+        merged = {**userinfo, **claims}
+        email_claim = mapping.get("email", "email")
+        if email_claim not in claims and email_claim in userinfo:
+            # The address and the word that it is verified come from the same answer.
+            merged.pop("email_verified", None)
+            if "email_verified" in userinfo:
+                merged["email_verified"] = userinfo["email_verified"]
+        return merged
+
+    async def _userinfo(self, endpoint: str, access_token: str) -> dict[str, Any]:
+        try:
+            response = await self.http.get(
+                endpoint, headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+            )
+        except httpx.HTTPError as exc:
+            raise LoginError(
+                f"OIDC userinfo endpoint unreachable: {type(exc).__name__}", status=502, code="oidc.userinfo"
+            ) from exc
+        if response.status_code != 200:
+            raise LoginError(
+                f"OIDC userinfo endpoint answered {response.status_code}", status=502, code="oidc.userinfo"
+            )
+        if response.headers.get("content-type", "").split(";")[0].strip() == "application/jwt":
+            raise LoginError(
+                "the OIDC userinfo endpoint answers with a signed JWT; register the client for plain JSON "
+                "userinfo (userinfo_signed_response_alg unset) at the identity provider",
+                status=502,
+                code="oidc.userinfo",
+            )
+        return _json_object(response, "OIDC userinfo response")
 
     def _check_email_verified(self, claims: Mapping[str, Any]) -> None:
         """Only ``true`` (or ``"true"``) vouches for the address; absent only with the IdP's opt-in."""
@@ -205,8 +302,8 @@ class OidcLogin:
             "the identity provider says this email address is not verified", code="oidc.email_not_verified"
         )
 
-    async def _redeem(self, code: str, pending: PendingOidcLogin) -> str:
-        """The ID token the token endpoint gives for the code; LoginError (400/502) on any other answer."""
+    async def _redeem(self, code: str, pending: PendingOidcLogin) -> TokenResponse:
+        """The tokens the token endpoint gives for the code; LoginError (400/502) on any other answer."""
         metadata = await self.metadata()
         try:
             response = await self.http.post(
@@ -244,21 +341,44 @@ class OidcLogin:
             raise LoginError(
                 f"OIDC token endpoint answered {response.status_code}", status=502, code="oidc.token_error"
             )
-        id_token = _json_object(response, "OIDC token response").get("id_token")
+        document = _json_object(response, "OIDC token response")
+        id_token, access_token = document.get("id_token"), document.get("access_token")
         if not isinstance(id_token, str):
             raise LoginError("OIDC token response has no id_token", status=502, code="oidc.token_error")
-        return id_token
+        return TokenResponse(id_token, access_token if isinstance(access_token, str) else None)
 
-    async def _keys(self, refresh: bool = False) -> KeySet:
-        if self._jwks is None or (refresh and time.monotonic() - self._jwks_fetched > 10):
+    async def _keys(self) -> KeySet:
+        """The cached JWKS, fetched again once its lifetime is over."""
+        if self._jwks is None or _monotonic() >= self._jwks_expires:
+            await self._fetch_keys(self._jwks)
+        assert self._jwks is not None
+        return self._jwks
+
+    async def _fetch_keys(self, stale: KeySet | None) -> None:
+        async with self._jwks_lock:
+            if self._jwks is not stale:
+                return  # another login fetched it while this one waited
             metadata = await self.metadata()
             response = await self.http.get(metadata["jwks_uri"])
             response.raise_for_status()
             try:
-                self._jwks = KeySet.import_key_set(_json_object(response, "OIDC JWKS"))  # type: ignore[arg-type]
+                keys = KeySet.import_key_set(_json_object(response, "OIDC JWKS"))  # type: ignore[arg-type]
             except (JoseError, ValueError, TypeError, KeyError) as exc:
                 raise LoginError(f"OIDC JWKS unusable: {type(exc).__name__}", status=502, code="oidc.bad_jwks") from exc
-            self._jwks_fetched = time.monotonic()
+            self._jwks = keys
+            self._jwks_expires = _monotonic() + _max_age(response.headers.get("cache-control", ""))
+
+    async def _keys_for(self, id_token: str, failed: KeySet) -> KeySet | None:
+        """A fresh JWKS after ``failed`` did not verify the token, or None when this kid was just tried."""
+        kid = _kid(id_token)
+        now = _monotonic()
+        last = self._refetched_for.get(kid)
+        if last is not None and now - last < UNKNOWN_KID_INTERVAL:
+            return None
+        if len(self._refetched_for) > 1000:
+            self._refetched_for = {k: t for k, t in self._refetched_for.items() if now - t < UNKNOWN_KID_INTERVAL}
+        self._refetched_for[kid] = now
+        await self._fetch_keys(failed)
         return self._jwks
 
     async def validate_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
@@ -267,8 +387,11 @@ class OidcLogin:
             try:
                 token = jwt.decode(id_token, keys, algorithms=list(ALGORITHMS))
             except JoseError:
-                # The provider may have rotated its keys: fetch the JWKS again, once.
-                token = jwt.decode(id_token, await self._keys(refresh=True), algorithms=list(ALGORITHMS))
+                # The provider may have rotated its keys: fetch the JWKS again at once.
+                fresh = await self._keys_for(id_token, keys)
+                if fresh is None:
+                    raise
+                token = jwt.decode(id_token, fresh, algorithms=list(ALGORITHMS))
             registry = jwt.JWTClaimsRegistry(
                 now=lambda: int(self.clock().timestamp()),
                 leeway=self.leeway,
@@ -294,6 +417,27 @@ class OidcLogin:
 
 
 _OAUTH_ERROR = re.compile(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$")  # RFC 6749's error-code characters
+
+
+def _kid(token: str) -> str:
+    """The ``kid`` of a compact JWS header ("" when absent or unreadable)."""
+    try:
+        header = json.loads(base64.urlsafe_b64decode(token.split(".", 1)[0] + "=="))
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else ""
+
+
+def _max_age(cache_control: str) -> float:
+    """The JWKS lifetime a Cache-Control header asks for, within Keyplane's bounds."""
+    for directive in cache_control.split(","):
+        name, _, value = directive.strip().partition("=")
+        if name.lower() == "no-store" or name.lower() == "no-cache":
+            return JWKS_MIN_AGE
+        if name.lower() == "max-age" and value.strip().isdigit():
+            return float(min(max(int(value.strip()), JWKS_MIN_AGE), JWKS_MAX_AGE))
+    return JWKS_DEFAULT_AGE
 
 
 def _oauth_error(value: object) -> str:

@@ -1,24 +1,29 @@
-"""Login routing: email -> domain -> IdentityProvider, and whether local (password) login is allowed."""
+"""Login routing: email -> domain -> IdentityProvider, and whether local (password) login is allowed.
+
+The decisions are :mod:`keyplane.policy.access`'s; this module applies them to the current bundle.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from keyplane.app.bundle import Bundle, BundleStore
-
-REQUIRED = "Required"
+from keyplane.policy import access
+from keyplane.policy.enforcement import Enforcement
 
 
 @dataclass(frozen=True)
 class LoginRoute:
     """Where an email logs in.
 
-    ``identity_provider`` is None when no domain claims the email. ``local_login_allowed`` is
-    False when the domain's enforcement is Required and the user is not a break-glass user.
-    ``login_path`` is the path that starts the SSO login (relative to where Keyplane is mounted).
+    ``email`` is the canonical address (None when the input has no canonical form: such an address
+    is routed nowhere and ``local_login_allowed`` is False). ``identity_provider`` is None when no
+    domain claims the email. ``local_login_allowed`` is False when the domain's enforcement is
+    Required and the user is not a break-glass user. ``login_path`` is the path that starts the SSO
+    login (relative to where Keyplane is mounted). ``reason`` says why local login is (not) allowed.
     """
 
-    email: str
+    email: str | None
     domain: str | None
     identity_provider: str | None
     protocol: str | None
@@ -26,6 +31,7 @@ class LoginRoute:
     local_login_allowed: bool
     break_glass: bool
     login_path: str | None
+    reason: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -37,18 +43,8 @@ class LoginRoute:
             "localLoginAllowed": self.local_login_allowed,
             "breakGlass": self.break_glass,
             "loginPath": self.login_path,
+            "reason": self.reason,
         }
-
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
-
-
-def domain_of(email: str) -> str | None:
-    local, sep, domain = normalize_email(email).rpartition("@")
-    if not sep or not local or not domain:
-        return None
-    return domain
 
 
 class LoginRouter:
@@ -57,41 +53,27 @@ class LoginRouter:
     def __init__(self, bundles: BundleStore | Bundle) -> None:
         self._store = bundles if isinstance(bundles, BundleStore) else BundleStore.from_bundle(bundles)
 
-    def _find_domain(self, bundle: Bundle, domain: str) -> str | None:
-        """The most specific claimed domain: an exact match, else the closest parent domain."""
-        candidate = domain
-        while candidate:
-            if candidate in bundle.domains:
-                return candidate
-            _, _, candidate = candidate.partition(".")
-            if "." not in candidate:
-                break
-        return None
-
     def route(self, email: str) -> LoginRoute:
         bundle = self._store.bundle
-        address = normalize_email(email)
-        domain = domain_of(address)
-        claimed = self._find_domain(bundle, domain) if domain else None
-        if claimed is None:
-            return LoginRoute(address, domain, None, None, False, True, False, None)
-        spec = bundle.domains[claimed]
-        idp = bundle.identity_providers.get(spec.identity_provider)
-        required = spec.enforcement == REQUIRED
-        break_glass = address in spec.break_glass_users
+        where = access.route(bundle.domains, email)
+        local = access.local_login_allowed(bundle.domains, email)
+        if where.rule is None:
+            return LoginRoute(where.email, where.domain, None, None, False, local.allowed, False, None, local.reason)
+        idp = bundle.identity_providers.get(where.rule.identity_provider)
         protocol = idp.protocol if idp else None
         path = f"/sso/{protocol.lower()}/{idp.name}/login" if idp and protocol else None
         return LoginRoute(
-            email=address,
-            domain=claimed,
-            identity_provider=spec.identity_provider,
+            email=where.email,
+            domain=where.claimed,
+            identity_provider=where.rule.identity_provider,
             protocol=protocol,
-            sso_required=required,
-            local_login_allowed=(not required) or break_glass,
-            break_glass=break_glass,
+            sso_required=where.rule.enforcement == Enforcement.REQUIRED,
+            local_login_allowed=local.allowed,
+            break_glass=where.break_glass,
             login_path=path,
+            reason=local.reason,
         )
 
     def local_login_allowed(self, email: str) -> bool:
-        """Call this from the app's own password login before checking the password."""
-        return self.route(email).local_login_allowed
+        """Call this from the app's own password login before checking the password (fails closed)."""
+        return access.local_login_allowed(self._store.bundle.domains, email).allowed

@@ -19,13 +19,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lxml import etree
-from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from keyplane.app.bundle import IdentityProvider
 from keyplane.app.errors import LoginError
 from keyplane.app.replay import Replay
+from keyplane.app.saml_response import SamlAuth
+from keyplane.contract import SPMetadataError, sp_metadata_xml
 
 #: python3-saml's tolerance for clock differences with the IdP, in seconds.
 CLOCK_SKEW_SECONDS = OneLogin_Saml2_Constants.ALLOWED_CLOCK_DRIFT
@@ -41,6 +42,7 @@ class SamlIdentity:
     groups: tuple[str, ...]
     attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
     session_index: str | None = None
+    name_id_format: str | None = None  # with name_id and session_index: what a LogoutRequest names
 
 
 def request_data(
@@ -80,17 +82,16 @@ class SamlLogin:
 
     def login_url(self, relay_state: str) -> tuple[str, str]:
         """The IdP URL to redirect the browser to, and the AuthnRequest ID to expect back."""
-        auth = OneLogin_Saml2_Auth(request_data(self.acs_url), self.settings)
+        auth = SamlAuth(request_data(self.acs_url), self.settings)
         url = auth.login(return_to=relay_state, set_nameid_policy=True)
         return str(url), str(auth.get_last_request_id())
 
     def metadata(self) -> str:
-        """The SP metadata XML (validated by python3-saml)."""
-        xml = self.settings.get_sp_metadata()
-        errors = self.settings.validate_metadata(xml)
-        if errors:
-            raise LoginError(f"invalid SP metadata: {', '.join(errors)}", status=500)
-        return xml.decode() if isinstance(xml, bytes) else str(xml)
+        """The SP metadata XML: the very document the operator writes (one builder, `keyplane.contract`)."""
+        try:
+            return sp_metadata_xml(dict(self.idp.saml or {}))
+        except SPMetadataError as exc:
+            raise LoginError(f"invalid SP metadata: {exc}", status=500) from None
 
     def consume(self, saml_response: str, request_id: str | None) -> SamlIdentity:
         """Validate a posted ``SAMLResponse`` and return the identity it asserts.
@@ -104,7 +105,7 @@ class SamlLogin:
                 "(spec.saml.allowIdPInitiated of the IdentityProvider)",
                 code="saml.unsolicited",
             )
-        auth = OneLogin_Saml2_Auth(request_data(self.acs_url, {"SAMLResponse": saml_response}), self.settings)
+        auth = SamlAuth(request_data(self.acs_url, {"SAMLResponse": saml_response}), self.settings)
         try:
             auth.process_response(request_id=request_id)
         except Exception as exc:  # python3-saml raises on malformed input
@@ -142,10 +143,11 @@ class SamlLogin:
         return SamlIdentity(
             self.idp.name,
             name_id,
-            email.strip().lower() if email else None,
+            email,  # canonicalised by the login policy (keyplane.policy), not here
             groups,
             attributes,
             auth.get_session_index(),
+            auth.get_nameid_format(),
         )
 
 

@@ -56,9 +56,10 @@ from keyplane.app.body import (
 )
 from keyplane.app.bundle import BundleStore, ScimConnection
 from keyplane.app.clock import Clock, utcnow
-from keyplane.app.scim_storage import LockingScimHandler, SqlScimStorage
+from keyplane.app.scim_storage import LockingScimHandler, SqlScimStorage, email_values
 from keyplane.app.storage import Storage
 from keyplane.app.tokens import parse_bearer, token_valid
+from keyplane.policy.access import may_provision_user
 
 log = logging.getLogger("keyplane.app.scim")
 
@@ -347,8 +348,28 @@ class ScimRouter:
                 connection = current()
                 return connection.deprovision_action if connection else "Deactivate"
 
+            def address_guard(data: dict[str, Any]) -> str | None:
+                bundle = self.bundles.bundle
+                connection = bundle.scim.get(name)
+                if connection is None:
+                    return "this SCIM connection is no longer in the identity bundle"
+                decision = may_provision_user(
+                    bundle.domains,
+                    connection.identity_provider,
+                    data.get("userName"),
+                    email_values(data),
+                    keyed_on_user_name=connection.user_identifier == "userName",
+                )
+                # A refusal becomes a 400 invalidValue, logged and counted by handle_exception.
+                return None if decision.allowed else decision.reason
+
             storage = SqlScimStorage(
-                self.storage, name, self.provider, deprovision_action=action, clock=self.clock
+                self.storage,
+                name,
+                self.provider,
+                address_guard=address_guard,
+                deprovision_action=action,
+                clock=self.clock,
             )
             self._endpoints[name] = ScimEndpoint(
                 storage,

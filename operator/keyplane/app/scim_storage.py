@@ -12,6 +12,7 @@ from typing import Any, Union, cast
 
 from scim2_models import (
     AttributeBinding,
+    InvalidValueException,
     Meta,
     NotFoundException,
     Path,
@@ -36,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from keyplane.app.clock import Clock, utcnow
 from keyplane.app.storage import ChangeAction, Storage, members, next_seq, resources, unique_values
+from keyplane.policy.email import try_canonical_email
 
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -74,8 +76,18 @@ def _equality(scim_filter: ScimFilter[Any] | None) -> tuple[AttributeBinding, st
     return binding, node.value
 
 
+def email_values(data: dict[str, Any]) -> list[object]:
+    """Every ``emails[].value`` of a User, as sent."""
+    return [e.get("value") for e in data.get("emails") or [] if isinstance(e, dict) and "value" in e]
+
+
+def user_name_key(value: str) -> str:
+    """The comparable ``userName``: the canonical address when it is one, else case-folded (caseExact false)."""
+    return try_canonical_email(value) or value.lower()
+
+
 def primary_email(data: dict[str, Any]) -> str | None:
-    """The primary email of a stored user (else the work one, else the first), lower-cased."""
+    """The primary email of a stored user (else the work one, else the first), canonical."""
     emails = [e for e in data.get("emails") or [] if isinstance(e, dict) and e.get("value")]
     if not emails:
         return None
@@ -84,10 +96,12 @@ def primary_email(data: dict[str, Any]) -> str | None:
         or next((e for e in emails if e.get("type") == "work"), None)
         or emails[0]
     )
-    return str(chosen["value"]).strip().lower()
+    return try_canonical_email(str(chosen["value"]))
 
 
 DeprovisionAction = Callable[[], str]
+#: Why the connection may not store a User with these attributes (None: it may). See keyplane.policy.access.
+AddressGuard = Callable[[dict[str, Any]], "str | None"]
 
 
 class SqlScimStorage(ScimStorage):
@@ -95,6 +109,8 @@ class SqlScimStorage(ScimStorage):
 
     :param deprovision_action: returns the connection's current ``deprovisionAction``
         (``Deactivate`` keeps a deleted user as a blocked tombstone, ``Delete`` removes it).
+    :param address_guard: refuses Users whose ``userName`` or ``emails`` the connection's IdP does
+        not own (400 ``invalidValue``, nothing stored); every write of a User goes through it.
     """
 
     supports_cursors = False
@@ -105,9 +121,11 @@ class SqlScimStorage(ScimStorage):
         partition: str,
         provider: ScimProvider,
         *,
+        address_guard: AddressGuard,
         deprovision_action: DeprovisionAction = lambda: "Deactivate",
         clock: Clock = utcnow,
     ) -> None:
+        self.address_guard = address_guard
         self.storage = storage
         self.partition = partition
         self.provider = provider
@@ -169,7 +187,7 @@ class SqlScimStorage(ScimStorage):
             active = data.get("active")
             values["active"] = True if active is None else bool(active)
             if values["user_name"] is not None:
-                values["user_name"] = str(data.get("userName", "")).strip().lower()
+                values["user_name"] = user_name_key(str(data.get("userName", "")))
         else:
             values["email"] = None
             values["active"] = None
@@ -282,6 +300,22 @@ class SqlScimStorage(ScimStorage):
         if expected_version is not None and f'W/"{row.version}"' != expected_version:
             raise PreconditionFailedException
 
+    def _check_addresses(self, resource_type: ResourceType, data: dict[str, Any], old: Any = None) -> None:
+        """Refuse a User whose addresses the connection's IdP does not own (keyplane.policy.access).
+
+        Deactivating a user whose addresses are unchanged is always allowed: a domain that moved to
+        another IdP must not block deprovisioning (login is refused for it anyway).
+        """
+        if resource_type.name != "User":
+            return
+        if old is not None and data.get("active") is False:
+            before = json.loads(old.data)
+            if (before.get("userName"), email_values(before)) == (data.get("userName"), email_values(data)):
+                return
+        refusal = self.address_guard(data)
+        if refusal is not None:
+            raise InvalidValueException(detail=refusal)
+
     def _deprovision(self) -> ChangeAction:
         return "delete" if self.deprovision_action() == "Delete" else "deactivate"
 
@@ -331,7 +365,7 @@ class SqlScimStorage(ScimStorage):
                     except ValueError:
                         return SearchPage(0, [])
                     if column == "user_name":
-                        wanted = value.strip().lower()
+                        wanted = user_name_key(value)
                     base = base.where(resources.c[column] == wanted)
                     narrowed = True
             if narrowed:
@@ -372,6 +406,7 @@ class SqlScimStorage(ScimStorage):
             resource_id = uuid.uuid4().hex
             resource.id = resource_id
             data = self._dump(resource)
+            self._check_addresses(resource_type, data)
             values = self._unique(resource)
             self._check_unique(connection, resource_id, values)
             now = self.clock()
@@ -414,6 +449,7 @@ class SqlScimStorage(ScimStorage):
                 resource = item.model_copy(deep=True)
                 resource.id = uuid.uuid4().hex
                 data = self._dump(resource)
+                self._check_addresses(resource_type, data)
                 for urn, value in self._unique(resource).items():
                     if (urn, value) in seen:
                         raise UniquenessException(detail=f"{urn.rpartition(':')[2]} is already taken")
@@ -470,6 +506,7 @@ class SqlScimStorage(ScimStorage):
             row = self._row(connection, resource_type, resource.id)
             self._check_version(row, expected_version)
             data = self._dump(resource)
+            self._check_addresses(resource_type, data, row)
             values = self._unique(resource)
             self._check_unique(connection, row.id, values)
             columns = self._columns(resource_type, resource, data)

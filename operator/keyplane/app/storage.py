@@ -27,6 +27,7 @@ from keyplane.app import schema
 from keyplane.app.database import create_database_engine
 from keyplane.app.tables import members, resources
 from keyplane.app.tables import unique_values as unique_values  # re-exported for scim_storage
+from keyplane.policy.email import try_canonical_email
 
 log = logging.getLogger("keyplane.app.storage")
 
@@ -226,10 +227,14 @@ class Storage:
     def find_user(
         self, partition: str, login: str, user_identifier: Literal["email", "userName"] = "email"
     ) -> ProvisionedUser | None:
-        """The user of a connection whose email (or userName) is ``login``, case-insensitively.
+        """The user of a connection whose email (or userName) is ``login``, compared in canonical form.
 
-        A live user wins over a deprovisioned (soft-deleted) one with the same login.
+        A live user wins over a deprovisioned (soft-deleted) one with the same login. An address
+        without a canonical form (:mod:`keyplane.policy.email`) finds no one.
         """
+        canonical = try_canonical_email(login)
+        if canonical is None:
+            return None
         column = resources.c.email if user_identifier == "email" else resources.c.user_name
         with self.transaction() as connection:
             row = connection.execute(
@@ -237,7 +242,7 @@ class Storage:
                 .where(
                     resources.c.partition == partition,
                     resources.c.resource_type == "User",
-                    column == login.strip().lower(),
+                    column == canonical,
                 )
                 .order_by(resources.c.deleted, resources.c.seq.desc())
             ).first()

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import hmac
 from collections.abc import Iterable
 
 from keyplane.app.bundle import TokenHash
+from keyplane.contract import token_hash_live, token_sha256
 
-
-def token_sha256(token: str) -> str:
-    """The hex SHA-256 of a token's UTF-8 bytes, as the operator writes it into ``tokenHashes``."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+__all__ = ["parse_bearer", "token_sha256", "token_valid"]
 
 
 def parse_bearer(authorization: str | None) -> str | None:
@@ -38,6 +35,6 @@ def token_valid(token: str | None, hashes: Iterable[TokenHash], now: datetime.da
     matched = False
     for entry in hashes:
         equal = hmac.compare_digest(digest, entry.sha256)
-        fresh = entry.not_after is None or now < entry.not_after
+        fresh = token_hash_live(entry.not_after, now)
         matched |= equal and fresh
     return matched

@@ -3,14 +3,18 @@
 Routes (relative to where the app is served):
 ``GET /sso/route?email=``, ``GET /sso/saml/<idp>/login``, ``POST /sso/saml/<idp>/acs``,
 ``GET /sso/saml/<idp>/metadata``, ``GET /sso/oidc/<idp>/login``, ``GET /sso/oidc/<idp>/callback``,
-and SCIM at every connection's ``endpointPath``.
+single logout (``GET /sso/saml/<idp>/logout``, ``GET|POST /sso/saml/<idp>/slo``,
+``GET /sso/oidc/<idp>/logout``, ``GET /sso/oidc/<idp>/logged-out``), and SCIM at every connection's
+``endpointPath``.
 """
 
 from __future__ import annotations
 
+import hmac
 import inspect
 import logging
 import os
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -30,11 +34,13 @@ from keyplane.app.clock import Clock, utcnow
 from keyplane.app.errors import LoginError
 from keyplane.app.login import LoginResult, resolve_login
 from keyplane.app.login_state import PENDING_MAX_AGE, LoginStateStore
+from keyplane.app.logout import LogoutEvent, OnLogout
 from keyplane.app.oidc import OidcLogin, PendingOidcLogin
 from keyplane.app.replay import SqlReplayCache, id_token_identifier
 from keyplane.app.roles import effective_role
 from keyplane.app.routing import LoginRoute, LoginRouter
 from keyplane.app.saml import SamlLogin
+from keyplane.app.saml_logout import IdPLogoutResponse, SamlLogout
 from keyplane.app.scim import ScimRouter
 from keyplane.app.storage import ChangeListener, Storage
 
@@ -68,7 +74,11 @@ class Keyplane:
         here (Alembic, under a lock: replicas starting together take turns).
     :param secret_key: signs the login cookies; defaults to ``$KEYPLANE_SECRET_KEY``.
     :param on_login: ``(request, LoginResult) -> Response | None``; None keeps the default
-        (a signed ``keyplane_session`` cookie and a redirect to ``next``).
+        (a signed ``keyplane_session`` cookie and a redirect to ``next``). What single logout needs
+        later (SAML NameID, SessionIndex, NameID format; the OIDC ID token) is in
+        ``request.state.keyplane_sso`` while it runs.
+    :param on_logout: ``(request, LogoutEvent) -> None``: end the app's own session(s) of the user
+        (see :mod:`keyplane.app.logout`); the default ``keyplane_session`` cookie is always deleted.
     :param max_body_size: the largest request body any route reads (SAML POST, SCIM), in bytes;
         a larger one gets 413 without being read.
     :param refusals: where refused logins and SCIM requests are logged and counted
@@ -84,6 +94,7 @@ class Keyplane:
         secret_key: str | None = None,
         clock: Clock = utcnow,
         on_login: OnLogin | None = None,
+        on_logout: OnLogout | None = None,
         http: httpx.AsyncClient | None = None,
         session_max_age: int = 8 * 3600,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
@@ -112,11 +123,12 @@ class Keyplane:
         self.replay = SqlReplayCache(self.storage, clock=clock)
         self.logins = LoginStateStore(self.storage, clock=clock)
         self.on_login = on_login
+        self.on_logout = on_logout
         self.session_max_age = session_max_age
         self._http = http
         self._signer = URLSafeTimedSerializer(key, salt="keyplane.app")
-        self._saml: dict[str, tuple[str, SamlLogin]] = {}
-        self._oidc: dict[str, tuple[str, OidcLogin]] = {}
+        self._saml: dict[str, tuple[Bundle, SamlLogin]] = {}
+        self._oidc: dict[str, tuple[Bundle, OidcLogin]] = {}
         self.sso = Starlette(
             routes=[
                 Route("/sso/route", self._route, methods=["GET"]),
@@ -125,6 +137,10 @@ class Keyplane:
                 Route("/sso/saml/{name}/metadata", self._saml_metadata, methods=["GET"]),
                 Route("/sso/oidc/{name}/login", self._oidc_login, methods=["GET"]),
                 Route("/sso/oidc/{name}/callback", self._oidc_callback, methods=["GET"]),
+                Route("/sso/saml/{name}/logout", self._saml_logout, methods=["GET"]),
+                Route("/sso/saml/{name}/slo", self._saml_slo, methods=["GET", "POST"]),
+                Route("/sso/oidc/{name}/logout", self._oidc_logout, methods=["GET"]),
+                Route("/sso/oidc/{name}/logged-out", self._oidc_logged_out, methods=["GET"]),
             ]
         )
 
@@ -158,9 +174,9 @@ class Keyplane:
         if idp is None or idp.protocol != "SAML":
             raise LoginError(f"no SAML identity provider named {name}", status=404, code="login.unknown_idp")
         cached = self._saml.get(name)
-        if cached is None or cached[0] != bundle.sha256 or not bundle.sha256:
+        if cached is None or not _same_bundle(cached[0], bundle):
             try:
-                cached = (bundle.sha256, SamlLogin(idp, self.replay))
+                cached = (bundle, SamlLogin(idp, self.replay))
             except Exception as exc:  # python3-saml's settings errors name fields, never key material
                 raise LoginError(
                     f"the SAML settings of {name} are invalid: {exc}", status=500, code="saml.invalid_settings"
@@ -180,8 +196,9 @@ class Keyplane:
         if idp is None or idp.protocol != "OIDC":
             raise LoginError(f"no OIDC identity provider named {name}", status=404, code="login.unknown_idp")
         cached = self._oidc.get(name)
-        if cached is None or cached[0] != bundle.sha256 or not bundle.sha256:
-            cached = (bundle.sha256, OidcLogin(idp, self.http, clock=self.clock, replay=self.replay))
+        if cached is None or not _same_bundle(cached[0], bundle):
+            # Kept while the bundle is: its discovery document and JWKS cache live with it.
+            cached = (bundle, OidcLogin(idp, self.http, clock=self.clock, replay=self.replay))
             self._oidc[name] = cached
         return cached[1]
 
@@ -313,7 +330,10 @@ class Keyplane:
             )
         except LoginError as exc:
             return self._refuse(exc, name)
-        response = await self._logged_in(request, result, next_url)
+        sso = {
+            "nameId": identity.name_id, "nameIdFormat": identity.name_id_format, "sessionIndex": identity.session_index
+        }
+        response = await self._logged_in(request, result, next_url, sso)
         response.delete_cookie(f"keyplane_saml_{name}", path=f"/sso/saml/{name}/")
         return response
 
@@ -385,8 +405,139 @@ class Keyplane:
                 ),
                 name,
             )
-        response = await self._logged_in(request, result, pending.next)
+        sso = {"sub": identity.subject, "idToken": identity.id_token}
+        response = await self._logged_in(request, result, pending.next, sso)
         response.delete_cookie(f"keyplane_oidc_{name}", path=f"/sso/oidc/{name}/")
+        return response
+
+    # -- single logout ------------------------------------------------------------------
+
+    def saml_logout(self, name: str) -> SamlLogout:
+        return SamlLogout(self.saml(name))
+
+    async def _ended(self, request: Request, event: LogoutEvent) -> None:
+        """Let the app end its own session(s) of the user."""
+        log.info("logout of %s through %s (%s-initiated)", event.email or event.subject, event.identity_provider,
+                 event.initiated_by)
+        if self.on_logout is not None:
+            outcome = self.on_logout(request, event)
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    def _session_of(self, request: Request, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The default session's user and SSO facts, when that user logged in through ``name``."""
+        user = self.current_user(request) or {}
+        if user.get("identityProvider") != name:
+            return {}, {}
+        sso = user.get("sso")
+        return user, sso if isinstance(sso, dict) else {}
+
+    def _pending_cookie(
+        self, response: Response, request: Request, cookie: str, path: str, value: dict[str, Any]
+    ) -> None:
+        secure = self._cookie_secure(request)
+        # SameSite=None: the IdP may answer with a cross-site POST, and the cookie must come along.
+        response.set_cookie(
+            cookie, self._signer.dumps(value, salt=f"keyplane.{cookie}"), max_age=PENDING_MAX_AGE, path=path,
+            httponly=True, secure=secure, samesite="none" if secure else "lax",
+        )
+
+    def _pending(self, request: Request, cookie: str) -> dict[str, Any] | None:
+        raw = request.cookies.get(cookie)
+        if not raw:
+            return None
+        try:
+            return cast(dict[str, Any], self._signer.loads(raw, max_age=PENDING_MAX_AGE, salt=f"keyplane.{cookie}"))
+        except BadSignature:
+            return None
+
+    async def _saml_logout(self, request: Request) -> Response:
+        """App-initiated: end the app session, then the IdP session (signed LogoutRequest) when the IdP has SLO."""
+        name = request.path_params["name"]
+        next_url = safe_next(request.query_params.get("next"))
+        try:
+            logout = self.saml_logout(name)
+        except LoginError as exc:
+            return self._refuse(exc, name)
+        user, sso = self._session_of(request, name)
+        await self._ended(request, LogoutEvent(
+            name, "SAML", sso.get("nameId"), "app", tuple(filter(None, [sso.get("sessionIndex")])), user.get("email")
+        ))
+        response: Response = RedirectResponse(next_url, status_code=303)
+        if sso.get("nameId") and logout.idp_supports_slo:
+            url, request_id = logout.start(sso["nameId"], sso.get("sessionIndex"), sso.get("nameIdFormat"), next_url)
+            response = RedirectResponse(url, status_code=302)
+            cookie = f"keyplane_slo_{name}"
+            self._pending_cookie(response, request, cookie, f"/sso/saml/{name}/", {"rid": request_id, "next": next_url})
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    async def _saml_slo(self, request: Request) -> Response:
+        """The IdP's LogoutResponse to our request, or its own LogoutRequest (HTTP-Redirect or HTTP-POST)."""
+        name = request.path_params["name"]
+        cookie = f"keyplane_slo_{name}"
+        pending = self._pending(request, cookie) or {}
+        try:
+            posted = request.method == "POST"
+            params = await self._form(request) if posted else dict(request.query_params)
+            if "SAMLResponse" in params and not pending.get("rid"):
+                raise LoginError("no logout in progress in this browser", status=400, code="saml.slo_unexpected")
+            outcome = self.saml_logout(name).receive(params, posted=posted, request_id=pending.get("rid"))
+        except LoginError as exc:
+            return self._refuse(exc, name)
+        if isinstance(outcome, IdPLogoutResponse):
+            response = RedirectResponse(safe_next(pending.get("next")), status_code=303)
+            response.delete_cookie(cookie, path=f"/sso/saml/{name}/")
+            return response
+        user, sso = self._session_of(request, name)
+        await self._ended(request, LogoutEvent(
+            name, "SAML", outcome.name_id, "idp", outcome.session_indexes, user.get("email")
+        ))
+        response = RedirectResponse(outcome.reply, status_code=302)
+        # The default session ends only if it is this IdP's session of that user (or unreadable).
+        if self.current_user(request) is None or (user and sso.get("nameId") == outcome.name_id):
+            response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    async def _oidc_logout(self, request: Request) -> Response:
+        """App-initiated: end the app session, then the provider's (RP-initiated logout) when it offers one."""
+        name = request.path_params["name"]
+        next_url = safe_next(request.query_params.get("next"))
+        user, sso = self._session_of(request, name)
+        try:
+            oidc = self.oidc(name)
+            await self._ended(request, LogoutEvent(name, "OIDC", sso.get("sub"), "app", (), user.get("email")))
+            state = secrets.token_urlsafe(24)
+            url = await oidc.logout_url(sso.get("idToken"), state)
+        except LoginError as exc:
+            return self._refuse(exc, name)
+        except httpx.HTTPError as exc:
+            return self._refuse(
+                LoginError(
+                    f"OIDC discovery failed: {type(exc).__name__}", status=502, code="oidc.provider_unreachable"
+                ),
+                name,
+            )
+        response: Response = RedirectResponse(next_url, status_code=303)
+        if url is not None:
+            response = RedirectResponse(url, status_code=302)
+            self._pending_cookie(
+                response, request, f"keyplane_oidc_logout_{name}", f"/sso/oidc/{name}/",
+                {"state": state, "next": next_url},
+            )
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    async def _oidc_logged_out(self, request: Request) -> Response:
+        """The provider's redirect after logout: back to where the app asked, if the state is this browser's."""
+        name = request.path_params["name"]
+        cookie = f"keyplane_oidc_logout_{name}"
+        pending = self._pending(request, cookie) or {}
+        state = request.query_params.get("state", "")
+        known = str(pending.get("state") or "")
+        next_url = safe_next(pending.get("next")) if known and hmac.compare_digest(state, known) else "/"
+        response = RedirectResponse(next_url, status_code=303)
+        response.delete_cookie(cookie, path=f"/sso/oidc/{name}/")
         return response
 
     def _take_pending(
@@ -405,8 +556,11 @@ class Keyplane:
             return "invalid", None
         return "valid", self.logins.take(f"{protocol}:{name}", handle)
 
-    async def _logged_in(self, request: Request, result: LoginResult, next_url: str) -> Response:
+    async def _logged_in(
+        self, request: Request, result: LoginResult, next_url: str, sso: dict[str, Any]
+    ) -> Response:
         log.info("login of %s through %s, role %s", result.email, result.identity_provider, result.role)
+        request.state.keyplane_sso = sso
         if self.on_login is not None:
             outcome = self.on_login(request, result)
             if inspect.isawaitable(outcome):
@@ -416,13 +570,18 @@ class Keyplane:
         response = RedirectResponse(next_url, status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
-            self._signer.dumps(result.as_dict(), salt="keyplane.session"),
+            self._signer.dumps({**result.as_dict(), "sso": sso}, salt="keyplane.session"),
             max_age=self.session_max_age,
             httponly=True,
             secure=self._cookie_secure(request),
             samesite="lax",
         )
         return response
+
+
+def _same_bundle(cached: Bundle, current: Bundle) -> bool:
+    """The same bundle: the very object (a fixed or built bundle), or the same identity.json bytes."""
+    return cached is current or bool(current.sha256 and cached.sha256 == current.sha256)
 
 
 def _path(scope: Scope) -> str:

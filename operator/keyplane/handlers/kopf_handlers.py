@@ -19,17 +19,17 @@ from .. import API_GROUP, API_VERSION
 from ..api.common import parse_duration
 from ..api.identityprovider import IdentityProviderSpec
 from ..api.scimconnection import ScimConnectionSpec
-from ..observe.identityprovider import observe_identity_provider, refresh_interval
-from ..observe.scimconnection import observe_scim_connection
-from ..observe.ssodomain import observe_sso_domain
-from ..reconcile.conditions import parse_time
+from ..contract import parse_time_or_none, token_hash_live
+from ..observe.identityprovider import refresh_interval
+from ..observe.secrets import OWNER_KIND_LABEL, OWNER_NAME_LABEL
+from ..orchestrator import observe
 from ..reconcile.model import KOPF_ANNOTATIONS_PREFIX, Snapshot
 from ..reconcile.scimconnection import token_secret_name
 from ..reconcile.ssodomain import claims_of
+from ..runtime import Runtime
 from ..saml.sp import sp_certificate_needs_renewal
 from ..settings import Settings
 from ..sources.kube import KubeError
-from .runtime import Runtime, post_event
 
 log = logging.getLogger("keyplane.operator")
 
@@ -112,22 +112,25 @@ def _jitter(uid: str, interval: timedelta) -> timedelta:
     return interval * ((zlib.crc32(uid.encode()) % 1000) / 10000)
 
 
-async def _observe_idp(rt: Runtime, snap: Snapshot, *, max_age: timedelta | None) -> None:
-    key = (snap.namespace, snap.name)
-    previous = rt.idp_observations.get(key)
-    seed = None
-    if previous is None:  # first read since start: the bundle's entry is the last good config
-        try:
-            bundle = await rt.current_bundle(snap.namespace)
-        except KubeError as exc:
-            raise kopf.TemporaryError(f"bundle Secret: {exc.message}", delay=5) from exc
-        seed = ((bundle or {}).get("identityProviders") or {}).get(snap.name)
-    rt.observed(snap)
-    rt.idp_observations[key] = await observe_identity_provider(
-        snap, rt.kube, rt.cache, previous, rt.settings, rt.clock(), seed_entry=seed, max_age=max_age
-    )
-    assert rt.writer is not None
-    rt.writer.schedule(snap.namespace)
+async def _observe(rt: Runtime, snap: Snapshot, *, max_age: timedelta | None = None) -> None:
+    """Observe on a change: an API failure is retried by Kopf (TemporaryError), never a crash."""
+    try:
+        await observe(rt, snap, max_age=max_age)
+    except KubeError as exc:
+        raise kopf.TemporaryError(f"{snap.kind} {snap.namespace}/{snap.name}: {exc}", delay=5) from exc
+    rt.schedule_after(snap)
+
+
+async def _observe_on_timer(rt: Runtime, snap: Snapshot, *, max_age: timedelta | None = None) -> None:
+    """Observe on a timer tick: an API failure is logged and left to the next tick (Kopf retries timers
+    that raise at once, which would hammer an API server that is already struggling)."""
+    try:
+        await observe(rt, snap, max_age=max_age)
+    except KubeError as exc:
+        log.warning("%s %s/%s: the API failed (%s); retrying on the next tick", snap.kind, snap.namespace,
+                    snap.name, exc)
+        return
+    rt.schedule_after(snap)
 
 
 @kopf.on.resume(*IDP)
@@ -138,7 +141,7 @@ async def identity_provider_changed(body: kopf.Body, memo: Any, **kwargs: Any) -
     snap = Snapshot.from_body(body)
     # A spec change is read fresh; a resume may use what another IdP sharing the URL just fetched.
     max_age = timedelta(seconds=30) if kwargs.get("reason") == "resume" else None
-    await _observe_idp(rt, snap, max_age=max_age)
+    await _observe(rt, snap, max_age=max_age)
 
 
 @kopf.timer(*IDP, interval=TIMER_INTERVAL, initial_delay=TIMER_INTERVAL)
@@ -163,24 +166,31 @@ async def identity_provider_refresh(body: kopf.Body, memo: Any, **kwargs: Any) -
     )
     if renew or previous.signing_problem is not None:
         # The SP signing certificate is renewed before it expires, for every kind of metadata source.
-        await _observe_idp(rt, snap, max_age=interval or timedelta(hours=1))
+        await _observe_on_timer(rt, snap, max_age=interval or timedelta(hours=1))
         return
     if interval is None:
         return
-    last = parse_time((previous.metadata or {}).get("lastAttemptTime"))
+    last = parse_time_or_none((previous.metadata or {}).get("lastAttemptTime"))
     wait = interval + _jitter(snap.uid, interval)
     if previous.problem is not None and previous.problem.transient:
         url = (spec.saml.metadata.url if spec.saml and spec.saml.metadata else None) or ""
-        wait = min(wait, rt.cache.backoff(url) if url else timedelta(seconds=60))
+        wait = min(wait, rt.cache.backoff(url) if url and rt.cache else timedelta(seconds=60))
     if last is None or rt.clock() >= last + wait:
-        await _observe_idp(rt, snap, max_age=interval)
+        await _observe_on_timer(rt, snap, max_age=interval)
 
 
 @kopf.on.event("", "v1", "configmaps")
 async def configmap_changed(
     body: kopf.Body, namespace: str | None, name: str | None, memo: Any, **kwargs: Any
 ) -> None:
-    """Re-read IdentityProviders whose metadata lives in this ConfigMap (found through an index)."""
+    """Re-read IdentityProviders whose metadata lives in this ConfigMap (found through an index); rewrite
+    an SP metadata ConfigMap deleted by hand."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    if (kwargs.get("event") or {}).get("type") == "DELETED" and labels.get(OWNER_KIND_LABEL) == "IdentityProvider":
+        rt = runtime_of(memo, kwargs)
+        if rt.sp_metadata.pop((namespace or "", labels.get(OWNER_NAME_LABEL, "")), None) and rt.writer:
+            rt.writer.schedule(namespace or "")
+        return
     refs = kwargs.get("configmap_refs")
     if refs is None or (namespace, name) not in refs:
         return
@@ -189,27 +199,16 @@ async def configmap_changed(
     for idp_name in refs[(namespace, name)]:
         for snap in (idps or {}).get(namespace, []):
             if snap.name == idp_name:
-                await _observe_idp(rt, snap, max_age=None)
+                await _observe(rt, snap)
 
 
 # --- SSODomain ----------------------------------------------------------------------------------------
-
-async def _observe_domain(rt: Runtime, snap: Snapshot) -> None:
-    key = (snap.namespace, snap.name)
-    rt.observed(snap)
-    rt.dns[key] = await observe_sso_domain(snap, rt.resolver, rt.dns.get(key))
-    assert rt.writer is not None
-    if rt.settings.domain_scope == "Cluster":
-        rt.writer.schedule_all({ns for (ns, _n) in rt.dns} | {snap.namespace})
-    else:
-        rt.writer.schedule(snap.namespace)
-
 
 @kopf.on.resume(*SSOD)
 @kopf.on.create(*SSOD)
 @kopf.on.update(*SSOD)
 async def sso_domain_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
-    await _observe_domain(runtime_of(memo, kwargs), Snapshot.from_body(body))
+    await _observe(runtime_of(memo, kwargs), Snapshot.from_body(body))
 
 
 @kopf.timer(*SSOD, interval=TIMER_INTERVAL, initial_delay=TIMER_INTERVAL,
@@ -229,32 +228,18 @@ async def sso_domain_verify(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
     next_check, attempts = rt.dns_schedule.get(key, (now, 0))
     if now < next_check:
         return
-    await _observe_domain(rt, snap)
+    await _observe_on_timer(rt, snap)
     delay = min(60 * 2**attempts, 3600) * (0.9 + random.random() * 0.2)
     rt.dns_schedule[key] = (now + timedelta(seconds=delay), attempts + 1)
 
 
 # --- ScimConnection -----------------------------------------------------------------------------------
 
-async def _observe_scim(rt: Runtime, snap: Snapshot) -> None:
-    key = (snap.namespace, snap.name)
-    try:
-        state, events = await observe_scim_connection(snap, rt.kube, rt.clock())
-    except KubeError as exc:
-        raise kopf.TemporaryError(f"token Secret: {exc.message}", delay=5) from exc
-    rt.observed(snap)
-    rt.tokens[key] = state
-    for event in events:
-        await post_event(rt.kube, snap, event, rt.clock())
-    assert rt.writer is not None
-    rt.writer.schedule(snap.namespace)
-
-
 @kopf.on.resume(*SCIM)
 @kopf.on.create(*SCIM)
 @kopf.on.update(*SCIM)
 async def scim_connection_changed(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
-    await _observe_scim(runtime_of(memo, kwargs), Snapshot.from_body(body))
+    await _observe(runtime_of(memo, kwargs), Snapshot.from_body(body))
 
 
 @kopf.timer(*SCIM, interval=TIMER_INTERVAL, initial_delay=TIMER_INTERVAL)
@@ -271,13 +256,16 @@ async def scim_connection_tick(body: kopf.Body, memo: Any, **kwargs: Any) -> Non
     except ValueError:  # an invalid spec: the reconcile reports it; nothing is due
         return
     due = state is None or (interval.total_seconds() > 0 and now >= state.issued_at + interval)
-    overlap_ended = bool(state and state.previous_expires_at and state.previous_expires_at <= now)
-    try:
-        secret = await rt.kube.get("v1", "secrets", snap.namespace, token_secret_name(snap))
-    except KubeError as exc:  # API down or refusing: the next tick looks again
-        raise kopf.TemporaryError(f"token Secret: {exc.message}", delay=5) from exc
-    if due or overlap_ended or secret is None:
-        await _observe_scim(rt, snap)
+    overlap_ended = bool(state and state.previous_expires_at and not token_hash_live(state.previous_expires_at, now))
+    if not (due or overlap_ended):
+        try:  # a token Secret deleted by hand is reissued (the operator does not watch Secrets)
+            due = await rt.kube.get("v1", "secrets", snap.namespace, token_secret_name(snap)) is None
+        except KubeError as exc:
+            log.warning("ScimConnection %s/%s: cannot read its token Secret (%s); retrying on the next tick",
+                        snap.namespace, snap.name, exc)
+            return
+    if due or overlap_ended:
+        await _observe_on_timer(rt, snap)
 
 
 # --- deletion: drop contributions (the index forgets the object; the writer rewrites the bundle) ------
@@ -291,12 +279,7 @@ async def object_deleted(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
 
 def _deleted(rt: Runtime, snap: Snapshot) -> None:
     rt.forget(snap)
-    assert rt.writer is not None
-    if snap.kind == "SSODomain" and rt.settings.domain_scope == "Cluster":
-        # A cluster-wide claim released here may hand a domain to an SSODomain in another namespace.
-        rt.writer.schedule_all(set(rt.indexes.get("ssod_index") or {}) | {snap.namespace})
-    else:
-        rt.writer.schedule(snap.namespace)
+    rt.schedule_after(snap)
 
 
 @kopf.on.event(*IDP)

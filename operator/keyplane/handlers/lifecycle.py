@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
 import kopf
 
-from ..settings import Settings
+from ..orchestrator import flush_namespace
+from ..runtime import Runtime
+from ..settings import Settings, fetch_policy
 from ..sources.dns import DnsPythonTxtResolver
-from ..sources.fetcher import FetchPolicy, MetadataFetcher, SharedMetadataCache
+from ..sources.fetcher import MetadataFetcher, SharedMetadataCache
 from ..sources.kube import KubeAPI
+from ..writer.debounce import NamespaceWriter
 from .kopf_handlers import configure_kopf
 from .login import cluster_credentials
-from .runtime import NamespaceWriter, Runtime
 
 log = logging.getLogger("keyplane.operator")
-
-
-def fetch_policy(settings: Settings) -> FetchPolicy:
-    return FetchPolicy(
-        allow_http=settings.allow_insecure_http,
-        allow_private_networks=settings.allow_private_networks,
-        max_bytes=settings.metadata_max_bytes,
-        connect_timeout=settings.metadata_connect_timeout,
-        total_timeout=settings.metadata_timeout,
-    )
 
 
 @kopf.on.startup()
@@ -35,13 +28,14 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     keyplane: Settings = memo.settings
     configure_kopf(settings, keyplane)
     memo.fetcher = MetadataFetcher(fetch_policy(keyplane))
+    memo.kube = KubeAPI(cluster_credentials(memo))
     runtime = Runtime(
         settings=keyplane,
-        kube=KubeAPI(cluster_credentials(memo)),
+        kube=memo.kube,
         cache=SharedMetadataCache(memo.fetcher),
         resolver=DnsPythonTxtResolver(list(keyplane.dns_nameservers) or None),
     )
-    runtime.writer = NamespaceWriter(runtime)
+    runtime.writer = NamespaceWriter(keyplane, functools.partial(flush_namespace, runtime))
     memo.runtime = runtime
     memo.resync = asyncio.create_task(_resync(runtime), name="keyplane-resync")
     log.info("Keyplane operator started (roles %s, base URL %s)", ",".join(keyplane.roles),
@@ -70,4 +64,4 @@ async def stop(memo: Any, **_: Any) -> None:
     if runtime.writer is not None:
         await runtime.writer.stop()
     await memo.fetcher.aclose()
-    await runtime.kube.aclose()
+    await memo.kube.aclose()

@@ -36,6 +36,7 @@ local permanent = {
   InvalidSpec = true,
   UnknownRole = true,
   DomainClaimed = true,
+  InvalidDomain = true,
   CertificateExpired = true,
 }
 

@@ -14,9 +14,9 @@ from pydantic import ValidationError
 
 from ..api.common import parse_duration
 from ..api.identityprovider import IdentityProviderSpec, OIDCConfig, SAMLConfig
+from ..contract import parse_time_or_none, rfc3339
 from ..oidc.discovery import DiscoveryError, OIDCProviderMetadata, count_signing_keys, discovery_url, parse_discovery
-from ..reconcile.conditions import parse_time, rfc3339
-from ..reconcile.identityprovider import IdPObservation, SigningPair, signing_secret_name
+from ..reconcile.identityprovider import IdPObservation, SigningPair, needs_key_pair, signing_secret_name
 from ..reconcile.model import Problem, Snapshot
 from ..saml.certificates import load_certificate
 from ..saml.errors import MetadataError
@@ -88,7 +88,7 @@ def _fresh_after_restart(snap: Snapshot, spec: IdentityProviderSpec, base: IdPOb
         return False
     resolved = next((c for c in snap.status.get("conditions") or []
                      if isinstance(c, dict) and c.get("type") == "MetadataResolved"), {})
-    last = parse_time(base.metadata.get("lastAttemptTime"))
+    last = parse_time_or_none(base.metadata.get("lastAttemptTime"))
     return (
         resolved.get("status") == "True"
         and resolved.get("observedGeneration") == snap.generation
@@ -101,7 +101,7 @@ async def _with_signing(
     snap: Snapshot, spec: IdentityProviderSpec, store: ObjectStore, obs: IdPObservation, settings: Settings,
     now: datetime,
 ) -> IdPObservation:
-    if spec.saml is not None and spec.saml.signAuthnRequests:
+    if spec.saml is not None and needs_key_pair(spec.saml):
         return await _ensure_signing_pair(snap, store, obs, settings, now)
     return obs
 
@@ -170,50 +170,27 @@ async def _observe_saml(
     now: datetime,
     max_age: timedelta | None,
 ) -> IdPObservation:
-    obs = base
-    if saml.signAuthnRequests:
-        obs = await _ensure_signing_pair(snap, store, obs, settings, now)
-    else:
-        obs = replace(obs, signing=None, signing_problem=None)
+    obs = base if needs_key_pair(saml) else replace(base, signing=None, signing_problem=None)
+
+    async def signed(result: IdPObservation) -> IdPObservation:
+        # The SP key pair is issued (or renewed) only for an IdP that resolved, now or before: an IdP
+        # whose metadata URL is refused, or not there yet, gets no Secret (nothing would ever use it).
+        if needs_key_pair(saml) and result.saml is not None:
+            return await _ensure_signing_pair(snap, store, result, settings, now)
+        return result
 
     meta = dict(obs.metadata)
     meta["lastAttemptTime"] = rfc3339(now)
-    from_url = False
+    from_url = saml.manual is None and saml.metadata is not None and saml.metadata.url is not None \
+        and saml.metadata.inline is None and saml.metadata.configMapRef is None
     try:
-        if saml.manual is not None:
-            m = saml.manual
-            idp = manual_idp_metadata(
-                m.entityID, m.ssoURL, m.ssoBinding, m.sloURL or None, list(m.certificates),
-                allow_http=settings.allow_insecure_http,
-            )
-            document_sha = hashlib.sha256(m.model_dump_json().encode()).hexdigest()
-            etag = None
-        else:
-            source = saml.metadata
-            assert source is not None
-            etag = None
-            if source.inline is not None:
-                document: bytes = source.inline.encode()
-            elif source.configMapRef is not None:
-                document = await _read_configmap(snap, store, source.configMapRef.name, source.configMapRef.key)
-            else:
-                assert source.url is not None
-                from_url = True
-                result = await _fetch(cache, source.url, max_age, now)
-                document, etag = result.body, result.etag
-            # One parse serves both the signature check and the values read, so what is verified is what is used.
-            idp = parse_idp_metadata(
-                document, source.entityID, max_bytes=settings.metadata_max_bytes,
-                allow_http=settings.allow_insecure_http,
-                signing_fingerprint=source.signingCertificateFingerprint,
-            )
-            document_sha = hashlib.sha256(document).hexdigest()
+        idp, document_sha, etag = await _read_saml_source(snap, saml, store, cache, settings, now, max_age)
     except FetchError as exc:
-        return replace(obs, problem=_fetch_problem(exc), metadata=meta, from_url=True)
+        return await signed(replace(obs, problem=_fetch_problem(exc), metadata=meta, from_url=True))
     except MetadataError as exc:
-        return replace(obs, problem=Problem(exc.reason, exc.message), metadata=meta, from_url=from_url)
+        return await signed(replace(obs, problem=Problem(exc.reason, exc.message), metadata=meta, from_url=from_url))
     except _Waiting as exc:
-        return replace(obs, problem=exc.problem, metadata=meta)
+        return await signed(replace(obs, problem=exc.problem, metadata=meta))
 
     if from_url or document_sha != meta.get("sha256"):
         meta["lastSuccessTime"] = rfc3339(now)
@@ -223,15 +200,48 @@ async def _observe_saml(
         meta["lastAttemptTime"] = base.metadata.get("lastAttemptTime") or meta["lastAttemptTime"]
     meta["sha256"] = document_sha
     meta["etag"] = etag
-    return replace(
-        obs,
-        saml=idp,
-        oidc=None,
-        resolved_generation=snap.generation,
-        problem=None,
-        metadata={k: v for k, v in meta.items() if v is not None},
+    metadata = {k: v for k, v in meta.items() if v is not None}
+    resolved = replace(
+        obs, saml=idp, oidc=None, resolved_generation=snap.generation, problem=None, metadata=metadata,
         from_url=from_url,
     )
+    return await signed(resolved)
+
+
+async def _read_saml_source(
+    snap: Snapshot, saml: SAMLConfig, store: ObjectStore, cache: SharedMetadataCache | None, settings: Settings,
+    now: datetime, max_age: timedelta | None,
+) -> tuple[IdPMetadata, str, str | None]:
+    """The IdP's SAML values from manual settings, inline XML, a ConfigMap or a URL: (idp, sha256, etag).
+
+    Raises FetchError, MetadataError, or _Waiting (a referenced ConfigMap is missing).
+    """
+    if saml.manual is not None:
+        m = saml.manual
+        idp = manual_idp_metadata(
+            m.entityID, m.ssoURL, m.ssoBinding, m.sloURL or None, list(m.certificates),
+            allow_http=settings.allow_insecure_http,
+        )
+        return idp, hashlib.sha256(m.model_dump_json().encode()).hexdigest(), None
+    source = saml.metadata
+    assert source is not None
+    etag = None
+    if source.inline is not None:
+        document: bytes = source.inline.encode()
+    elif source.configMapRef is not None:
+        document = await _read_configmap(snap, store, source.configMapRef.name, source.configMapRef.key)
+    else:
+        assert source.url is not None
+        result = await _fetch(cache, source.url, max_age, now)
+        document, etag = result.body, result.etag
+    # One parse serves both the signature check and the values read, so what is verified is what is used.
+    idp = parse_idp_metadata(
+        document, source.entityID, max_bytes=settings.metadata_max_bytes,
+        allow_http=settings.allow_insecure_http,
+        signing_fingerprint=source.signingCertificateFingerprint,
+        now=now,
+    )
+    return idp, hashlib.sha256(document).hexdigest(), etag
 
 
 class _Waiting(Exception):

@@ -7,6 +7,7 @@ import logging
 from pydantic import ValidationError
 
 from ..api.ssodomain import SSODomainSpec
+from ..policy.verification import still_verified
 from ..reconcile.model import Snapshot
 from ..reconcile.ssodomain import CHALLENGE_PREFIX, DnsObservation, challenge_value
 from ..sources.dns import DnsLookupError, TxtResolver
@@ -34,8 +35,7 @@ async def observe_sso_domain(
     if spec.verification.method != "DNS":
         return DnsObservation()
     domains = list(spec.domains)
-    verified = set((previous.verified if previous else frozenset()) | verified_in_status(snap))
-    verified &= set(domains)
+    verified = set(still_verified(domains, previous.verified if previous else (), verified_in_status(snap)))
     errors = []
     for domain in domains:
         if domain in verified:

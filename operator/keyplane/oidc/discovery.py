@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from keyplane.setting_names import setting_hint
+
 DISCOVERY_INVALID: Final = "DiscoveryInvalid"
 ISSUER_MISMATCH: Final = "IssuerMismatch"
 JWKS_INVALID: Final = "JWKSInvalid"
@@ -79,8 +81,13 @@ def _check_url(value: Any, field: str, *, allow_http: bool) -> str:
     schemes = ("https", "http") if allow_http else ("https",)
     if parts is None or not host or parts.scheme not in schemes:
         need = "an http(s)" if allow_http else "an https"
+        hint = (
+            f" (http:// needs the operator's {setting_hint('allow_insecure_http')})"
+            if parts is not None and parts.scheme == "http" and not allow_http
+            else ""
+        )
         raise DiscoveryError(
-            DISCOVERY_INVALID, f"{field!r} in the discovery document must be {need} URL, got {value!r}"
+            DISCOVERY_INVALID, f"{field!r} in the discovery document must be {need} URL, got {value!r}{hint}"
         )
     return value
 

@@ -12,7 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-BUNDLE_API_VERSION = "keyplane.dev/bundle-v1"
+from ..contract import BUNDLE_API_VERSION
+
 BUNDLE_KEY = "identity.json"
 BUNDLE_HASH_ANNOTATION = "keyplane.dev/bundle-sha256"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"

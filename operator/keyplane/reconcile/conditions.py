@@ -9,9 +9,11 @@ InProgress; Stalled=True -> Failed; Ready=True -> Current. A reconcile result th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
+
+from ..contract import rfc3339
 
 READY = "Ready"
 RECONCILING = "Reconciling"
@@ -41,24 +43,6 @@ class Outcome:
     phase: Phase
     reason: str
     message: str
-
-
-def rfc3339(moment: datetime) -> str:
-    """RFC 3339 in UTC with second precision, as the API server writes times (naive means UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """Parse an RFC 3339 time as written by rfc3339 or the API server; None when absent or unreadable."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def standard_checks(outcome: Outcome) -> list[Check]:

@@ -63,9 +63,17 @@ def base_url(spec: dict[str, Any] | Any, settings: Settings) -> str:
 def service_provider_urls(name: str, protocol: str, base: str) -> dict[str, str]:
     """The URLs an admin pastes into the IdP; DESIGN.md fixes their shape."""
     if protocol == "OIDC":
-        return {"redirectURI": f"{base}/sso/oidc/{name}/callback"}
+        return {
+            "redirectURI": f"{base}/sso/oidc/{name}/callback",
+            "postLogoutRedirectURI": f"{base}/sso/oidc/{name}/logged-out",
+        }
     root = f"{base}/sso/saml/{name}"
-    return {"entityID": root, "acsURL": f"{root}/acs", "metadataURL": f"{root}/metadata"}
+    return {"entityID": root, "acsURL": f"{root}/acs", "sloURL": f"{root}/slo", "metadataURL": f"{root}/metadata"}
+
+
+def needs_key_pair(saml: Any) -> bool:
+    """Whether the SP needs its key pair: to sign AuthnRequests, or to decrypt assertions."""
+    return bool(saml.signAuthnRequests or saml.wantAssertionsEncrypted)
 
 
 def signing_secret_name(name: str) -> str:
@@ -80,13 +88,14 @@ def _saml_entry(
     settings = build_saml_settings(
         sp_entity_id=urls["entityID"],
         acs_url=urls["acsURL"],
-        sls_url=None,
+        sls_url=urls["sloURL"],
         sp_cert_pem=signing.certificate_pem if signing else None,
         sp_key_pem=signing.private_key_pem if signing else None,
         idp=idp,
         name_id_format=saml.nameIDFormat,
         sign_authn_requests=saml.signAuthnRequests,
         want_assertions_signed=saml.wantAssertionsSigned,
+        want_assertions_encrypted=saml.wantAssertionsEncrypted,
         allow_idp_initiated=saml.allowIdPInitiated,
         allow_deprecated_algorithms=saml.allowDeprecatedAlgorithms,
     )
@@ -118,6 +127,7 @@ def _oidc_entry(
             "endSessionEndpoint": provider.end_session_endpoint,
             "scopes": list(oidc.scopes),
             "redirectURI": urls["redirectURI"],
+            "postLogoutRedirectURI": urls["postLogoutRedirectURI"],
             "allowMissingEmailVerified": oidc.allowMissingEmailVerified,
         },
         "claimMapping": oidc.claimMapping.model_dump(),
@@ -130,7 +140,8 @@ def _status_base(snap: Snapshot, spec_dict: dict[str, Any], settings: Settings) 
     sp: dict[str, Any] = dict(urls)
     raw_saml = spec_dict.get("saml")
     saml: dict[str, Any] = raw_saml if isinstance(raw_saml, dict) else {}
-    if protocol == "SAML" and saml.get("signAuthnRequests", True) is not False:
+    key_pair = saml.get("signAuthnRequests", True) is not False or saml.get("wantAssertionsEncrypted") is True
+    if protocol == "SAML" and key_pair:
         sp["signingCertificateSecretRef"] = {"name": signing_secret_name(snap.name), "key": "tls.crt"}
     return {"serviceProvider": sp}
 
@@ -159,52 +170,78 @@ def reconcile_identity_provider(
         return _finish(snap, status, checks, outcome, entry, now)
 
     status["metadata"] = dict(observation.metadata) or None
-    problem = observation.problem
-    resolved_now = observation.resolved_generation == snap.generation
-    have_config = observation.saml is not None or observation.oidc is not None
-
-    # MetadataResolved: did the latest read of the IdP's document (or manual settings) succeed?
-    if problem is None and have_config:
-        checks.append(Check(METADATA_RESOLVED, True, "Resolved", "The IdP configuration is read and valid."))
-    elif problem is not None:
-        checks.append(Check(METADATA_RESOLVED, False, problem.reason, problem.message))
-    else:
-        checks.append(Check(METADATA_RESOLVED, False, "Resolving", "Reading the identity provider's configuration."))
-
+    checks.append(_metadata_resolved(observation))
     blocking: Outcome | None = None
     if observation.saml is not None:
-        idp = observation.saml
-        status["identityProvider"] = idp.status_dict()
-        reason, message, usable = evaluate_certificates(
-            list(idp.signing_certificates), now, settings.certificate_expiry_warning
-        )
-        checks.append(Check(CERTIFICATE_VALID, usable, reason, message))
-        if not usable:
-            blocking = Outcome(Phase.STALLED, reason, message)
-        needs_signing = spec.saml is not None and spec.saml.signAuthnRequests
-        if needs_signing and observation.signing is None:
-            sp_problem = observation.signing_problem or Problem(
-                "IssuingSigningKey", "Issuing the SP signing key pair.", transient=True
-            )
-            blocking = blocking or Outcome(
-                Phase.PROGRESSING if sp_problem.transient else Phase.STALLED, sp_problem.reason, sp_problem.message
-            )
-        else:
-            entry = _saml_entry(spec, urls, idp, observation.signing if needs_signing else None)
+        status["identityProvider"] = observation.saml.status_dict()
+        entry, blocking = _saml_part(spec, urls, observation, checks, entry, settings, now)
     elif observation.oidc is not None:
         status["identityProvider"] = observation.oidc.status_dict()
-        if spec.oidc is not None and spec.oidc.clientSecretRef is not None and observation.client_secret is None:
-            blocking = Outcome(
-                Phase.PROGRESSING,
-                "ClientSecretNotFound",
-                f"Waiting for Secret {spec.oidc.clientSecretRef.name} key {spec.oidc.clientSecretRef.key} "
-                "holding the OIDC client secret.",
-            )
-        else:
-            entry = _oidc_entry(spec, urls, observation.oidc, observation.client_secret)
+        entry, blocking = _oidc_part(spec, urls, observation, entry)
+    outcome = _overall(spec, urls, observation, blocking, entry is not None, snap.generation)
+    return _finish(snap, status, checks, outcome, entry, now)
 
+
+def _has_config(observation: IdPObservation) -> bool:
+    return observation.saml is not None or observation.oidc is not None
+
+
+def _metadata_resolved(observation: IdPObservation) -> Check:
+    """MetadataResolved: did the latest read of the IdP's document (or manual settings) succeed?"""
+    problem = observation.problem
+    if problem is None and _has_config(observation):
+        return Check(METADATA_RESOLVED, True, "Resolved", "The IdP configuration is read and valid.")
     if problem is not None:
-        serving_same_source = have_config and resolved_now and observation.from_url
+        return Check(METADATA_RESOLVED, False, problem.reason, problem.message)
+    return Check(METADATA_RESOLVED, False, "Resolving", "Reading the identity provider's configuration.")
+
+
+def _saml_part(
+    spec: IdentityProviderSpec, urls: dict[str, str], observation: IdPObservation, checks: list[Check],
+    entry: dict[str, Any] | None, settings: Settings, now: datetime,
+) -> tuple[dict[str, Any] | None, Outcome | None]:
+    """CertificateValid, and the SAML entry unless the SP signing pair is still missing: (entry, blocking)."""
+    idp = observation.saml
+    assert idp is not None
+    reason, message, usable = evaluate_certificates(
+        list(idp.signing_certificates), now, settings.certificate_expiry_warning
+    )
+    checks.append(Check(CERTIFICATE_VALID, usable, reason, message))
+    blocking = None if usable else Outcome(Phase.STALLED, reason, message)
+    needs_signing = spec.saml is not None and needs_key_pair(spec.saml)
+    if needs_signing and observation.signing is None:
+        sp_problem = observation.signing_problem or Problem(
+            "IssuingSigningKey", "Issuing the SP signing key pair.", transient=True
+        )
+        phase = Phase.PROGRESSING if sp_problem.transient else Phase.STALLED
+        return entry, blocking or Outcome(phase, sp_problem.reason, sp_problem.message)
+    return _saml_entry(spec, urls, idp, observation.signing if needs_signing else None), blocking
+
+
+def _oidc_part(
+    spec: IdentityProviderSpec, urls: dict[str, str], observation: IdPObservation, entry: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, Outcome | None]:
+    """The OIDC entry, unless the referenced client secret is still missing: (entry, blocking)."""
+    assert observation.oidc is not None
+    ref = spec.oidc.clientSecretRef if spec.oidc is not None else None
+    if ref is not None and observation.client_secret is None:
+        return entry, Outcome(
+            Phase.PROGRESSING,
+            "ClientSecretNotFound",
+            f"Waiting for Secret {ref.name} key {ref.key} holding the OIDC client secret.",
+        )
+    return _oidc_entry(spec, urls, observation.oidc, observation.client_secret), None
+
+
+def _overall(
+    spec: IdentityProviderSpec, urls: dict[str, str], observation: IdPObservation, blocking: Outcome | None,
+    has_entry: bool, generation: int,
+) -> Outcome:
+    """Ready, LastKnownGood, or what blocks; a stalled block wins over a refresh problem."""
+    problem = observation.problem
+    have_config = _has_config(observation)
+    if problem is not None:
+        serving_same_source = have_config and observation.resolved_generation == generation and observation.from_url
         if serving_same_source:
             # The IdP's own server misbehaves; logins keep working on the last good document.
             last = (observation.metadata or {}).get("lastSuccessTime") or "earlier"
@@ -216,16 +253,14 @@ def reconcile_identity_provider(
             )
         else:
             phase = Phase.PROGRESSING if problem.transient else Phase.STALLED
-            suffix = " The last working configuration stays in the bundle." if entry is not None else ""
+            suffix = " The last working configuration stays in the bundle." if has_entry else ""
             outcome = Outcome(phase, problem.reason, problem.message + suffix)
-        outcome = blocking if blocking is not None and blocking.phase is Phase.STALLED else outcome
-    elif blocking is not None:
-        outcome = blocking
-    elif not have_config:
-        outcome = Outcome(Phase.PROGRESSING, "Resolving", "Reading the identity provider's configuration.")
-    else:
-        outcome = Outcome(Phase.READY, "Ready", _ready_message(spec, urls))
-    return _finish(snap, status, checks, outcome, entry, now)
+        return blocking if blocking is not None and blocking.phase is Phase.STALLED else outcome
+    if blocking is not None:
+        return blocking
+    if not have_config:
+        return Outcome(Phase.PROGRESSING, "Resolving", "Reading the identity provider's configuration.")
+    return Outcome(Phase.READY, "Ready", _ready_message(spec, urls))
 
 
 def _ready_message(spec: IdentityProviderSpec, urls: dict[str, str]) -> str:

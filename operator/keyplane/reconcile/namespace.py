@@ -48,30 +48,8 @@ class NamespaceResult:
 
 def reconcile_namespace(inputs: NamespaceInputs, settings: Settings, now: datetime) -> NamespaceResult:
     live = sorted((o for o in inputs.objects if not o.deleting), key=lambda o: (o.kind, o.name))
-    previous = inputs.previous_bundle or {}
     results: dict[tuple[str, str], KindResult] = {}
-
-    idp_entries: dict[str, dict[str, Any]] = {}
-    idp_states: dict[str, IdPState] = {}
-    for snap in (o for o in live if o.kind == IDENTITY_PROVIDER):
-        result = reconcile_identity_provider(
-            snap,
-            inputs.idp_observations.get(snap.name),
-            (previous.get("identityProviders") or {}).get(snap.name),
-            settings,
-            now,
-        )
-        results[(snap.kind, snap.name)] = result
-        if result.entry is not None:
-            idp_entries[snap.name] = result.entry
-        ready_cond: dict[str, Any] = next((c for c in result.status["conditions"] if c["type"] == READY), {})
-        idp_states[snap.name] = IdPState(
-            exists=True,
-            ready=is_true(result.status, READY),
-            serving=result.entry is not None,
-            reason=str(ready_cond.get("reason", "")),
-            base_url=base_url(dict(snap.spec), settings),
-        )
+    idp_entries, idp_states = _identity_providers(live, inputs, settings, now, results)
 
     def idp_state(snap: Snapshot) -> IdPState | None:
         ref_block = snap.spec.get("identityProviderRef")
@@ -94,15 +72,10 @@ def reconcile_namespace(inputs: NamespaceInputs, settings: Settings, now: dateti
         domain_entries.update(result.entry or {})
 
     scim_entries: dict[str, dict[str, Any]] = {}
+    previous_scim = (inputs.previous_bundle or {}).get("scim") or {}
     for snap in (o for o in live if o.kind == SCIM_CONNECTION):
-        state = idp_state(snap)
         result = reconcile_scim_connection(
-            snap,
-            inputs.tokens.get(snap.name),
-            state,
-            (previous.get("scim") or {}).get(snap.name),
-            settings,
-            now,
+            snap, inputs.tokens.get(snap.name), idp_state(snap), previous_scim.get(snap.name), settings, now
         )
         results[(snap.kind, snap.name)] = result
         if result.entry is not None:
@@ -112,3 +85,29 @@ def reconcile_namespace(inputs: NamespaceInputs, settings: Settings, now: dateti
         return NamespaceResult(results, None, None)
     bundle = build_bundle(settings.roles, idp_entries, domain_entries, scim_entries)
     return NamespaceResult(results, bundle, serialize_bundle(bundle))
+
+
+def _identity_providers(
+    live: list[Snapshot], inputs: NamespaceInputs, settings: Settings, now: datetime,
+    results: dict[tuple[str, str], KindResult],
+) -> tuple[dict[str, dict[str, Any]], dict[str, IdPState]]:
+    """Reconcile the IdPs first: (bundle entries, the state their dependants follow)."""
+    previous = (inputs.previous_bundle or {}).get("identityProviders") or {}
+    entries: dict[str, dict[str, Any]] = {}
+    states: dict[str, IdPState] = {}
+    for snap in (o for o in live if o.kind == IDENTITY_PROVIDER):
+        result = reconcile_identity_provider(
+            snap, inputs.idp_observations.get(snap.name), previous.get(snap.name), settings, now
+        )
+        results[(snap.kind, snap.name)] = result
+        if result.entry is not None:
+            entries[snap.name] = result.entry
+        ready_cond: dict[str, Any] = next((c for c in result.status["conditions"] if c["type"] == READY), {})
+        states[snap.name] = IdPState(
+            exists=True,
+            ready=is_true(result.status, READY),
+            serving=result.entry is not None,
+            reason=str(ready_cond.get("reason", "")),
+            base_url=base_url(dict(snap.spec), settings),
+        )
+    return entries, states

@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from ..api.common import parse_duration
 from ..api.scimconnection import ScimConnectionSpec
+from ..contract import rfc3339, token_hash_live
 from ..settings import Settings
-from .conditions import Check, Outcome, Phase, rfc3339
+from .conditions import Check, Outcome, Phase
 from .identityprovider import base_url
 from .model import KindResult, Problem, Snapshot
 from .result import finish
@@ -87,19 +88,7 @@ def reconcile_scim_connection(
         return finish(snap, status, checks, Outcome(Phase.STALLED, invalid.reason, invalid.message),
                        _keep_bindings(previous_entry, token, now), now)
 
-    if token is None:
-        checks.append(Check(TOKEN_ISSUED, False, "IssuingToken", "Issuing the bearer token Secret."))
-    else:
-        status["tokenIssuedAt"] = rfc3339(token.issued_at)
-        interval = parse_duration(spec.token.rotationInterval)
-        if interval.total_seconds() > 0:
-            status["tokenRotatesAt"] = rfc3339(token.issued_at + interval)
-        if token.previous_sha256 and token.previous_expires_at and token.previous_expires_at > now:
-            status["previousTokenExpiresAt"] = rfc3339(token.previous_expires_at)
-        checks.append(Check(TOKEN_ISSUED, True, "Issued",
-                            f"Read the token from Secret {token_secret_name(snap)} key token and paste it "
-                            "into the IdP's provisioning settings."))
-
+    checks.append(_token_status(snap, spec, token, now, status))
     problem = bindings_problem(spec, settings.roles)
     if problem is None:
         checks.append(Check(BINDINGS_VALID, True, "Valid", f"{len(spec.groupBindings)} group binding(s)."))
@@ -126,6 +115,22 @@ def reconcile_scim_connection(
                           f"Point the IdP's SCIM connector at {status['endpointURL']} with the token in Secret "
                           f"{token_secret_name(snap)}.")
     return finish(snap, status, checks, outcome, entry, now)
+
+
+def _token_status(
+    snap: Snapshot, spec: ScimConnectionSpec, token: TokenState | None, now: datetime, status: dict[str, Any]
+) -> Check:
+    """TokenIssued, and the token times in status (the previous token's only while it is accepted)."""
+    if token is None:
+        return Check(TOKEN_ISSUED, False, "IssuingToken", "Issuing the bearer token Secret.")
+    status["tokenIssuedAt"] = rfc3339(token.issued_at)
+    interval = parse_duration(spec.token.rotationInterval)
+    if interval.total_seconds() > 0:
+        status["tokenRotatesAt"] = rfc3339(token.issued_at + interval)
+    if token.previous_sha256 and token.previous_expires_at and token_hash_live(token.previous_expires_at, now):
+        status["previousTokenExpiresAt"] = rfc3339(token.previous_expires_at)
+    return Check(TOKEN_ISSUED, True, "Issued", f"Read the token from Secret {token_secret_name(snap)} key token "
+                 "and paste it into the IdP's provisioning settings.")
 
 
 def _idp_base(snap: Snapshot, idp: IdPState | None) -> dict[str, Any]:

@@ -8,14 +8,13 @@ between any two steps finds either the old state or the new one, never half of e
 from __future__ import annotations
 
 import base64
-import hashlib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .conditions import parse_time, rfc3339
+from ..contract import parse_time_or_none, rfc3339, token_hash_live, token_sha256
 
 ROTATE_ANNOTATION = "keyplane.dev/rotate-token"
 HANDLED_ANNOTATION = "keyplane.dev/rotate-token-handled"
@@ -25,10 +24,6 @@ TOKEN_KEY = "token"
 def new_token() -> str:
     """256 bits from the OS's CSPRNG, URL-safe so it pastes cleanly into any IdP form."""
     return secrets.token_urlsafe(32)
-
-
-def token_sha256(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,7 @@ class TokenSecret:
         token = (data.get(TOKEN_KEY) or "").strip()
         if len(token) < 16:
             return None
-        issued = parse_time(data.get("issued-at")) or parse_time(
+        issued = parse_time_or_none(data.get("issued-at")) or parse_time_or_none(
             (secret.get("metadata") or {}).get("creationTimestamp")
         )
         annotations = (secret.get("metadata") or {}).get("annotations") or {}
@@ -66,7 +61,7 @@ class TokenSecret:
             token=token,
             issued_at=issued or datetime.fromtimestamp(0).astimezone(),
             previous_sha256=data.get("previous-sha256") or None,
-            previous_expires_at=parse_time(data.get("previous-expires-at")),
+            previous_expires_at=parse_time_or_none(data.get("previous-expires-at")),
             handled_request=annotations.get(HANDLED_ANNOTATION),
         )
 
@@ -92,7 +87,7 @@ class TokenState:
 
     def token_hashes(self, now: datetime) -> list[dict[str, Any]]:
         hashes: list[dict[str, Any]] = [{"sha256": self.current_sha256, "notAfter": None}]
-        if self.previous_sha256 and self.previous_expires_at and self.previous_expires_at > now:
+        if self.previous_sha256 and self.previous_expires_at and token_hash_live(self.previous_expires_at, now):
             hashes.append({"sha256": self.previous_sha256, "notAfter": rfc3339(self.previous_expires_at)})
         return hashes
 
@@ -132,7 +127,8 @@ def plan_token(
         return TokenPlan(secret, True, "TokenIssued", "A SCIM token was issued; paste it into the IdP.")
 
     current = existing
-    if current.previous_expires_at and current.previous_expires_at <= now and current.previous_sha256:
+    expired = current.previous_expires_at is not None and not token_hash_live(current.previous_expires_at, now)
+    if current.previous_sha256 and expired:
         current = replace(current, previous_sha256=None, previous_expires_at=None)
     requested = rotate_request is not None and rotate_request != existing.handled_request
     due = rotation_interval > timedelta(0) and now >= existing.issued_at + rotation_interval

@@ -1,16 +1,25 @@
-"""Reconcile of an SSODomain: domain claims (oldest wins), its IdP's readiness, DNS verification."""
+"""Reconcile of an SSODomain: domain claims, its IdP's readiness, DNS verification, bundle entries.
+
+Who owns a domain, which names can be claimed, which break-glass users go where and what counts as
+verified are decided by :mod:`keyplane.policy`; this module turns the decisions into status,
+conditions and the bundle's domain entries.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..api.ssodomain import SSODomainSpec
+from ..policy.access import break_glass_of
+from ..policy.claims import Claim, ClaimDecision, decide_claim
+from ..policy.domains import claimable_problem
+from ..policy.verification import is_verified
 from .conditions import Check, Outcome, Phase
 from .model import KindResult, Snapshot
 from .result import finish
@@ -19,20 +28,6 @@ from .validation import spec_problem
 DOMAINS_VERIFIED = "DomainsVerified"
 IDENTITY_PROVIDER_READY = "IdentityProviderReady"
 CHALLENGE_PREFIX = "_keyplane-challenge."
-
-
-@dataclass(frozen=True, order=True)
-class Claim:
-    """One SSODomain's claim on a domain; ordering puts the oldest (then by name) first."""
-
-    created: str
-    namespace: str
-    name: str
-    uid: str = field(compare=False, default="")
-
-    @property
-    def owner_label(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
 
 # domain -> claimants, oldest first. Keyed by (scope, domain): scope is the namespace, or "" cluster-wide.
@@ -50,9 +45,12 @@ def claims_of(snap: Snapshot, cluster_scoped: bool) -> list[tuple[tuple[str, str
     domains = snap.spec.get("domains")
     if not isinstance(domains, list):
         return []
-    claim = Claim(snap.creation_timestamp, snap.namespace, snap.name, snap.uid)
+    ref = snap.spec.get("identityProviderRef")
+    idp = ref.get("name") if isinstance(ref, dict) else None
+    claim = Claim(snap.creation_timestamp, snap.namespace, snap.name, snap.uid, str(idp or ""))
     scope = claim_scope(snap.namespace, cluster_scoped)
-    names = dict.fromkeys(d.lower() for d in domains if isinstance(d, str))
+    # A name that cannot be claimed (a public suffix, not canonical) blocks no one: it is refused.
+    names = dict.fromkeys(d for d in domains if isinstance(d, str) and claimable_problem(d) is None)
     return [((scope, name), claim) for name in names]
 
 
@@ -90,6 +88,91 @@ class IdPState:
     base_url: str | None = None  # the IdP's spec.serviceProvider.baseURL, shared by its SCIM endpoint
 
 
+def _claim_decisions(
+    snap: Snapshot, spec: SSODomainSpec, claims: ClaimBook, scope: str, domains: list[str]
+) -> list[ClaimDecision]:
+    """Does this SSODomain own each of these domains (keyplane.policy.claims)?"""
+    ref = spec.identityProviderRef.name
+    mine = Claim(snap.creation_timestamp, snap.namespace, snap.name, snap.uid, ref)
+    in_scope = [(domain, c) for (s, domain), found in claims.items() if s == scope for c in found]
+    return [decide_claim(domain, mine, in_scope) for domain in domains]
+
+
+def _verification(
+    snap: Snapshot, spec: SSODomainSpec, domain_status: list[dict[str, Any]], dns: DnsObservation | None
+) -> tuple[list[dict[str, str]] | None, Check]:
+    """The TXT records to publish (method DNS) and the DomainsVerified condition."""
+    if spec.verification.method != "DNS":
+        return None, Check(DOMAINS_VERIFIED, True, "NotRequired", "verification.method is None.")
+    records = [
+        {
+            "domain": d,
+            "recordName": CHALLENGE_PREFIX + d,
+            "recordValue": challenge_value(snap.uid, snap.namespace, snap.name, d),
+        }
+        for d in spec.domains
+    ]
+    pending = [str(d["name"]) for d in domain_status if not d["verified"]]
+    if not pending:
+        return records, Check(DOMAINS_VERIFIED, True, "Verified", "Every domain's TXT record was found.")
+    detail = f" Last check: {dns.last_error}." if dns and dns.last_error else ""
+    return records, Check(
+        DOMAINS_VERIFIED,
+        False,
+        "VerificationPending",
+        f"Publish the TXT records listed in status.verification for {', '.join(pending)}; "
+        f"the operator re-checks periodically.{detail}",
+    )
+
+
+def _idp_check(ref: str, namespace: str, idp: IdPState | None) -> Check:
+    if idp is None or not idp.exists:
+        return Check(IDENTITY_PROVIDER_READY, False, "IdentityProviderNotFound",
+                     f"IdentityProvider {ref} does not exist in namespace {namespace}.")
+    if not idp.ready:
+        return Check(IDENTITY_PROVIDER_READY, False, "IdentityProviderNotReady",
+                     f"IdentityProvider {ref} is not Ready ({idp.reason}): see its status.")
+    return Check(IDENTITY_PROVIDER_READY, True, "Ready", f"IdentityProvider {ref} is Ready.")
+
+
+def _entries(spec: SSODomainSpec, domain_status: list[dict[str, Any]], idp: IdPState | None) -> dict[str, Any]:
+    """The bundle's domain entries: owned and verified domains, once the IdP has a config to serve."""
+    if idp is None or not idp.serving:
+        return {}
+    return {
+        d["name"]: {
+            "identityProvider": spec.identityProviderRef.name,
+            "enforcement": spec.enforcement,
+            "breakGlassUsers": break_glass_of(d["name"], spec.breakGlassUsers),
+        }
+        for d in domain_status
+        if d["owned"] and d["verified"]
+    }
+
+
+def _outcome(
+    snap: Snapshot, spec: SSODomainSpec, invalid: list[str], taken: list[str], idp: IdPState | None, pending: bool
+) -> Outcome:
+    ref = spec.identityProviderRef.name
+    if invalid:
+        return Outcome(Phase.STALLED, "InvalidDomain", "spec.domains: " + "; ".join(invalid) + ".")
+    if taken:
+        return Outcome(Phase.STALLED, "DomainClaimed",
+                       f"Already claimed by an older SSODomain: {', '.join(taken)}. "
+                       "Remove them here or from the owner.")
+    if idp is None or not idp.exists:
+        return Outcome(Phase.PROGRESSING, "IdentityProviderNotFound",
+                       f"Waiting for IdentityProvider {ref} in namespace {snap.namespace}.")
+    if not idp.ready:
+        return Outcome(Phase.PROGRESSING, "IdentityProviderNotReady",
+                       f"Waiting for IdentityProvider {ref} to be Ready ({idp.reason}).")
+    if pending:
+        return Outcome(Phase.PROGRESSING, "VerificationPending",
+                       "Publish the TXT records listed in status.verification; the domains are enforced "
+                       "once verified.")
+    return Outcome(Phase.READY, "Ready", f"{', '.join(spec.domains)} log in through {ref} ({spec.enforcement}).")
+
+
 def reconcile_sso_domain(
     snap: Snapshot,
     claims: ClaimBook,
@@ -101,91 +184,37 @@ def reconcile_sso_domain(
 ) -> KindResult:
     """Status and bundle entries ({domain: entry}) of one SSODomain."""
     status: dict[str, Any] = {}
-    checks: list[Check] = []
     try:
         spec = SSODomainSpec.model_validate(snap.spec)
     except ValidationError as exc:
         problem = spec_problem(exc)
-        return finish(snap, status, checks, Outcome(Phase.STALLED, problem.reason, problem.message), {}, now)
+        return finish(snap, status, [], Outcome(Phase.STALLED, problem.reason, problem.message), {}, now)
+    # A name that cannot be claimed is refused; the other domains keep working (no lost config).
+    invalid = {d: p for d in spec.domains if (p := claimable_problem(d)) is not None}
 
-    scope = claim_scope(snap.namespace, cluster_scoped)
-    owned: list[tuple[str, str]] = []
-    taken: list[tuple[str, str]] = []
-    domain_status = []
-    for domain in spec.domains:
-        claimants = claims.get((scope, domain), [])
-        owner = claimants[0] if claimants else None
-        mine = owner is None or (owner.namespace, owner.name) == (snap.namespace, snap.name)
-        owner_label = snap.name if mine else (owner.owner_label if cluster_scoped else owner.name)  # type: ignore[union-attr]
-        (owned if mine else taken).append((domain, owner_label))
-        verified = spec.verification.method == "None" or (dns is not None and domain in dns.verified)
-        domain_status.append({"name": domain, "verified": verified, "claimedBy": owner_label})
-    status["domains"] = domain_status
+    def label(claim: Claim) -> str:
+        return claim.owner_label if cluster_scoped else claim.name
 
-    if spec.verification.method == "DNS":
-        status["verification"] = [
-            {
-                "domain": d,
-                "recordName": CHALLENGE_PREFIX + d,
-                "recordValue": challenge_value(snap.uid, snap.namespace, snap.name, d),
-            }
-            for d in spec.domains
-        ]
-        pending = [d["name"] for d in domain_status if not d["verified"]]
-        if pending:
-            detail = f" Last check: {dns.last_error}." if dns and dns.last_error else ""
-            pending_names = [str(name) for name in pending]
-            checks.append(
-                Check(
-                    DOMAINS_VERIFIED,
-                    False,
-                    "VerificationPending",
-                    f"Publish the TXT records listed in status.verification for {', '.join(pending_names)}; "
-                    f"the operator re-checks periodically.{detail}",
-                )
-            )
-        else:
-            checks.append(Check(DOMAINS_VERIFIED, True, "Verified", "Every domain's TXT record was found."))
-    else:
-        checks.append(Check(DOMAINS_VERIFIED, True, "NotRequired", "verification.method is None."))
-
-    ref = spec.identityProviderRef.name
-    if idp is None or not idp.exists:
-        checks.append(Check(IDENTITY_PROVIDER_READY, False, "IdentityProviderNotFound",
-                            f"IdentityProvider {ref} does not exist in namespace {snap.namespace}."))
-    elif not idp.ready:
-        checks.append(Check(IDENTITY_PROVIDER_READY, False, "IdentityProviderNotReady",
-                            f"IdentityProvider {ref} is not Ready ({idp.reason}): see its status."))
-    else:
-        checks.append(Check(IDENTITY_PROVIDER_READY, True, "Ready", f"IdentityProvider {ref} is Ready."))
-
-    entries: dict[str, dict[str, Any]] = {}
-    if idp is not None and idp.serving:
-        for domain, _owner in owned:
-            if any(d["name"] == domain and d["verified"] for d in domain_status):
-                entries[domain] = {
-                    "identityProvider": ref,
-                    "enforcement": spec.enforcement,
-                    "breakGlassUsers": sorted(
-                        u.lower() for u in spec.breakGlassUsers if u.lower().rsplit("@", 1)[-1] == domain
-                    ),
-                }
-
-    if taken:
-        named = ", ".join(f"{d} (owned by {o})" for d, o in taken)
-        outcome = Outcome(Phase.STALLED, "DomainClaimed",
-                          f"Already claimed by an older SSODomain: {named}. Remove them here or from the owner.")
-    elif idp is None or not idp.exists:
-        outcome = Outcome(Phase.PROGRESSING, "IdentityProviderNotFound",
-                          f"Waiting for IdentityProvider {ref} in namespace {snap.namespace}.")
-    elif not idp.ready:
-        outcome = Outcome(Phase.PROGRESSING, "IdentityProviderNotReady",
-                          f"Waiting for IdentityProvider {ref} to be Ready ({idp.reason}).")
-    elif spec.verification.method == "DNS" and len(entries) < len(owned):
-        outcome = Outcome(Phase.PROGRESSING, "VerificationPending",
-                          "Publish the TXT records listed in status.verification; the domains are enforced "
-                          "once verified.")
-    else:
-        outcome = Outcome(Phase.READY, "Ready",
-                          f"{', '.join(spec.domains)} log in through {ref} ({spec.enforcement}).")
+    valid = [d for d in spec.domains if d not in invalid]
+    decisions = _claim_decisions(snap, spec, claims, claim_scope(snap.namespace, cluster_scoped), valid)
+    verified = dns.verified if dns is not None else frozenset()
+    domain_status: list[dict[str, Any]] = [
+        {
+            "name": d.domain,
+            "verified": is_verified(d.domain, spec.verification.method, verified),
+            "claimedBy": snap.name if d.owner is None else label(d.owner),
+            "owned": d.owned,
+        }
+        for d in decisions
+    ]
+    records, verification_check = _verification(snap, spec, domain_status, dns)
+    checks = [verification_check, _idp_check(spec.identityProviderRef.name, snap.namespace, idp)]
+    entries = _entries(spec, domain_status, idp)
+    taken = [d.reason(label(d.owner)) for d in decisions if d.owner is not None]
+    pending = spec.verification.method == "DNS" and len(entries) < sum(1 for d in decisions if d.owned)
+    shown = {d["name"]: {k: v for k, v in d.items() if k != "owned"} for d in domain_status}
+    status["domains"] = [shown.get(d, {"name": d, "verified": False}) for d in spec.domains]
+    if records is not None:
+        status["verification"] = records
+    outcome = _outcome(snap, spec, list(invalid.values()), taken, idp, pending)
     return finish(snap, status, checks, outcome, entries, now)

@@ -14,15 +14,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
+from keyplane.contract import rfc3339
 from keyplane.saml.errors import MetadataError
 
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
 _WHITESPACE = re.compile(r"\s+")
-
-
-def rfc3339(moment: datetime) -> str:
-    """`2030-01-31T12:00:00Z`: the timestamp form used in status."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def format_fingerprint(digest: bytes) -> str:

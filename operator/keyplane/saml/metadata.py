@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from keyplane.saml.entities import (
 )
 from keyplane.saml.errors import MetadataError, capped_list
 from keyplane.saml.safexml import DEFAULT_MAX_BYTES, parse_xml
+from keyplane.setting_names import setting_hint
 
 BINDING_REDIRECT: str = C.BINDING_HTTP_REDIRECT
 BINDING_POST: str = C.BINDING_HTTP_POST
@@ -62,6 +64,7 @@ class IdPMetadata:
     signing_certificates: tuple[CertificateInfo, ...]
     name_id_formats: tuple[str, ...]
     encryption_certificates: tuple[CertificateInfo, ...] = field(default=())
+    valid_until: datetime | None = None  # the earliest validUntil of the entity and its enclosing aggregates
 
     def status_dict(self) -> dict[str, Any]:
         return {
@@ -88,7 +91,7 @@ def check_url(url: str, what: str, *, allow_http: bool) -> str:
         raise MetadataError(
             "SSOURLNotHTTPS",
             f"the {what} {url!r} uses http://; the IdP must use https:// (plain http is only "
-            "allowed when the operator's allowHTTP setting is on, for local test IdPs)",
+            f"allowed with the operator's {setting_hint('allow_insecure_http')}, for local test IdPs)",
         )
     return url
 
@@ -209,8 +212,11 @@ def parse_idp_metadata(
     max_bytes: int = DEFAULT_MAX_BYTES,
     allow_http: bool = False,
     signing_fingerprint: str | None = None,
+    now: datetime | None = None,
 ) -> IdPMetadata:
     """Parse IdP metadata (a single EntityDescriptor or an aggregate) into IdPMetadata.
+
+    With ``now``, a document whose ``validUntil`` has passed is refused (MetadataExpired).
 
     With `signing_fingerprint`, the document (or the selected entity) must carry a valid
     enveloped signature by that certificate; it is checked on the very tree that is then read,
@@ -222,7 +228,37 @@ def parse_idp_metadata(
         from keyplane.saml.signature import verify_tree_signature  # signature imports this module
 
         verify_tree_signature(root, entity, signing_fingerprint)
-    return idp_metadata_from_entity(entity, allow_http=allow_http)
+    valid_until = metadata_valid_until(entity)
+    if now is not None and valid_until is not None and valid_until <= now:
+        raise MetadataError(
+            "MetadataExpired",
+            f"the IdP metadata expired at {valid_until.isoformat().replace('+00:00', 'Z')} (its validUntil); "
+            "the IdP must publish a fresh document (ask its admin to re-sign or re-export it)",
+        )
+    return replace(idp_metadata_from_entity(entity, allow_http=allow_http), valid_until=valid_until)
+
+
+def metadata_valid_until(entity: etree._Element) -> datetime | None:
+    """The earliest ``validUntil`` of the entity and every enclosing EntitiesDescriptor (SAML metadata §2.3)."""
+    moments = []
+    node: etree._Element | None = entity
+    while node is not None:
+        raw = node.get("validUntil")
+        if raw is not None:
+            moments.append(_xs_datetime(raw.strip()))
+        node = node.getparent()
+    return min(moments) if moments else None
+
+
+def _xs_datetime(text: str) -> datetime:
+    """An xs:dateTime (``2026-12-01T10:00:00Z``, fractions allowed); no zone means UTC."""
+    try:
+        moment = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise MetadataError(
+            "MetadataMalformed", f"validUntil {text[:40]!r} is not an xs:dateTime (e.g. 2026-12-01T10:00:00Z)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def manual_idp_metadata(

@@ -1,4 +1,4 @@
-"""The service-provider side: SP signing key pair, python3-saml settings, SP metadata."""
+"""The service-provider side: SP signing key pair and python3-saml settings (SP metadata: `keyplane.contract`)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from lxml import etree
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_Error
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from keyplane.saml.metadata import IdPMetadata
-from keyplane.saml.safexml import parse_xml
-from keyplane.saml.schema import sp_metadata_errors
 
 
 class SPConfigError(ValueError):
@@ -91,6 +88,7 @@ def build_saml_settings(
     sign_authn_requests: bool,
     want_assertions_signed: bool,
     allow_idp_initiated: bool,
+    want_assertions_encrypted: bool = False,
     allow_deprecated_algorithms: bool = False,
 ) -> dict[str, Any]:
     """A python3-saml settings dict (strict) for one SP/IdP pair; same input, equal output.
@@ -100,63 +98,21 @@ def build_saml_settings(
     has_key_pair = bool(sp_cert_pem and sp_key_pem)
     if sign_authn_requests and not has_key_pair:
         raise SPConfigError("signAuthnRequests needs the SP certificate and private key")
-
-    sp: dict[str, Any] = {
-        "entityId": sp_entity_id,
-        "assertionConsumerService": {"url": acs_url, "binding": C.BINDING_HTTP_POST},
-        "NameIDFormat": name_id_format,
-    }
-    if sls_url:
-        sp["singleLogoutService"] = {"url": sls_url, "binding": C.BINDING_HTTP_REDIRECT}
-    if has_key_pair:
-        sp["x509cert"] = sp_cert_pem
-        sp["privateKey"] = sp_key_pem
-
-    idp_block: dict[str, Any] = {
-        "entityId": idp.entity_id,
-        "singleSignOnService": {"url": idp.sso_url, "binding": idp.sso_binding},
-    }
-    if idp.slo_url:
-        idp_block["singleLogoutService"] = {
-            "url": idp.slo_url,
-            "binding": idp.slo_binding or C.BINDING_HTTP_REDIRECT,
-        }
-    signing = [c.der_b64 for c in idp.signing_certificates]
-    encryption = [c.der_b64 for c in idp.encryption_certificates]
-    if len(signing) == 1 and encryption in ([], signing):
-        idp_block["x509cert"] = signing[0]
-    else:
-        # Several signing certificates (rollover): python3-saml accepts a response signed by any.
-        idp_block["x509certMulti"] = {"signing": signing, "encryption": encryption}
-
+    if want_assertions_encrypted and not has_key_pair:
+        raise SPConfigError("wantAssertionsEncrypted needs the SP certificate and private key")
     settings: dict[str, Any] = {
         "strict": True,
         "debug": False,
-        "sp": sp,
-        "idp": idp_block,
-        "security": {
-            "authnRequestsSigned": sign_authn_requests,
-            "logoutRequestSigned": has_key_pair,
-            "logoutResponseSigned": has_key_pair,
-            "signMetadata": False,
-            "wantAssertionsSigned": want_assertions_signed,
-            "wantMessagesSigned": False,
-            "wantAssertionsEncrypted": False,
-            "wantNameId": True,
-            "wantNameIdEncrypted": False,
-            # Many IdPs send no AttributeStatement for some users; the NameID is enough to log in.
-            "wantAttributeStatement": False,
-            # python3-saml's default asks for PasswordProtectedTransport, which makes IdPs that
-            # use MFA or passwordless sign-in refuse the request.
-            "requestedAuthnContext": False,
-            "signatureAlgorithm": C.RSA_SHA256,
-            "digestAlgorithm": C.SHA256,
-            "rejectUnsolicitedResponsesWithInResponseTo": not allow_idp_initiated,
-            # RSA-SHA1 signatures and SHA-1 digests: refused unless spec.saml.allowDeprecatedAlgorithms.
-            "rejectDeprecatedAlgorithm": not allow_deprecated_algorithms,
-            # Scheme and host are checked by Keyplane itself; in-cluster IdPs use single-label names.
-            "allowSingleLabelDomains": True,
-        },
+        "sp": _sp_block(sp_entity_id, acs_url, sls_url, sp_cert_pem, sp_key_pem, name_id_format),
+        "idp": _idp_block(idp),
+        "security": _security_block(
+            has_key_pair=has_key_pair,
+            sign_authn_requests=sign_authn_requests,
+            want_assertions_signed=want_assertions_signed,
+            allow_idp_initiated=allow_idp_initiated,
+            allow_deprecated_algorithms=allow_deprecated_algorithms,
+            want_assertions_encrypted=want_assertions_encrypted,
+        ),
     }
     try:
         OneLogin_Saml2_Settings(copy.deepcopy(settings), sp_validation_only=False)
@@ -165,26 +121,66 @@ def build_saml_settings(
     return settings
 
 
-def sp_metadata_xml(settings: dict[str, Any]) -> str:
-    """The SP metadata document an admin gives the IdP, built and validated by python3-saml.
+def _sp_block(
+    entity_id: str, acs_url: str, sls_url: str | None, cert_pem: str | None, key_pem: str | None, name_id_format: str
+) -> dict[str, Any]:
+    sp: dict[str, Any] = {
+        "entityId": entity_id,
+        "assertionConsumerService": {"url": acs_url, "binding": C.BINDING_HTTP_POST},
+        "NameIDFormat": name_id_format,
+    }
+    if sls_url:
+        # python3-saml publishes one binding; the app's /slo route also takes HTTP-POST.
+        sp["singleLogoutService"] = {"url": sls_url, "binding": C.BINDING_HTTP_REDIRECT}
+    if cert_pem and key_pem:
+        sp["x509cert"] = cert_pem
+        sp["privateKey"] = key_pem
+    return sp
 
-    Deterministic: no validUntil (python3-saml would put now + 2 days) and a fixed cacheDuration,
-    so the same settings always give the same bytes.
-    """
-    settings = copy.deepcopy(settings)
-    security = settings.setdefault("security", {})
-    security["metadataValidUntil"] = ""
-    security.setdefault("metadataCacheDuration", "PT24H")
-    try:
-        saml_settings = OneLogin_Saml2_Settings(settings, sp_validation_only=True)
-        metadata = saml_settings.get_sp_metadata()
-    except OneLogin_Saml2_Error as exc:
-        raise SPConfigError(f"python3-saml cannot build the SP metadata: {exc}") from None
-    text = metadata.decode("utf-8") if isinstance(metadata, bytes) else str(metadata)
-    # Parsed by the hardened parser (well-formedness; normalises whitespace of the template's empty
-    # attribute slot), then validated as python3-saml would, with the XSD compiled once (saml/schema.py).
-    root = parse_xml(text)
-    errors = sp_metadata_errors(root)
-    if errors:
-        raise SPConfigError(f"the generated SP metadata is invalid: {', '.join(errors)}")
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8")
+
+def _idp_block(idp: IdPMetadata) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "entityId": idp.entity_id,
+        "singleSignOnService": {"url": idp.sso_url, "binding": idp.sso_binding},
+    }
+    if idp.slo_url:
+        block["singleLogoutService"] = {"url": idp.slo_url, "binding": idp.slo_binding or C.BINDING_HTTP_REDIRECT}
+    signing = [c.der_b64 for c in idp.signing_certificates]
+    encryption = [c.der_b64 for c in idp.encryption_certificates]
+    if len(signing) == 1 and encryption in ([], signing):
+        block["x509cert"] = signing[0]
+    else:
+        # Several signing certificates (rollover): python3-saml accepts a response signed by any.
+        block["x509certMulti"] = {"signing": signing, "encryption": encryption}
+    return block
+
+
+def _security_block(
+    *, has_key_pair: bool, sign_authn_requests: bool, want_assertions_signed: bool, allow_idp_initiated: bool,
+    allow_deprecated_algorithms: bool, want_assertions_encrypted: bool = False,
+) -> dict[str, Any]:
+    return {
+        "authnRequestsSigned": sign_authn_requests,
+        "logoutRequestSigned": has_key_pair,
+        "logoutResponseSigned": has_key_pair,
+        "signMetadata": False,
+        "wantAssertionsSigned": want_assertions_signed,
+        "wantMessagesSigned": False,
+        # The SP metadata then publishes the SP certificate as the encryption key as well: one key
+        # pair, so what an IdP encrypts to is what the SP decrypts with.
+        "wantAssertionsEncrypted": want_assertions_encrypted,
+        "wantNameId": True,
+        "wantNameIdEncrypted": False,
+        # Many IdPs send no AttributeStatement for some users; the NameID is enough to log in.
+        "wantAttributeStatement": False,
+        # python3-saml's default asks for PasswordProtectedTransport, which makes IdPs that
+        # use MFA or passwordless sign-in refuse the request.
+        "requestedAuthnContext": False,
+        "signatureAlgorithm": C.RSA_SHA256,
+        "digestAlgorithm": C.SHA256,
+        "rejectUnsolicitedResponsesWithInResponseTo": not allow_idp_initiated,
+        # RSA-SHA1 signatures and SHA-1 digests: refused unless spec.saml.allowDeprecatedAlgorithms.
+        "rejectDeprecatedAlgorithm": not allow_deprecated_algorithms,
+        # Scheme and host are checked by Keyplane itself; in-cluster IdPs use single-label names.
+        "allowSingleLabelDomains": True,
+    }

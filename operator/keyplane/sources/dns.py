@@ -10,12 +10,14 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
+from keyplane.policy.domains import canonical_domain
+
 CHALLENGE_LABEL = "_keyplane-challenge"
 
 
 def challenge_record_name(domain: str) -> str:
-    """The TXT record an admin creates to prove control of ``domain``."""
-    return f"{CHALLENGE_LABEL}.{domain.strip().rstrip('.').lower()}"
+    """The TXT record an admin creates to prove control of ``domain`` (canonical, keyplane.policy.domains)."""
+    return f"{CHALLENGE_LABEL}.{canonical_domain(domain)}"
 
 
 class DnsLookupError(Exception):

@@ -43,6 +43,8 @@ import httpcore
 import httpx
 
 from keyplane import __version__
+from keyplane.policy.fetch import forbidden_address_class
+from keyplane.setting_names import setting_hint
 from keyplane.sources import errors as r
 from keyplane.sources.clock import Clock, SystemClock
 from keyplane.sources.errors import FetchError
@@ -86,62 +88,19 @@ class FetchResult:
 
 # --------------------------------------------------------------------------- addresses
 
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-# Cloud instance-metadata services hold node credentials; no IdP lives there, so they
-# stay refused even when private networks are allowed (AWS/GCP/Azure/OpenStack, AWS IPv6,
-# ECS task metadata, Alibaba).
-_CLOUD_METADATA = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "169.254.170.2", "100.100.100.200")
-)
+# Which addresses may be reached is policy (keyplane.policy.fetch); this module pins connections to them.
 
 
-def forbidden_address_class(address: str, *, allow_private_networks: bool = False) -> str | None:
-    """Why connecting to ``address`` is refused (e.g. "loopback"), or None when it is allowed."""
-    try:
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address)
-    except ValueError:
-        return "not an IP address"
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.scope_id:  # "fe80::1%eth0": the zone doesn't change what the address is
-            ip = ipaddress.IPv6Address(str(ip).split("%")[0])
-        # IPv6 forms that carry an IPv4 address reach that IPv4 host: judge the embedded one.
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return forbidden_address_class(str(embedded), allow_private_networks=allow_private_networks)
-        if ip.teredo is not None:
-            for part in ip.teredo:
-                why = forbidden_address_class(str(part), allow_private_networks=allow_private_networks)
-                if why:
-                    return why
-    # Never useful as a metadata server, whatever the settings.
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_multicast:
-        return "multicast"
-    if ip in _CLOUD_METADATA:
-        return "cloud instance metadata"
-    if isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address("255.255.255.255"):
-        return "broadcast"
-    if allow_private_networks:
-        return None
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local"
-    if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
-        return "carrier-grade NAT"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
-        return "site-local"
-    if ip.is_private:
-        return "private"
-    if ip.is_reserved:
-        return "reserved"
-    if not ip.is_global:
-        return "non-global"
-    return None
+def _literal_needs_private_networks(host: str) -> bool:
+    """Whether ``host`` is an address (or ``localhost``) that only allowPrivateNetworks admits."""
+    if host.lower().rstrip(".") == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    if not _is_ip_literal(host):
+        return False
+    forbidden = forbidden_address_class(host)
+    return forbidden is not None and forbidden_address_class(host, allow_private_networks=True) is None
+
+
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -195,8 +154,8 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         except TimeoutError:
             raise FetchError(
                 r.TIMEOUT,
-                f"resolving {host} took longer than {self._policy.connect_timeout:g}s; "
-                "check the cluster's DNS, the fetch will be retried",
+                f"resolving {host} took longer than {self._policy.connect_timeout:g}s; check the cluster's DNS, "
+                f"the fetch will be retried (limit: {setting_hint('metadata_connect_timeout')})",
             ) from None
         except (OSError, UnicodeError) as exc:
             raise FetchError(
@@ -212,10 +171,13 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
             if why is None:
                 continue
             what = host if host == address else f"{host} resolves to {address}, which"
+            # Suggest allowPrivateNetworks only where it would help (not for cloud metadata, multicast...).
+            never = forbidden_address_class(address, allow_private_networks=True) is not None
             hint = (
-                "use a public URL, or enable allowPrivateNetworks if the IdP really is on the cluster network"
-                if not self._policy.allow_private_networks
-                else "this address is never allowed; use the IdP's real address"
+                "this address is never allowed; use the IdP's real address"
+                if never
+                else f"use a public URL, or set {setting_hint('allow_private_networks')} if the IdP really is "
+                "on the cluster network"
             )
             raise FetchError(r.URL_FORBIDDEN, f"{what} is a {why} address; {hint}")
 
@@ -349,7 +311,8 @@ class MetadataFetcher:
             raise FetchError(
                 r.TIMEOUT,
                 f"fetching {_safe_url(url)} did not complete within {self.policy.total_timeout:g}s; "
-                "check that the IdP is reachable from the cluster, the fetch will be retried",
+                "check that the IdP is reachable from the cluster, the fetch will be retried "
+                f"(limit: {setting_hint('metadata_timeout')})",
             ) from None
 
     async def _fetch(self, url: str, etag: str | None, last_modified: str | None) -> FetchResult:
@@ -430,7 +393,14 @@ class MetadataFetcher:
     def _check_scheme(self, url: httpx.URL) -> None:
         allowed = ("https", "http") if self.policy.allow_http else ("https",)
         if url.scheme not in allowed:
-            hint = "use https" if url.scheme == "http" else "use an https:// URL"
+            hint = (
+                f"use https, or set {setting_hint('allow_insecure_http')} for a test IdP"
+                if url.scheme == "http"
+                else "use an https:// URL"
+            )
+            private = _literal_needs_private_networks(url.host) and not self.policy.allow_private_networks
+            if url.scheme == "http" and private:
+                hint += f" (this host also needs {setting_hint('allow_private_networks')})"
             raise FetchError(r.URL_FORBIDDEN, f"{_safe_url(url)} is not allowed: {hint}")
 
     def _next_hop(self, current: httpx.URL, response: httpx.Response) -> httpx.URL:
@@ -469,7 +439,7 @@ def _too_large(url: httpx.URL, limit: int) -> FetchError:
     return FetchError(
         r.TOO_LARGE,
         f"{_safe_url(url)} is larger than the {limit}-byte limit; check the URL points at the metadata "
-        "document, or raise the operator's maxMetadataBytes setting",
+        f"document, or raise the operator's {setting_hint('metadata_max_bytes')}",
     )
 
 
@@ -477,7 +447,10 @@ def _map_httpx_error(exc: httpx.HTTPError, url: httpx.URL) -> FetchError:
     where = _safe_url(url)
     if isinstance(exc, httpx.TimeoutException):
         what = "connecting to" if isinstance(exc, httpx.ConnectTimeout) else "reading from"
-        return FetchError(r.TIMEOUT, f"timed out {what} {where}; the fetch will be retried")
+        setting = "metadata_connect_timeout" if isinstance(exc, httpx.ConnectTimeout) else "metadata_timeout"
+        return FetchError(
+            r.TIMEOUT, f"timed out {what} {where}; the fetch will be retried (limit: {setting_hint(setting)})"
+        )
     if isinstance(exc, httpx.ConnectError):
         cause: BaseException | None = exc
         while cause is not None:

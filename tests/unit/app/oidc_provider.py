@@ -1,9 +1,11 @@
-"""A tiny OIDC provider for tests: discovery, authorize, token (PKCE-checked) and JWKS, on 127.0.0.1.
+"""A tiny OIDC provider for tests: discovery, authorize, token (PKCE-checked), JWKS and userinfo, on 127.0.0.1.
 
-Hand-written on purpose for what a real provider will not produce: ID tokens with chosen claims missing
-or odd (``email_verified: "false"``), and token endpoints that answer HTML, a JSON array or an error
-(``token_answer``), and a JWKS that is not one (``jwks_answer``). It counts token requests so a test
-can tell a replay never reached it.
+Hand-written on purpose, ONLY for what a real provider will not produce: ID tokens with chosen claims
+missing or odd (``email_verified: "false"``), token endpoints that answer HTML, a JSON array or an error
+(``token_answer``), a JWKS that is not one (``jwks_answer``), and a userinfo endpoint that speaks of
+another subject (``userinfo_answer``). It counts token requests so a test can tell a replay never
+reached it. The happy paths (code flow, userinfo, key rotation, ES256, logout) are tested against the
+real oidc-provider in tests/peers/.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ class FakeOidcProvider:
         self.claims_removed: set[str] = set()
         self.token_answer: Response | None = None
         self.jwks_answer: Response | None = None
+        self.userinfo_answer: dict[str, Any] | None = None
         self.token_requests = 0
+        self.jwks_requests = 0
+        self.jwks_cache_control = ""
         self.email = "dana@corp.example"
         self.groups = ["platform-admins"]
         self.port = 0
@@ -48,6 +53,7 @@ class FakeOidcProvider:
                 Route("/authorize", self.authorize),
                 Route("/token", self.token, methods=["POST"]),
                 Route("/jwks", self.jwks),
+                Route("/userinfo", self.userinfo),
             ]
         )
 
@@ -56,7 +62,10 @@ class FakeOidcProvider:
         self.claims_removed.clear()
         self.token_answer = None
         self.jwks_answer = None
+        self.userinfo_answer = None
         self.token_requests = 0
+        self.jwks_requests = 0
+        self.jwks_cache_control = ""
 
     @property
     def issuer(self) -> str:
@@ -69,6 +78,7 @@ class FakeOidcProvider:
                 "authorization_endpoint": f"{self.issuer}/authorize",
                 "token_endpoint": f"{self.issuer}/token",
                 "jwks_uri": f"{self.issuer}/jwks",
+                "userinfo_endpoint": f"{self.issuer}/userinfo",
                 "response_types_supported": ["code"],
                 "code_challenge_methods_supported": ["S256"],
             }
@@ -118,10 +128,16 @@ class FakeOidcProvider:
         id_token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, self.key)
         return JSONResponse({"access_token": "at", "token_type": "Bearer", "id_token": id_token})
 
+    async def userinfo(self, request: Request) -> Response:
+        assert request.headers["authorization"] == "Bearer at"
+        return JSONResponse(self.userinfo_answer or {"sub": "user-1"})
+
     async def jwks(self, request: Request) -> Response:
+        self.jwks_requests += 1
         if self.jwks_answer is not None:
             return self.jwks_answer
-        return JSONResponse(KeySet([self.key]).as_dict(private=False))
+        headers = {"Cache-Control": self.jwks_cache_control} if self.jwks_cache_control else None
+        return JSONResponse(KeySet([self.key]).as_dict(private=False), headers=headers)
 
     def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

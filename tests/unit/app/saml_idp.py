@@ -1,4 +1,10 @@
-"""A test SAML IdP: a key and certificate made with cryptography, Responses signed with xmlsec."""
+"""A hand-written SAML IdP: a key and certificate made with cryptography, Responses signed with xmlsec.
+
+Only for what a real IdP will not produce: replayed, tampered, wrongly addressed, SHA-1-signed,
+unsolicited-with-InResponseTo and oversized responses, built field by field. The happy paths (signed
+assertion / response / both, encryption, IdP-initiated login, single logout) run against real
+pysaml2 in tests/peers/.
+"""
 
 from __future__ import annotations
 
@@ -108,6 +114,8 @@ def build_response(
     email: str = "alice@acme.com",
     groups: tuple[str, ...] = (),
     audience: str = SP_ENTITY,
+    issuer: str = IDP_ENTITY,
+    acs: str = ACS,
     not_on_or_after: datetime.timedelta = datetime.timedelta(minutes=5),
     issued: datetime.timedelta = datetime.timedelta(0),
     algorithm: str = "sha256",
@@ -124,15 +132,15 @@ def build_response(
     group_values = "".join(f"<saml:AttributeValue>{g}</saml:AttributeValue>" for g in groups)
     xml = f"""<samlp:Response xmlns:samlp="{SAMLP}" xmlns:saml="{SAML}" ID="_r{uuid.uuid4().hex}"
  Version="2.0"
- IssueInstant="{_iso(now)}" Destination="{ACS}"{irt}>
-<saml:Issuer>{IDP_ENTITY}</saml:Issuer>
+ IssueInstant="{_iso(now)}" Destination="{acs}"{irt}>
+<saml:Issuer>{issuer}</saml:Issuer>
 <samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>
 <saml:Assertion ID="{aid}" Version="2.0" IssueInstant="{_iso(now)}">
-<saml:Issuer>{IDP_ENTITY}</saml:Issuer>
+<saml:Issuer>{issuer}</saml:Issuer>
 <saml:Subject>
 <saml:NameID Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress">{email}</saml:NameID>
 <saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer">
-<saml:SubjectConfirmationData NotOnOrAfter="{_iso(end)}" Recipient="{ACS}"{irt}/>
+<saml:SubjectConfirmationData NotOnOrAfter="{_iso(end)}" Recipient="{acs}"{irt}/>
 </saml:SubjectConfirmation>
 </saml:Subject>
 <saml:Conditions NotBefore="{_iso(now - datetime.timedelta(minutes=1))}" NotOnOrAfter="{_iso(end)}">

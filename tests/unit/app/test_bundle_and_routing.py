@@ -68,9 +68,31 @@ def test_bundle_validation() -> None:
     with pytest.raises(BundleError, match="unknown role"):
         Bundle.from_dict(document)
     document = bundle_dict()
-    document["domains"]["x.com"] = {"identityProvider": "nope"}
+    document["domains"]["x.com"] = {"identityProvider": "nope", "enforcement": "Required"}
     with pytest.raises(BundleError, match="unknown identity provider"):
         Bundle.from_dict(document)
+
+
+@pytest.mark.parametrize("enforcement", [None, "", "required", "Enforced", True])
+def test_missing_or_unknown_enforcement_is_an_error_not_optional(enforcement: object) -> None:
+    """Read as Optional, a bundle entry without enforcement would open password login to a Required domain."""
+    document = bundle_dict()
+    if enforcement is None:
+        del document["domains"]["acme.com"]["enforcement"]
+    else:
+        document["domains"]["acme.com"]["enforcement"] = enforcement
+    with pytest.raises(BundleError, match=r"acme\.com: (enforcement is missing|unknown enforcement)"):
+        Bundle.from_dict(document)
+
+
+def test_break_glass_users_are_canonical_in_the_bundle() -> None:
+    """An operator (or hand-written bundle) that wrote Root@ACME.com still matches root@acme.com."""
+    document = bundle_dict()
+    document["domains"]["acme.com"]["breakGlassUsers"] = ["Root@ACME.com"]
+    router = LoginRouter(Bundle.from_dict(document))
+    assert router.local_login_allowed("root@acme.com")
+    assert router.local_login_allowed("ROOT@acme.com.")
+    assert not router.local_login_allowed("alice@acme.com")
 
 
 def test_login_routing() -> None:
@@ -87,6 +109,56 @@ def test_login_routing() -> None:
     free = router.route("carol@gmail.com")
     assert free.identity_provider is None and free.local_login_allowed
     assert router.route("not-an-email").identity_provider is None
+
+
+def test_routing_matches_whole_labels_not_string_suffixes() -> None:
+    """x@evilacme.com is not an acme.com address: a suffix match would route it to okta (and Required)."""
+    router = LoginRouter(Bundle.from_dict(bundle_dict()))
+    for address in ("x@evilacme.com", "x@notacme.com", "x@acme.com.evil.io"):
+        route = router.route(address)
+        assert route.identity_provider is None and route.domain != "acme.com", address
+        assert route.local_login_allowed, address
+    assert router.route("x@deep.eu.acme.com").domain == "acme.com"
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "ALICE@ACME.COM",
+        "alice@acme.com.",
+        "alice@ACME.com.",
+        "alice@\uff41\uff43\uff4d\uff45.com",  # fullwidth: IDNA maps it to acme.com
+        "alice@eu.acme.com",
+    ],
+)
+def test_every_spelling_of_a_required_domain_stays_required(spelling: str) -> None:
+    router = LoginRouter(Bundle.from_dict(bundle_dict()))
+    route = router.route(spelling)
+    assert route.identity_provider == "okta" and not route.local_login_allowed, spelling
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "alice\u200b@acme.com",  # zero-width space
+        "alice@acme.com\u200b",
+        "alice@ac\u00adme.com",  # soft hyphen
+        "alice\u3164@acme.com",  # Hangul filler: a letter that renders as nothing
+        "alice\u2060@acme.com",  # word joiner (Cf)
+        "alice@@acme.com",
+        "alice@evil@acme.com",
+        "alice@\u0430cme.com",  # Cyrillic a: mixed-script confusable of acme.com
+        " alice@acme.com",
+        "alice@acme.com\n",
+        "",
+    ],
+)
+def test_local_login_fails_closed_on_addresses_without_a_canonical_form(address: str) -> None:
+    """A Required domain must not be escapable by spelling its address oddly."""
+    router = LoginRouter(Bundle.from_dict(bundle_dict()))
+    assert not router.local_login_allowed(address)
+    route = router.route(address)
+    assert route.email is None and not route.local_login_allowed and route.identity_provider is None
 
 
 def test_roles_follow_bundle_order() -> None:

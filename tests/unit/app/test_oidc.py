@@ -11,6 +11,7 @@ import pytest
 from starlette.responses import JSONResponse, Response
 
 from keyplane.app import Bundle, BundleStore, Keyplane, Storage
+from keyplane.app.oidc import _max_age
 
 from .helpers import bundle_dict
 from .oidc_provider import CLIENT_ID, CLIENT_SECRET, FakeOidcProvider
@@ -67,15 +68,6 @@ async def login(kp: Keyplane, *, tamper_state: bool = False) -> httpx.Response:
         if tamper_state:
             params["state"] = ["forged"]
         return await browser.get(callback.path, params={k: v[0] for k, v in params.items()})
-
-
-async def test_code_pkce_round_trip(oidc_kp: Keyplane) -> None:
-    r = await login(oidc_kp)
-    assert r.status_code == 303, r.text
-    assert r.headers["location"] == "/home"
-    session = oidc_kp._signer.loads(r.cookies["keyplane_session"], salt="keyplane.session")
-    assert session["email"] == "dana@corp.example" and session["role"] == "Admin"
-    assert session["protocol"] == "OIDC"
 
 
 @pytest.mark.parametrize(
@@ -223,3 +215,53 @@ async def test_an_unusable_jwks_gives_502(oidc_kp: Keyplane, provider: FakeOidcP
     r = await login(oidc_kp)
     assert r.status_code == 502, r.text
     assert "JWKS" in r.text and "keyplane_session" not in r.cookies
+
+
+async def test_userinfo_about_another_subject_is_refused(oidc_kp: Keyplane, provider: FakeOidcProvider) -> None:
+    """OIDC Core 5.3.2: userinfo claims count only when its sub is the ID token's."""
+    provider.claims_removed.update({"email", "email_verified", "groups"})
+    provider.userinfo_answer = {"sub": "someone-else", "email": "dana@corp.example", "email_verified": True}
+    r = await login(oidc_kp)
+    assert r.status_code == 502, r.text
+    assert "sub mismatch" in r.text and "keyplane_session" not in r.cookies
+    assert oidc_kp.refusals.count("oidc.userinfo_sub_mismatch") == 1
+    provider.userinfo_answer = {"sub": "user-1", "email": "dana@corp.example", "email_verified": True}
+    r = await login(oidc_kp)
+    assert r.status_code == 303, r.text
+
+
+async def test_the_id_tokens_email_verified_does_not_vouch_for_a_userinfo_email(
+    oidc_kp: Keyplane, provider: FakeOidcProvider
+) -> None:
+    provider.claims_removed.add("email")
+    provider.userinfo_answer = {"sub": "user-1", "email": "dana@corp.example"}
+    r = await login(oidc_kp)
+    assert r.status_code == 403, r.text
+    assert "no email_verified claim" in r.text
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("", 3600), ("public, max-age=600", 600), ("max-age=5", 300), ("max-age=9999999", 86400), ("no-store", 300)],
+)
+def test_jwks_lifetime_follows_cache_control_within_bounds(header: str, seconds: float) -> None:
+    assert _max_age(header) == seconds
+
+
+async def test_the_jwks_is_kept_for_its_max_age_then_fetched_again(
+    oidc_kp: Keyplane, provider: FakeOidcProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keyplane.app.oidc as oidc_module
+
+    now = [1000.0]
+    monkeypatch.setattr(oidc_module, "_monotonic", lambda: now[0])
+    provider.jwks_cache_control = "public, max-age=600"
+    assert (await login(oidc_kp)).status_code == 303
+    assert (await login(oidc_kp)).status_code == 303
+    assert provider.jwks_requests == 1  # cached between logins
+    now[0] += 599
+    assert (await login(oidc_kp)).status_code == 303
+    assert provider.jwks_requests == 1
+    now[0] += 2
+    assert (await login(oidc_kp)).status_code == 303
+    assert provider.jwks_requests == 2  # past max-age: fetched again

@@ -131,7 +131,7 @@ async def test_provisioned_user_gets_scim_role(
         ("wrong_certificate", "signature"),
         ("other_request", "InResponseTo"),
         ("unsolicited", "unsolicited"),
-        ("foreign_domain", "not claimed"),
+        ("foreign_domain", "contoso.com belongs to identity provider entra"),
     ],
 )
 async def test_refused_assertions(
@@ -171,6 +171,8 @@ async def test_sp_metadata(browser: httpx.AsyncClient) -> None:
     assert r.status_code == 200
     root = etree.fromstring(r.content)
     assert root.get("entityID") == "https://app.example.com/sso/saml/okta"
+    # The document an IdP stores must not expire by itself (python3-saml's default is now + 2 days).
+    assert root.get("validUntil") is None and root.get("cacheDuration") == "PT24H"
     assert (await browser.get("/sso/saml/nope/metadata")).status_code == 404
     route = (await browser.get("/sso/route", params={"email": "x@acme.com"})).json()
     assert route["identityProvider"] == "okta" and route["localLoginAllowed"] is False

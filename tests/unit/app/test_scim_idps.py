@@ -307,11 +307,15 @@ async def test_connections_are_partitioned(client: httpx.AsyncClient, keyplane: 
     # The Okta token does not open the Entra endpoint.
     r = await client.get("/scim/v2/entra/Users", headers=OKTA)
     assert r.status_code == 401
-    # The same userName can exist in both partitions.
+    # Entra's connection cannot write an acme.com user (okta owns acme.com): 400, nothing stored.
+    # (This test used to show the same userName stored in both partitions: that was the hole of
+    # issue 11, a foreign IdP provisioning another IdP's users.)
     r = await client.post(
         "/scim/v2/entra/Users", json={"schemas": [USER], "userName": "jdoe@acme.com"}, headers=ENTRA
     )
-    assert r.status_code == 201
+    assert r.status_code == 400
+    assert r.json()["scimType"] == "invalidValue" and "acme.com" in r.json()["detail"]
+    assert keyplane.storage.list_users("entra") == []
     r = await client.post("/scim/v2/okta/Users", json=okta_user(), headers=OKTA)
     assert r.status_code == 409
 

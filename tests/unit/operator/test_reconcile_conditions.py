@@ -7,14 +7,13 @@ from datetime import timedelta
 import pytest
 from keyplane_op_helpers import NOW
 
+from keyplane.contract import rfc3339
 from keyplane.reconcile.conditions import (
     Check,
     Outcome,
     Phase,
     is_true,
     merge_conditions,
-    parse_time,
-    rfc3339,
     standard_checks,
 )
 from keyplane.reconcile.events import transition_events
@@ -91,17 +90,6 @@ def test_conditions_no_longer_reported_are_dropped_and_unknown_entries_ignored()
     ]
     merged = merge_conditions(previous, [Check("Ready", True, "Ready")], generation=1, now=NOW)  # type: ignore[list-item]
     assert [c["type"] for c in merged] == ["Ready"]
-
-
-def test_times_are_rfc3339_utc_and_parse_back() -> None:
-    from datetime import datetime, timezone
-
-    plus_two = datetime(2026, 6, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
-    assert rfc3339(plus_two) == "2026-06-01T12:00:00Z"
-    assert rfc3339(datetime(2026, 6, 1, 12, 0)) == "2026-06-01T12:00:00Z"  # naive means UTC
-    assert parse_time("2026-06-01T12:00:00Z") == NOW
-    assert parse_time("not a time") is None
-    assert parse_time(None) is None
 
 
 def test_is_true_reads_a_condition() -> None:

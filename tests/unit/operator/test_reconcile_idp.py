@@ -23,6 +23,7 @@ from keyplane_op_helpers import (
 )
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
+from keyplane.contract import sp_metadata_xml
 from keyplane.oidc.discovery import OIDCProviderMetadata
 from keyplane.reconcile.identityprovider import IdPObservation, reconcile_identity_provider
 from keyplane.reconcile.model import Problem
@@ -67,6 +68,7 @@ def test_ready_saml_idp_reports_the_urls_to_paste_and_a_python3_saml_entry() -> 
     assert status["serviceProvider"] == {
         "entityID": "https://platform.example.com/sso/saml/okta",
         "acsURL": "https://platform.example.com/sso/saml/okta/acs",
+        "sloURL": "https://platform.example.com/sso/saml/okta/slo",
         "metadataURL": "https://platform.example.com/sso/saml/okta/metadata",
         "signingCertificateSecretRef": {"name": "okta-sp-signing", "key": "tls.crt"},
     }
@@ -240,7 +242,8 @@ def test_oidc_entry_holds_endpoints_and_secret_but_status_does_not() -> None:
     result = reconcile(snap, obs)
     assert phase(result.status) == ("True", "False", "False")
     assert result.status["serviceProvider"] == {
-        "redirectURI": "https://platform.example.com/sso/oidc/google/callback"
+        "redirectURI": "https://platform.example.com/sso/oidc/google/callback",
+        "postLogoutRedirectURI": "https://platform.example.com/sso/oidc/google/logged-out",
     }
     assert result.status["identityProvider"]["authorizationEndpoint"] == PROVIDER.authorization_endpoint
     oidc = result.entry["oidc"]
@@ -255,6 +258,7 @@ def test_oidc_entry_holds_endpoints_and_secret_but_status_does_not() -> None:
         "endSessionEndpoint": None,
         "scopes": ["openid", "email", "profile"],
         "redirectURI": "https://platform.example.com/sso/oidc/google/callback",
+        "postLogoutRedirectURI": "https://platform.example.com/sso/oidc/google/logged-out",
         "allowMissingEmailVerified": False,
     }
     assert result.entry["protocol"] == "OIDC"
@@ -336,3 +340,17 @@ def test_missing_email_verified_opt_in_reaches_the_bundle() -> None:
     snap = idp_snap("entra", spec)
     obs = IdPObservation(generation=1, oidc=PROVIDER, client_secret="x", resolved_generation=1, from_url=True)
     assert reconcile(snap, obs).entry["oidc"]["allowMissingEmailVerified"] is True
+
+
+def test_encrypted_assertions_need_the_sp_key_pair_even_without_signed_requests() -> None:
+    spec = saml_spec(None, signAuthnRequests=False, wantAssertionsEncrypted=True)
+    snap = idp_snap(spec=spec)
+    waiting = reconcile(snap, ready_observation(snap, signing=None))
+    assert cstate(waiting.status, "Ready") == ("False", "IssuingSigningKey")
+    result = reconcile(snap, ready_observation(snap))
+    security = result.entry["saml"]["security"]
+    assert security["wantAssertionsEncrypted"] is True and security["authnRequestsSigned"] is False
+    assert result.entry["saml"]["sp"]["privateKey"] == sp_pair().private_key_pem
+    assert result.status["serviceProvider"]["signingCertificateSecretRef"]["name"] == "okta-sp-signing"
+    metadata = sp_metadata_xml(result.entry["saml"])
+    assert 'use="encryption"' in metadata and 'use="signing"' in metadata

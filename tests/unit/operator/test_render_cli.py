@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -199,3 +201,39 @@ def test_a_missing_path_exits_2(tmp_path: Path) -> None:
     code, _out, err = render(tmp_path / "nope")
     assert code == EXIT_UNREADABLE
     assert "no such file or directory" in err
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import keyplane.render",
+        # A whole render, through the CLI as CI runs it.
+        "import io, contextlib\n"
+        "from keyplane.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['render', '--offline', '--now', '2026-12-01T00:00:00Z', '-f', {str(QUICKSTART)!r}]) == 0\n",
+    ],
+)
+def test_render_does_not_import_kopf(code: str) -> None:
+    """`keyplane render` runs in CI with no cluster: importing Kopf would register the operator's handlers."""
+    check = code + "\nimport sys\nassert 'kopf' not in sys.modules, 'kopf was imported'\n"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_idp_metadata_past_its_valid_until_is_refused(tmp_path: Path) -> None:
+    """validUntil is read (SAML metadata §2.3): an expired document does not configure logins."""
+    folder = tmp_path / "quickstart"
+    shutil.copytree(QUICKSTART, folder)
+    idp = folder / "10-identityprovider-okta.yaml"
+    expiring = '<md:EntityDescriptor validUntil="2026-12-15T00:00:00Z" '
+    idp.write_text(idp.read_text().replace("<md:EntityDescriptor ", expiring))
+    code, _out, err = render(folder, now=datetime(2026, 12, 14, 23, 59, tzinfo=UTC))
+    assert code == EXIT_READY, err
+    code, out, err = render(folder, now=datetime(2026, 12, 15, 0, 0, 1, tzinfo=UTC))
+    assert code == EXIT_NOT_READY
+    assert "IdentityProvider keyplane-demo/okta is not Ready: MetadataExpired" in err
+    status = named(documents(out), "IdentityProvider", "okta")["status"]
+    resolved = next(c for c in status["conditions"] if c["type"] == "MetadataResolved")
+    assert resolved["status"] == "False" and resolved["reason"] == "MetadataExpired"
+    assert "2026-12-15T00:00:00Z" in resolved["message"]

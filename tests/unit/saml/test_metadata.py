@@ -332,3 +332,22 @@ def test_expired_metadata_cert_still_parses() -> None:
     )
     md = parse_idp_metadata(entity_xml(keys=[key_descriptor(old.der_b64)]))
     assert md.signing_certificates[0].not_after.year == 2001
+
+
+def test_valid_until_of_the_entity_and_its_aggregate(cert: IssuedCert) -> None:
+    from datetime import datetime
+
+    entity = entity_xml(keys=[key_descriptor(cert.der_b64)]).replace(
+        "<md:EntityDescriptor ", '<md:EntityDescriptor validUntil="2027-01-01T00:00:00.123Z" ', 1
+    )
+    aggregate = aggregate_xml(entity).replace(
+        "<md:EntitiesDescriptor ", '<md:EntitiesDescriptor validUntil="2026-12-20T00:00:00Z" ', 1
+    )
+    before = datetime(2026, 12, 19, tzinfo=UTC)
+    assert parse_idp_metadata(entity, now=before).valid_until == datetime(2027, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)
+    assert parse_idp_metadata(aggregate, now=before).valid_until == datetime(2026, 12, 20, tzinfo=UTC)
+    expired = _reason(aggregate, now=datetime(2026, 12, 20, 0, 0, 1, tzinfo=UTC))
+    assert expired.reason == "MetadataExpired" and "2026-12-20T00:00:00Z" in expired.message
+    assert parse_idp_metadata(aggregate).valid_until is not None  # without now, nothing is refused
+    bad = _reason(entity.replace("2027-01-01T00:00:00.123Z", "next tuesday"), now=before)
+    assert bad.reason == "MetadataMalformed" and "validUntil" in bad.message

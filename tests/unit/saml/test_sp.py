@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
+from keyplane.contract import sp_metadata_xml
 from keyplane.saml.metadata import IdPMetadata, manual_idp_metadata, parse_idp_metadata
 from keyplane.saml.safexml import parse_xml
 from keyplane.saml.sp import (
@@ -20,7 +21,6 @@ from keyplane.saml.sp import (
     build_saml_settings,
     generate_sp_signing_pair,
     sp_certificate_needs_renewal,
-    sp_metadata_xml,
 )
 
 from .conftest import MD, NOW, IssuedCert, entity_xml, key_descriptor

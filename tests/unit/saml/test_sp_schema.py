@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
+from keyplane.contract import sp_metadata_xml
 from keyplane.saml.metadata import manual_idp_metadata
 from keyplane.saml.safexml import parse_xml
 from keyplane.saml.schema import sp_metadata_errors
-from keyplane.saml.sp import build_saml_settings, sp_metadata_xml
+from keyplane.saml.sp import build_saml_settings
 
 from .conftest import IssuedCert
 

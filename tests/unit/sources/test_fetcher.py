@@ -319,6 +319,7 @@ async def test_slow_trickle_hits_the_overall_deadline(serve: Any, make_fetcher: 
     with pytest.raises(FetchError) as exc:
         await fetcher.fetch(server.url())
     assert exc.value.reason == "MetadataTimeout"
+    assert "--metadata-timeout (Helm config.metadataTimeout" in exc.value.message
     assert time.monotonic() - started < 3.0  # 0.5 s deadline; without it the trickle would take minutes
 
 
@@ -332,6 +333,7 @@ async def test_slow_dns_is_a_timeout(make_fetcher: Any) -> None:
     with pytest.raises(FetchError) as exc:
         await fetcher.fetch("https://slow-dns.example.test/")
     assert exc.value.reason == "MetadataTimeout"
+    assert "--metadata-connect-timeout (Helm config.metadataConnectTimeout" in exc.value.message
     assert time.monotonic() - started < 3.0
 
 
@@ -348,6 +350,7 @@ async def test_too_large_by_content_length_is_rejected_before_reading(serve: Any
         await fetcher.fetch(server.url())
     assert exc.value.reason == "MetadataTooLarge"
     assert "1024" in exc.value.message
+    assert "--metadata-max-bytes (Helm config.metadataMaxBytes, KEYPLANE_METADATA_MAX_BYTES)" in exc.value.message
     assert time.monotonic() - started < 3.0  # the 5 s deadline would be the only other way out
 
 
@@ -463,41 +466,71 @@ async def test_redirect_to_a_private_address_is_refused_per_hop(
 
 
 @pytest.mark.parametrize(
-    "url", ["http://idp.example.test/md", "ftp://idp.example.test/md", "file:///etc/passwd", "not a url", ""]
+    ("url", "why"),
+    [
+        ("http://idp.example.test/md", "is not allowed: use https"),
+        ("ftp://idp.example.test/md", "is not allowed: use an https:// URL"),
+        ("file:///etc/passwd", "has no host"),
+        ("not a url", "has no host"),
+        ("", "has no host"),
+    ],
 )
-async def test_non_https_urls_are_forbidden(make_fetcher: Any, url: str) -> None:
+async def test_non_https_urls_are_forbidden(make_fetcher: Any, url: str, why: str) -> None:
     fetcher = make_fetcher(FetchPolicy(), network_backend=NoConnectBackend())
     with pytest.raises(FetchError) as exc:
         await fetcher.fetch(url)
     assert exc.value.reason == "MetadataURLForbidden"
+    assert why in exc.value.message
 
 
-FORBIDDEN = [
-    "127.0.0.1",
-    "10.0.0.1",
-    "172.16.0.1",
-    "192.168.1.1",
-    "169.254.169.254",
-    "::1",
-    "fe80::1",
-    "fc00::1",
-    "ff02::1",
-    "0.0.0.0",
-    "::ffff:127.0.0.1",
-    "100.64.0.1",
-    "::",
-    "224.0.0.1",
-    "255.255.255.255",
-    "240.0.0.1",
-    "fd12:3456::1",
-    "::ffff:10.0.0.1",
-    "2002:7f00:1::1",  # 6to4 wrapping 127.0.0.1
-    "64:ff9b::a00:1",  # NAT64 wrapping 10.0.0.1
-]
+@pytest.mark.parametrize(
+    ("url", "needs_private"),
+    [
+        ("http://127.0.0.1:8080/.well-known/openid-configuration", True),
+        ("http://localhost:8080/md", True),
+        ("http://10.0.0.7/md", True),
+        ("http://idp.example.test/md", False),
+    ],
+)
+async def test_an_http_refusal_names_every_setting_it_needs(make_fetcher: Any, url: str, needs_private: bool) -> None:
+    """An http:// loopback issuer needs both settings; the message names both as the CLI and chart spell them."""
+    fetcher = make_fetcher(FetchPolicy(), network_backend=NoConnectBackend())
+    with pytest.raises(FetchError) as exc:
+        await fetcher.fetch(url)
+    assert "--allow-insecure-http" in exc.value.message and "config.allowInsecureHTTP" in exc.value.message
+    assert ("--allow-private-networks" in exc.value.message) is needs_private
+    assert ("config.allowPrivateNetworks" in exc.value.message) is needs_private
 
 
-@pytest.mark.parametrize("address", FORBIDDEN)
-async def test_every_forbidden_address_class_via_dns(make_fetcher: Any, address: str) -> None:
+# Each forbidden address and the class the refusal must name (the exact reason, not just "refused").
+FORBIDDEN = {
+    "127.0.0.1": "loopback",
+    "10.0.0.1": "private",
+    "172.16.0.1": "private",
+    "192.168.1.1": "private",
+    "169.254.169.254": "cloud instance metadata",
+    "::1": "loopback",
+    "fe80::1": "link-local",
+    "fc00::1": "private",
+    "ff02::1": "multicast",
+    "0.0.0.0": "unspecified",
+    "::ffff:127.0.0.1": "loopback",
+    "100.64.0.1": "carrier-grade NAT",
+    "::": "unspecified",
+    "224.0.0.1": "multicast",
+    "255.255.255.255": "broadcast",
+    "240.0.0.1": "private",  # 240/4 is in Python's private (reserved) ranges
+    "fd12:3456::1": "private",
+    "::ffff:10.0.0.1": "private",
+    "2002:7f00:1::1": "loopback",  # 6to4 wrapping 127.0.0.1
+    "64:ff9b::a00:1": "private",  # NAT64 wrapping 10.0.0.1
+}
+# Refused whatever the settings: the message must not suggest allowPrivateNetworks.
+NEVER_ALLOWED = {"cloud instance metadata", "unspecified", "multicast", "broadcast"}
+
+
+@pytest.mark.parametrize(("address", "why"), FORBIDDEN.items())
+async def test_every_forbidden_address_class_via_dns(make_fetcher: Any, address: str, why: str) -> None:
     calls: list[str] = []
     fetcher = make_fetcher(
         FetchPolicy(),
@@ -507,8 +540,22 @@ async def test_every_forbidden_address_class_via_dns(make_fetcher: Any, address:
     with pytest.raises(FetchError) as exc:
         await fetcher.fetch("https://metadata.example.test/saml/metadata")
     assert exc.value.reason == "MetadataURLForbidden"
-    assert address in exc.value.message
+    assert f"metadata.example.test resolves to {address}, which is a {why} address" in exc.value.message
+    assert ("allowPrivateNetworks" in exc.value.message) is (why not in NEVER_ALLOWED)
     assert calls == ["metadata.example.test"]
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "0.0.0.0", "224.0.0.1"])
+async def test_never_allowed_addresses_stay_refused_with_private_networks_on(make_fetcher: Any, address: str) -> None:
+    fetcher = make_fetcher(
+        FetchPolicy(allow_private_networks=True),
+        resolver=fake_resolver({"metadata.example.test": [address]}),
+        network_backend=NoConnectBackend(),
+    )
+    with pytest.raises(FetchError) as exc:
+        await fetcher.fetch("https://metadata.example.test/saml/metadata")
+    assert f"which is a {FORBIDDEN[address]} address" in exc.value.message
+    assert "never allowed" in exc.value.message
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.1", "169.254.169.254", "::1", "::ffff:127.0.0.1"])
@@ -521,6 +568,7 @@ async def test_forbidden_ip_literals_skip_dns(make_fetcher: Any, address: str) -
     with pytest.raises(FetchError) as exc:
         await fetcher.fetch(f"https://{host}/metadata")
     assert exc.value.reason == "MetadataURLForbidden"
+    assert f"{address} is a {FORBIDDEN[address]} address" in exc.value.message
     assert calls == []
 
 
@@ -542,6 +590,7 @@ async def test_localhost_via_the_system_resolver_is_refused(make_fetcher: Any) -
     with pytest.raises(FetchError) as exc:
         await fetcher.fetch("http://localhost:9/metadata")
     assert exc.value.reason == "MetadataURLForbidden"
+    assert "which is a loopback address" in exc.value.message
 
 
 async def test_connection_is_pinned_to_the_checked_address(serve: Any, make_fetcher: Any) -> None:

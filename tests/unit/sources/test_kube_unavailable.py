@@ -1,4 +1,5 @@
-"""An unreachable API server is a KubeError the handlers turn into a Kopf retry, not a crash or traceback.
+"""An unreachable API server is a KubeError: a change handler turns it into a Kopf retry, a timer logs it
+and waits for its next tick; never a crash or a traceback.
 
 (A flaky run once logged `Timer 'scim_connection_tick' failed with ReadError('')`: httpx's own
 exception escaped every `except KubeError`.)
@@ -7,14 +8,17 @@ exception escaped every `except KubeError`.)
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 import pytest
 
 from keyplane.handlers.kopf_handlers import identity_provider_changed, scim_connection_tick
-from keyplane.handlers.runtime import Runtime
+from keyplane.reconcile.scimtoken import TokenState
+from keyplane.runtime import Runtime
 from keyplane.settings import Settings
 from keyplane.sources.credentials import ClusterCredentials
 from keyplane.sources.kube import KubeAPI
@@ -47,14 +51,23 @@ def body(kind: str, spec: dict[str, Any]) -> kopf.Body:
                       "metadata": {"name": "okta", "namespace": "team-a", "uid": "u1", "generation": 1}})
 
 
-async def test_scim_timer_retries_when_the_api_server_is_unreachable(unreachable_runtime: Runtime) -> None:
+@pytest.mark.parametrize("token_known", [False, True], ids=["issuing-the-token", "checking-the-secret"])
+async def test_scim_timer_logs_and_waits_when_the_api_server_is_unreachable(
+    unreachable_runtime: Runtime, token_known: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kopf retries a timer that raises at once ("Timer ... failed with an exception"); the next tick is soon."""
+    if token_known:  # nothing is due: the tick only checks that the token Secret still exists
+        now = datetime.now(UTC)
+        unreachable_runtime.tokens[("team-a", "okta")] = TokenState("ab" * 32, now, None, None)
     memo = kopf.Memo(runtime=unreachable_runtime)
-    with pytest.raises(kopf.TemporaryError, match="token Secret: API server unavailable"):
+    with caplog.at_level(logging.WARNING, logger="keyplane.operator"):
         await scim_connection_tick(body=body("ScimConnection", {"token": {"rotationInterval": "0s"}}), memo=memo)
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "keyplane.operator"]
+    assert "team-a/okta" in warning and "API server unavailable" in warning and "next tick" in warning
 
 
 async def test_idp_handler_retries_when_the_api_server_is_unreachable(unreachable_runtime: Runtime) -> None:
     memo = kopf.Memo(runtime=unreachable_runtime)
     spec = {"protocol": "SAML", "saml": {"metadata": {"inline": "<x/>"}}}
-    with pytest.raises(kopf.TemporaryError, match="bundle Secret: API server unavailable"):
+    with pytest.raises(kopf.TemporaryError, match=r"IdentityProvider team-a/okta: .*API server unavailable"):
         await identity_provider_changed(body=body("IdentityProvider", spec), memo=memo)
