@@ -48,10 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1000, help="the largest N (N=100 always runs; default 1000)")
     parser.add_argument("--shared-n", type=int, default=100, help="IdentityProviders sharing one URL")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--kubeconfig", help="run the convergence, floor, idle and restart sections against "
+                        "this cluster instead of the emulator (bench/external.py; namespaces are left behind)")
     args = parser.parse_args(argv)
+    if args.kubeconfig:
+        from .external import run_id
+        from .harness import EXTERNAL
+
+        EXTERNAL.update(kubeconfig=args.kubeconfig, run=run_id())
+        _log(f"against {args.kubeconfig}: namespaces kpbench-{EXTERNAL['run']}-* "
+             f"(kubectl delete ns -l keyplane.dev/bench-run={EXTERNAL['run']})")
 
     from .convergence import convergence, run_keyplane
     from .render_bench import render
+    from .scale_report import memory
     from .shared_url import shared_url
 
     started = time.monotonic()
@@ -65,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     for n in sizes:
         _log(f"convergence N={n}: Keyplane, then the floor")
         # After the largest run, a 10 s idle window at production intervals (no acceleration).
-        kwargs = {"idle_window": 10.0, "settle": 3.0} if n == sizes[-1] else {}
+        # It also carries the latency probes and the restart (bench/latency.py, bench/restart.py).
+        kwargs = {"idle_window": 10.0, "settle": 3.0, "probes": not args.kubeconfig, "restart": True} \
+            if n == sizes[-1] else {}
         row = asyncio.run(convergence(n, **kwargs))
         results["convergence"].append(row)
         _log(f"  Keyplane {row['keyplane_s']:.1f}s, floor {row['floor_s']:.1f}s, ratio {row['ratio']}")
@@ -74,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     results["peak_rss_n"] = largest["n"]
     results["peak_rss_method"] = "VmHWM of the `python -m keyplane run` subprocess (/proc/<pid>/status)"
     results["idle_unaccelerated"] = largest["keyplane"].get("idle")
+    results["latency_under_load"] = largest["keyplane"].get("latency")
+    results["restart"] = largest["keyplane"].get("restart")
+    results["memory"] = memory(results)
 
     idle_n = sizes[0]
     _log(f"idle window N={idle_n}: timers and resync every {IDLE_TICK:g}s, {IDLE_TICKS} ticks")
@@ -83,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     results["idle"] = {"n": idle_n, "tick_s": IDLE_TICK, "ticks": IDLE_TICKS,
                        "equivalent_minutes": IDLE_TICKS * 60 / 60, **idle_run["idle"]}
     results["idle_modifying_requests"] = idle_run["idle"]["modifying_requests"]
+
+    if args.kubeconfig:  # the other sections do not depend on the API server
+        return _finish(results, args.out, started)
 
     _log(f"shared metadata URL: {args.shared_n} IdentityProviders")
     shared = asyncio.run(shared_url(args.shared_n))
@@ -106,24 +124,32 @@ def main(argv: list[str] | None = None) -> int:
 
     _log("app side (bench/app_bench.py): SQLite vs PostgreSQL, 1 vs 2 replicas, 10 000 users, 1 000 groups")
     from .app_bench import run as run_app_bench
-    from .app_bench import table as app_table
 
     try:
         results["app"] = run_app_bench(10_000, 1_000)
     except Exception as exc:  # the app's section must not sink the operator's figures
         results["app"] = {"error": f"{type(exc).__name__}: {exc}"}
 
+    return _finish(results, args.out, started)
+
+
+def _finish(results: dict[str, Any], out: Path, started: float) -> int:
     results["total_s"] = round(time.monotonic() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print_table(results)
-    print()
-    print(app_table(results["app"]) if "shapes" in results["app"] else f"app side: {results['app']}")
-    print(f"\nwritten {args.out} (total {results['total_s']}s)")
+    if "app" in results:
+        from .app_bench import table as app_table
+
+        print()
+        print(app_table(results["app"]) if "shapes" in results["app"] else f"app side: {results['app']}")
+    print(f"\nwritten {out} (total {results['total_s']}s)")
     return 0
 
 
 def print_table(r: dict[str, Any]) -> None:
+    from .scale_report import scale_rows
+
     rows = [("measure", "Keyplane", "floor (bare Kopf)", "note")]
     for row in r["convergence"]:
         kp, fl = row["keyplane"], row["floor"]
@@ -145,16 +171,25 @@ def print_table(r: dict[str, Any]) -> None:
         iu = r["idle_unaccelerated"]
         rows.append((f"idle modifying requests (N={r['peak_rss_n']}, real time)", str(iu["modifying_requests"]),
                      "", f"{iu['window_s']:g} s at production intervals"))
-    s = r["shared_url"]
+    rows.append((f"peak RSS (N={r['peak_rss_n']})", f"{r['peak_rss_mb']:.0f} MB",
+                 f"{r['convergence'][-1]['floor']['peak_rss_mb']:.0f} MB", "VmHWM of the operator process"))
+    rows.extend(scale_rows(r))
+    s = r.get("shared_url")
+    if s is None:  # --kubeconfig: the API-server sections only
+        _print_rows(rows)
+        return
     rows.append((f"shared URL fetches/interval (N={s['n']})", f"{s['etag_304']['fetches_per_interval']:g}", "",
                  f"ETag: {s['etag_304']['statuses']}; no ETag: {s['no_etag_200']['fetches_per_interval']:g} "
                  f"{s['no_etag_200']['statuses']}"))
-    rows.append((f"peak RSS (N={r['peak_rss_n']})", f"{r['peak_rss_mb']:.0f} MB",
-                 f"{r['convergence'][-1]['floor']['peak_rss_mb']:.0f} MB", "VmHWM of the operator process"))
     rows.append(("keyplane render, 1000 objects", f"{r['render_1000_s']:.2f} s", "",
-                 f"exit {r['render']['exit_code']}, interpreter start {r['render']['interpreter_startup_s']:.2f} s"))
+                 f"CPU {r['render'].get('cpu_s', '?')} s, exit {r['render']['exit_code']}, "
+                 f"interpreter start {r['render']['interpreter_startup_s']:.2f} s"))
     if "scim" in r:
         rows.append(("SCIM (scim_bench)", json.dumps(r["scim"], default=str)[:60], "", ""))
+    _print_rows(rows)
+
+
+def _print_rows(rows: list[tuple[str, str, str, str]]) -> None:
     widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
     for i, row in enumerate(rows):
         print("  ".join(str(cell).ljust(widths[j]) for j, cell in enumerate(row)).rstrip())

@@ -13,15 +13,19 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from . import workload
+from . import latency, workload
+from . import restart as restart_section
 from .harness import (
     OperatorProcess,
     Progress,
     classify_writes,
     cluster_with_namespaces,
     create_all,
+    new_section,
+    place,
     request_count,
     requests_since,
+    scope,
 )
 from .shared_url import MetadataServer
 
@@ -30,10 +34,12 @@ OBJECT_KINDS = ("IdentityProvider", "ScimConnection", "SSODomain")
 
 
 async def run_keyplane(n: int, *, env: dict[str, str] | None = None, idle_window: float = 0.0,
-                       settle: float = 0.0, timeout: float = 300.0, url_idps: int = 0,
-                       url_refresh: str = "1s") -> dict[str, Any]:
+                       settle: float = 0.0, timeout: float = 300.0, probes: bool = False,
+                       restart: bool = False, url_idps: int = 0, url_refresh: str = "1s") -> dict[str, Any]:
     """Keyplane on N of each kind; optionally an idle window after convergence (modifying requests counted),
-    with `url_idps` more IdentityProviders refreshing their own metadata URL every `url_refresh`."""
+    with `url_idps` more IdentityProviders refreshing their own metadata URL every `url_refresh`, probes of
+    one object's latency during the burst (bench/latency.py) and a restart (bench/restart.py)."""
+    new_section()
     async with contextlib.AsyncExitStack() as stack:
         metadata_server = None
         docs = workload.objects(n, NAMESPACES)
@@ -45,7 +51,8 @@ async def run_keyplane(n: int, *, env: dict[str, str] | None = None, idle_window
             docs += workload.url_idps(url_idps, metadata_server.url, url_refresh, NAMESPACES)
             env.update({"KEYPLANE_ALLOW_PRIVATE_NETWORKS": "true", "KEYPLANE_ALLOW_INSECURE_HTTP": "true",
                         "KEYPLANE_METRICS_ENDPOINT": f"http://127.0.0.1:{free_port()}/metrics"})
-        return await _run_keyplane(n, docs, env, idle_window, settle, timeout, metadata_server)
+        return await _run_keyplane(n, place(docs), env, idle_window, settle, timeout, metadata_server,
+                                   probes=probes, restart=restart)
 
 
 def free_port() -> int:
@@ -55,8 +62,12 @@ def free_port() -> int:
 
 
 async def _run_keyplane(n: int, docs: list[dict[str, Any]], env: dict[str, str], idle_window: float, settle: float,
-                        timeout: float, metadata_server: MetadataServer | None) -> dict[str, Any]:
+                        timeout: float, metadata_server: MetadataServer | None, *, probes: bool,
+                        restart: bool) -> dict[str, Any]:
     namespaces = sorted({d["metadata"]["namespace"] for d in docs})
+    namespaces += [latency.NAMESPACE] if probes else []
+    namespaces += [restart_section.namespace()] if restart else []
+    env = {**env, **(restart_section.URL_ENV if restart else {}), **scope("KEYPLANE_NAMESPACES", namespaces)}
     async with cluster_with_namespaces(namespaces) as cluster:
         op = OperatorProcess(cluster, "keyplane", env, name=f"keyplane-{n}")
         try:
@@ -65,9 +76,12 @@ async def _run_keyplane(n: int, docs: list[dict[str, Any]], env: dict[str, str],
             cpu0 = op.cpu_seconds() or 0.0
             progress = Progress(cluster, docs)
             t0 = time.monotonic()
+            burst: list[bool] = []  # non-empty once converged
+            probing = asyncio.create_task(latency.probe_during(cluster, lambda: not burst)) if probes else None
             create_s = await create_all(cluster, docs)
             await progress.wait(timeout=timeout)
             elapsed = time.monotonic() - t0
+            burst.append(True)
             cpu = (op.cpu_seconds() or 0.0) - cpu0
             requests = requests_since(cluster, start_index)
             writes = classify_writes(requests)
@@ -76,11 +90,13 @@ async def _run_keyplane(n: int, docs: list[dict[str, Any]], env: dict[str, str],
                 "operator_cpu_s": cpu, "requests": len(requests), "writes": dict(writes),
                 "peak_rss_mb": op.read_peak_rss_mb(),
             }
+            if probing is not None:  # before the idle window: the probes' creates are the bench's own writes
+                result["latency"] = await probing
             if idle_window:
                 await asyncio.sleep(settle)
-                cluster.mark()
                 if metadata_server is not None:
                     metadata_server.reset()
+                cluster.mark()
                 await asyncio.sleep(idle_window)
                 idle = cluster.writes_since_mark()
                 seen = cluster.requests_since_mark()
@@ -92,6 +108,11 @@ async def _run_keyplane(n: int, docs: list[dict[str, Any]], env: dict[str, str],
                 result["peak_rss_mb"] = op.read_peak_rss_mb()
             log = op.log_text()
             result["tracebacks"] = log.count("Traceback")
+            if restart:
+                try:
+                    result["restart"] = await restart_section.restart(cluster, op, env, len(docs))
+                except (TimeoutError, RuntimeError) as exc:  # report it, keep the other figures
+                    result["restart"] = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
             await op.stop()
         return result
@@ -105,13 +126,14 @@ def floor_writes(n: int, writes: dict[str, int]) -> tuple[dict[str, int], int]:
 
 
 async def run_floor(n: int, per_kind: dict[str, int], per_bundle: int, timeout: float = 300.0) -> dict[str, Any]:
-    docs = workload.objects(n, NAMESPACES)
+    new_section()
+    docs = place(workload.objects(n, NAMESPACES))
     namespaces = sorted({d["metadata"]["namespace"] for d in docs})
     expected: dict[str, int] = {}
     for doc in docs:
         expected[doc["metadata"]["namespace"]] = expected.get(doc["metadata"]["namespace"], 0) + 1
     env = {"FLOOR_WRITES": json.dumps(per_kind), "FLOOR_BUNDLE_WRITES": str(per_bundle),
-           "FLOOR_EXPECTED": json.dumps(expected)}
+           "FLOOR_EXPECTED": json.dumps(expected), **scope("FLOOR_NAMESPACES", namespaces)}
     async with cluster_with_namespaces(namespaces) as cluster:
         op = OperatorProcess(cluster, "bench.floor", env, name=f"floor-{n}")
         try:

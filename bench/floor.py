@@ -5,7 +5,8 @@ Run as `python -m bench.floor` with KUBECONFIG set and:
                        one sets Ready=True in status);
   FLOOR_BUNDLE_WRITES  writes per namespace "bundle" Secret (created, then patched; the last patch marks it complete);
   FLOOR_EXPECTED       {"namespace": objects in it}: when all of a namespace's objects are handled, its
-                       bundle is written.
+                       bundle is written;
+  FLOOR_NAMESPACES     (optional) comma-separated namespaces to watch instead of the whole cluster.
 It uses `@kopf.on.event` (no finalizers, no progress or diff-base annotations: Kopf's cheapest handler) and
 the same HTTP client as Keyplane (keyplane.sources.kube.KubeAPI). It parses nothing, renders nothing.
 """
@@ -28,6 +29,8 @@ PLURALS = {"IdentityProvider": "identityproviders", "ScimConnection": "scimconne
 WRITES: dict[str, int] = json.loads(os.environ.get("FLOOR_WRITES", "{}"))
 BUNDLE_WRITES = int(os.environ.get("FLOOR_BUNDLE_WRITES", "1"))
 EXPECTED: dict[str, int] = json.loads(os.environ.get("FLOOR_EXPECTED", "{}"))
+# Only these namespaces when set (a real cluster keeps earlier runs' objects; see bench/external.py).
+NAMESPACES = [ns for ns in os.environ.get("FLOOR_NAMESPACES", "").split(",") if ns]
 
 _seen: set[tuple[str, str, str]] = set()
 _done: Counter[str] = Counter()
@@ -101,7 +104,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "kopf.objects"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    asyncio.run(kopf.operator(clusterwide=True, standalone=True, liveness_endpoint=None))
+    asyncio.run(kopf.operator(clusterwide=not NAMESPACES, namespaces=NAMESPACES, standalone=True,
+                              liveness_endpoint=None))
 
 
 if __name__ == "__main__":

@@ -40,8 +40,39 @@ kmock_fastpath.install()
 kmock_fastpath.install_emulator_cache()
 
 
+# Set by `python -m bench --kubeconfig FILE`: {"kubeconfig": FILE, "run": "<id>"} (see bench/external.py).
+EXTERNAL: dict[str, str] = {}
+
+
+def place(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects in this run's namespaces: as they are on the emulator, renamed per run on a real cluster."""
+    if not EXTERNAL:
+        return list(docs)
+    from .external import rename_namespaces
+
+    return rename_namespaces(docs, f"kpbench-{EXTERNAL['run']}-{EXTERNAL.get('section', '0')}")
+
+
+def new_section() -> None:
+    """Each operator run gets fresh namespaces on a real cluster (the previous run's objects stay)."""
+    if EXTERNAL:
+        EXTERNAL["section"] = str(int(EXTERNAL.get("section", "0")) + 1)
+
+
+def scope(variable: str, namespaces: Iterable[str]) -> dict[str, str]:
+    """On a real cluster an operator watches only its run's namespaces (earlier sections' objects stay)."""
+    return {variable: ",".join(sorted(namespaces))} if EXTERNAL else {}
+
+
 @contextlib.asynccontextmanager
 async def cluster_with_namespaces(namespaces: Iterable[str]) -> AsyncIterator[EmulatedCluster]:
+    """The emulator (or, with --kubeconfig, the real cluster behind a recording proxy) with the namespaces."""
+    if EXTERNAL:
+        from .external import external_cluster
+
+        async with external_cluster(EXTERNAL["kubeconfig"], namespaces, EXTERNAL["run"]) as external:
+            yield external  # type: ignore[misc]  # duck-typed: the subset of EmulatedCluster the sections use
+        return
     async with emulated_cluster(all_crds()) as cluster:
         for ns in namespaces:
             await cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -58,18 +89,24 @@ class OperatorProcess:
         if os.environ.get("BENCH_PROFILE_DIR"):  # cProfile the operator too (see README.md)
             out = Path(os.environ["BENCH_PROFILE_DIR"]) / f"{name}.pstats"
             args = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", module, *args[3:]]
+        elif os.environ.get("BENCH_TRACEMALLOC_DIR"):  # where the memory lives (bench/tracemem.py)
+            out = Path(os.environ["BENCH_TRACEMALLOC_DIR"]) / f"{name}.tracemalloc"
+            args = [sys.executable, "-m", "bench.tracemem", str(out), module, *args[3:]]
         full_env = {**os.environ, "KUBECONFIG": cluster.kubeconfig_path, "KEYPLANE_LIVENESS_ENDPOINT": "",
                     "PYTHONUNBUFFERED": "1", **env}
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
         self.peak_rss_mb: float | None = None
 
-    async def wait_watching(self, plurals: Iterable[str], timeout: float = 60.0) -> float:
-        """Wait until the operator watches every resource; returns the seconds it took."""
+    async def wait_watching(self, plurals: Iterable[str], timeout: float = 60.0, since: int = 0) -> float:
+        """Wait until the operator watches every resource (in requests after the `since`-th); returns the
+        seconds it took."""
+        if os.environ.get("BENCH_TRACEMALLOC_DIR"):
+            timeout *= 5  # imports under tracemalloc are slow
         started = time.monotonic()
         wanted = set(plurals)
         seen: set[str] = set()
-        checked = 0
+        checked = since
         while True:
             requests = list(self.cluster.emulator)
             for request in requests[checked:]:

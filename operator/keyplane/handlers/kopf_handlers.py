@@ -23,7 +23,7 @@ from ..contract import token_hash_live
 from ..observe.identityprovider import refresh_interval
 from ..observe.secrets import OWNER_KIND_LABEL, OWNER_NAME_LABEL
 from ..orchestrator import observe
-from ..reconcile.model import Snapshot
+from ..reconcile.model import KOPF_ANNOTATIONS_PREFIX, Snapshot
 from ..reconcile.scimconnection import token_secret_name
 from ..reconcile.ssodomain import claims_of
 from ..runtime import Runtime
@@ -34,7 +34,7 @@ from ..sources.kube import KubeError
 log = logging.getLogger("keyplane.operator")
 
 FINALIZER = "keyplane.dev/finalizer"
-KOPF_PREFIX = "kopf.keyplane.dev"
+KOPF_PREFIX = KOPF_ANNOTATIONS_PREFIX.rstrip("/")
 IDP = (API_GROUP, API_VERSION, "identityproviders")
 SSOD = (API_GROUP, API_VERSION, "ssodomains")
 SCIM = (API_GROUP, API_VERSION, "scimconnections")

@@ -8,6 +8,10 @@ from typing import Any, Literal
 
 from ..api.kinds import API_GROUP_VERSION
 
+# Kopf's own bookkeeping annotations (progress, and the diff base: a full copy of the spec as JSON).
+# Nothing reconciles from them, and every snapshot in the indexes would keep a copy.
+KOPF_ANNOTATIONS_PREFIX = "kopf.keyplane.dev/"
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -36,7 +40,9 @@ class Snapshot:
             creation_timestamp=str(meta.get("creationTimestamp") or ""),
             spec=_mapping(body.get("spec")),
             status=_mapping(body.get("status")),
-            annotations={str(k): str(v) for k, v in _mapping(meta.get("annotations")).items()},
+            annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()
+                         if not str(k).startswith(KOPF_ANNOTATIONS_PREFIX)}
+            if isinstance(meta.get("annotations"), Mapping) else {},
             deleting=bool(meta.get("deletionTimestamp")),
         )
 

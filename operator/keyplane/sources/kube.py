@@ -17,7 +17,10 @@ import httpx
 
 from .. import __version__
 from .credentials import ClusterCredentials, CredentialsError
+from .fairness import FairGate
 from .kubeconfig import load_cluster_credentials
+
+MAX_CONNECTIONS = 20
 
 
 class KubeError(Exception):
@@ -76,6 +79,12 @@ def resource_path(api_version: str, plural: str, namespace: str | None, name: st
     return path + (f"/{quote(name)}" if name else "")
 
 
+def namespace_of(path: str) -> str:
+    """The namespace an API path is in ("" for cluster-scoped paths): the unit of request fairness."""
+    _, found, rest = path.partition("/namespaces/")
+    return rest.split("/", 1)[0] if found else ""
+
+
 class KubeAPI:
     """Async access to one API server, authenticated by `ClusterCredentials` (shared with Kopf)."""
 
@@ -83,6 +92,9 @@ class KubeAPI:
         self.credentials = credentials
         # Called with (method, HTTP status or None when no answer came) after every request (metrics).
         self.on_response: Callable[[str, int | None], None] | None = None
+        # Requests beyond the pool wait here, admitted round-robin across namespaces (sources/fairness.py):
+        # one namespace's burst cannot make another namespace's few writes wait behind all of it.
+        self._gate = FairGate(MAX_CONNECTIONS)
         self._client = httpx.AsyncClient(
             base_url=credentials.server,
             verify=credentials.ssl_context(),
@@ -90,7 +102,7 @@ class KubeAPI:
             timeout=timeout,
             trust_env=False,  # as Kopf's session: the API server directly, whatever HTTPS_PROXY says
             # A bounded pool: a burst of writes queues here instead of opening (and dropping) connections.
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
             headers={"User-Agent": f"keyplane/{__version__}", "Accept": "application/json"},
         )
 
@@ -113,7 +125,8 @@ class KubeAPI:
     ) -> dict[str, Any] | None:
         headers = {"Content-Type": content_type} if content_type else {}
         try:
-            response = await self._client.request(method, path, json=json, params=params, headers=headers)
+            async with self._gate.slot(namespace_of(path)):
+                response = await self._client.request(method, path, json=json, params=params, headers=headers)
         except (httpx.TransportError, CredentialsError) as exc:
             if self.on_response is not None:
                 self.on_response(method, None)

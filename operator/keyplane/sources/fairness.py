@@ -1,0 +1,98 @@
+"""Per-namespace fairness for the operator's API requests: round-robin across namespaces, not FIFO.
+
+The operator keeps at most a pool's worth of requests in flight (`KubeAPI`). Under a burst of
+thousands of objects in a few namespaces, the requests queued behind that limit are hundreds deep;
+served first-come-first-served, one IdentityProvider applied in another namespace would wait for the
+whole burst's queue before each of its own writes. Served round-robin across namespaces it waits for
+one turn of each busy namespace instead: the burst still gets all the capacity nobody else wants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class RoundRobin(Generic[T]):
+    """Items queued under keys; `pop` takes the oldest item of the next key in turn (FIFO within a key).
+
+    A key joins the end of the rotation when it gets its first item and leaves it when it has none left.
+    """
+
+    def __init__(self) -> None:
+        self._queues: OrderedDict[Hashable, deque[T]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._queues)
+
+    def push(self, key: Hashable, item: T) -> None:
+        self._queues.setdefault(key, deque()).append(item)
+
+    def pop(self) -> T:
+        if not self._queues:
+            raise IndexError("pop from an empty RoundRobin")
+        key, queue = next(iter(self._queues.items()))
+        item = queue.popleft()
+        if queue:
+            self._queues.move_to_end(key)  # its turn is over; the others go first
+        else:
+            del self._queues[key]
+        return item
+
+    def remove(self, key: Hashable, item: T) -> bool:
+        """Take a waiting item out (its waiter gave up); False if it is not queued."""
+        queue = self._queues.get(key)
+        if queue is None or item not in queue:
+            return False
+        queue.remove(item)
+        if not queue:
+            del self._queues[key]
+        return True
+
+
+class FairGate:
+    """At most `capacity` holders at a time; waiters are admitted round-robin across their keys."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self.in_flight = 0
+        self._waiting: RoundRobin[asyncio.Future[None]] = RoundRobin()
+
+    @asynccontextmanager
+    async def slot(self, key: Hashable) -> AsyncIterator[None]:
+        await self._acquire(key)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, key: Hashable) -> None:
+        if self.in_flight < self.capacity and not self._waiting:
+            self.in_flight += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.push(key, waiter)
+        try:
+            await waiter  # the slot is counted for us by _release before it wakes us
+        except asyncio.CancelledError:
+            if not self._waiting.remove(key, waiter):
+                self._release()  # admitted and cancelled in the same instant: hand the slot on
+            raise
+
+    def _release(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.pop()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes straight to it; in_flight is unchanged
+                return
+        self.in_flight -= 1

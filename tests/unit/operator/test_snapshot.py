@@ -1,0 +1,30 @@
+"""Snapshots keep what the reconcile reads, not Kopf's bookkeeping (kept per object in the indexes)."""
+
+from __future__ import annotations
+
+import json
+
+from keyplane.reconcile.model import Snapshot
+from keyplane.reconcile.scimtoken import ROTATE_ANNOTATION
+
+
+def test_kopf_annotations_are_not_copied_into_snapshots() -> None:
+    spec = {"identityProviderRef": {"name": "okta"}}
+    body = {
+        "kind": "ScimConnection",
+        "metadata": {"name": "scim", "namespace": "ns", "uid": "u1", "generation": 2, "annotations": {
+            "kopf.keyplane.dev/last-handled-configuration": json.dumps({"spec": spec}),
+            "kopf.keyplane.dev/scim_connection_changed": '{"started":"2026-01-01T00:00:00Z"}',
+            ROTATE_ANNOTATION: "2026-01-01T00:00:00Z",
+            "example.com/owner": "team-a",
+        }},
+        "spec": spec,
+    }
+    snap = Snapshot.from_body(body)
+    assert dict(snap.annotations) == {ROTATE_ANNOTATION: "2026-01-01T00:00:00Z", "example.com/owner": "team-a"}
+    assert snap.spec == spec and snap.generation == 2
+
+
+def test_annotations_that_are_not_a_mapping_read_as_none() -> None:
+    snap = Snapshot.from_body({"kind": "SSODomain", "metadata": {"name": "d", "annotations": ["x"]}})
+    assert dict(snap.annotations) == {}

@@ -1,0 +1,117 @@
+"""Round-robin admission across namespaces (sources/fairness.py): a burst in one namespace cannot starve another."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from keyplane.sources.fairness import FairGate, RoundRobin
+
+
+def test_round_robin_alternates_keys_and_keeps_fifo_within_a_key() -> None:
+    queue: RoundRobin[str] = RoundRobin()
+    for i in range(4):
+        queue.push("burst", f"b{i}")
+    queue.push("probe", "p0")
+    queue.push("other", "o0")
+    queue.push("probe", "p1")
+    order = [queue.pop() for _ in range(len(queue))]
+    assert order == ["b0", "p0", "o0", "b1", "p1", "b2", "b3"]
+    assert not queue
+
+
+def test_a_key_that_empties_rejoins_at_the_end() -> None:
+    queue: RoundRobin[str] = RoundRobin()
+    queue.push("a", "a0")
+    queue.push("b", "b0")
+    queue.push("b", "b1")
+    assert queue.pop() == "a0"
+    queue.push("a", "a1")  # "a" had left the rotation: it queues behind "b"
+    assert [queue.pop() for _ in range(3)] == ["b0", "a1", "b1"]
+
+
+def test_remove_and_empty_pop() -> None:
+    queue: RoundRobin[str] = RoundRobin()
+    queue.push("a", "a0")
+    assert queue.remove("a", "a0") and not queue.remove("a", "a0") and not queue
+    with pytest.raises(IndexError):
+        queue.pop()
+
+
+async def test_gate_admits_a_late_namespace_before_the_rest_of_a_burst() -> None:
+    gate = FairGate(1)
+    admitted: list[str] = []
+    release = asyncio.Event()
+
+    async def request(key: str, label: str) -> None:
+        async with gate.slot(key):
+            admitted.append(label)
+            await release.wait()
+
+    first = asyncio.create_task(request("burst", "b0"))
+    await asyncio.sleep(0)
+    tasks = [asyncio.create_task(request("burst", f"b{i}")) for i in range(1, 6)]
+    await asyncio.sleep(0)
+    tasks.append(asyncio.create_task(request("probe", "p0")))
+    await asyncio.sleep(0)
+    assert admitted == ["b0"] and gate.in_flight == 1
+    release.set()
+    await asyncio.gather(first, *tasks)
+    assert admitted[:3] == ["b0", "b1", "p0"]  # FIFO would have put p0 last
+    assert gate.in_flight == 0
+
+
+async def test_gate_capacity_and_cancelled_waiters() -> None:
+    gate = FairGate(2)
+    held = asyncio.Event()
+    inside = 0
+    most = 0
+
+    async def request(key: str) -> None:
+        nonlocal inside, most
+        async with gate.slot(key):
+            inside += 1
+            most = max(most, inside)
+            await held.wait()
+            inside -= 1
+
+    tasks = [asyncio.create_task(request(f"ns{i % 3}")) for i in range(9)]
+    await asyncio.sleep(0)
+    tasks[5].cancel()  # a waiter that gives up leaves no slot taken
+    await asyncio.sleep(0)
+    held.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert most == 2
+    assert isinstance(results[5], asyncio.CancelledError)
+    assert gate.in_flight == 0
+
+
+async def test_a_slot_granted_to_a_cancelled_waiter_is_handed_on() -> None:
+    gate = FairGate(1)
+    order: list[str] = []
+
+    async def request(key: str) -> None:
+        async with gate.slot(key):
+            order.append(key)
+            await asyncio.sleep(0)
+
+    holding = gate.slot("a")
+    await holding.__aenter__()
+    doomed = asyncio.create_task(request("b"))
+    third = asyncio.create_task(request("c"))
+    await asyncio.sleep(0)
+    await holding.__aexit__(None, None, None)  # grants "b" its slot (no await in between)...
+    doomed.cancel()  # ...which it gives up before it runs
+    await asyncio.gather(doomed, third, return_exceptions=True)
+    assert order == ["c"] and gate.in_flight == 0
+
+
+def test_requests_are_keyed_by_the_namespace_of_their_path() -> None:
+    from keyplane.sources.kube import namespace_of, resource_path
+
+    assert namespace_of(resource_path("v1", "secrets", "team-a", "keyplane-identity")) == "team-a"
+    assert namespace_of(resource_path("keyplane.dev/v1alpha1", "identityproviders", "b", "okta") + "/status") == "b"
+    assert namespace_of(resource_path("apps/v1", "deployments", "c")) == "c"
+    assert namespace_of("/api/v1/namespaces") == ""
+    assert namespace_of(resource_path("keyplane.dev/v1alpha1", "ssodomains", None)) == ""
