@@ -4,7 +4,10 @@ Rules:
 * First of all, the email's canonical domain must route, through the bundle's domain table, to the
   IdP that authenticated it (:func:`keyplane.policy.may_login`). There is no exception for users
   found in the IdP's SCIM partition: an IdP cannot log users of another IdP's domains in, whatever
-  its SCIM connection stored. The user is looked up by the canonical address only.
+  its SCIM connection stored. The user is looked up by the canonical address only, and a stored
+  user is used only when all its stored addresses (``userName`` and ``emails``) are still the IdP's
+  under the current bundle (:func:`keyplane.policy.may_act_for_user`); otherwise the login is refused.
+* ``LoginResult.email`` is the key the app mirrors on; it equals ``UserChange.login`` of the same user.
 * A user provisioned by SCIM logs in with their SCIM role (``defaultUserRole`` and the roles of
   their groups); a deactivated (deprovisioned) user is refused.
 * A user not (yet) provisioned, on an IdP that has a SCIM connection, gets the role the
@@ -20,8 +23,9 @@ from dataclasses import dataclass
 from keyplane.app.bundle import Bundle
 from keyplane.app.errors import LoginError
 from keyplane.app.roles import effective_role
+from keyplane.app.scim_storage import email_values
 from keyplane.app.storage import Storage
-from keyplane.policy.access import may_login
+from keyplane.policy.access import may_act_for_user, may_login
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,17 @@ def resolve_login(
         user = storage.find_user(connection.name, address, connection.user_identifier)
         if user is None:
             continue
+        stored = may_act_for_user(
+            bundle.domains,
+            idp_name,
+            user.user_name,
+            email_values(user.attributes),
+            keyed_on_user_name=connection.user_identifier == "userName",
+        )
+        if not stored.allowed:
+            # Stored while its domain was this IdP's (or before it became break-glass): never used.
+            reason = f"{idp.display_name} may not log this user in: the stored user's {stored.reason}"
+            raise LoginError(reason, code="login.domain_not_owned")
         if not user.active:
             raise LoginError(f"{address} was deprovisioned by {idp.display_name}", code="login.deprovisioned")
         return LoginResult(

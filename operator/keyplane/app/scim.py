@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
@@ -59,9 +60,10 @@ from keyplane.app.bundle import BundleStore, ScimConnection
 from keyplane.app.clock import Clock, utcnow
 from keyplane.app.metrics import AppMetrics
 from keyplane.app.scim_storage import LockingScimHandler, SqlScimStorage, email_values
-from keyplane.app.storage import Storage
+from keyplane.app.storage import Storage, UserChange
 from keyplane.app.tokens import parse_bearer, token_valid
-from keyplane.policy.access import may_provision_user
+from keyplane.policy.access import may_act_for_user
+from keyplane.policy.email import try_canonical_email
 
 log = logging.getLogger("keyplane.app.scim")
 
@@ -336,6 +338,42 @@ class ScimRouter:
         self.provider = build_provider()
         self.service = KeyplaneScimService(self.provider)
         self._endpoints: dict[str, ScimEndpoint] = {}
+        storage.screen_change = self.screen_change
+
+    def refusal_for(self, name: str, data: dict[str, Any]) -> str | None:
+        """Why connection ``name`` may not write, or act for, a User with these attributes (None: it may)."""
+        bundle = self.bundles.bundle
+        connection = bundle.scim.get(name)
+        if connection is None:
+            return "this SCIM connection is no longer in the identity bundle"
+        decision = may_act_for_user(
+            bundle.domains,
+            connection.identity_provider,
+            data.get("userName"),
+            email_values(data),
+            keyed_on_user_name=connection.user_identifier == "userName",
+        )
+        return None if decision.allowed else decision.reason
+
+    def screen_change(self, change: UserChange) -> UserChange | None:
+        """The change for the app's listeners, or None when its IdP no longer owns the user (logged, counted).
+
+        Runs after commit for every change: a former owner of a domain can still deprovision the users
+        it stored (in its own partition), but the app never hears of it, so it cannot raise or block
+        the new owner's user of the same address.
+        """
+        user = change.user
+        refusal = self.refusal_for(user.connection, user.attributes)
+        if refusal is None:
+            connection = self.bundles.bundle.scim[user.connection]
+            keyed = connection.user_identifier == "userName"
+            return replace(change, login=try_canonical_email(user.user_name) if keyed else user.email)
+        self.refusals.refuse(
+            "scim.foreign_user_change",
+            f"{change.action} of user {user.id} not sent to the app: {refusal}",
+            source=user.connection,
+        )
+        return None
 
     def storage_for(self, name: str) -> SqlScimStorage:
         """The scim2-server storage of a connection (also the API to seed or inspect it)."""
@@ -352,19 +390,8 @@ class ScimRouter:
                 return connection.deprovision_action if connection else "Deactivate"
 
             def address_guard(data: dict[str, Any]) -> str | None:
-                bundle = self.bundles.bundle
-                connection = bundle.scim.get(name)
-                if connection is None:
-                    return "this SCIM connection is no longer in the identity bundle"
-                decision = may_provision_user(
-                    bundle.domains,
-                    connection.identity_provider,
-                    data.get("userName"),
-                    email_values(data),
-                    keyed_on_user_name=connection.user_identifier == "userName",
-                )
                 # A refusal becomes a 400 invalidValue, logged and counted by handle_exception.
-                return None if decision.allowed else decision.reason
+                return self.refusal_for(name, data)
 
             storage = SqlScimStorage(
                 self.storage,

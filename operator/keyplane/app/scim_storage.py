@@ -6,7 +6,7 @@ import datetime
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Union, cast
 
@@ -110,7 +110,8 @@ class SqlScimStorage(ScimStorage):
     :param deprovision_action: returns the connection's current ``deprovisionAction``
         (``Deactivate`` keeps a deleted user as a blocked tombstone, ``Delete`` removes it).
     :param address_guard: refuses Users whose ``userName`` or ``emails`` the connection's IdP does
-        not own (400 ``invalidValue``, nothing stored); every write of a User goes through it.
+        not own (400 ``invalidValue``, nothing stored); every write of a User goes through it, and
+        every User added to a group's ``members`` (checked on its stored addresses).
     """
 
     supports_cursors = False
@@ -316,6 +317,28 @@ class SqlScimStorage(ScimStorage):
         if refusal is not None:
             raise InvalidValueException(detail=refusal)
 
+    def _check_members(self, connection: Connection, user_ids: Iterable[str]) -> None:
+        """Refuse adding to a group a User whose stored addresses the connection's IdP does not own now.
+
+        A user stored while its domain was the IdP's may since have moved to another IdP (or become
+        break-glass): a group would give that other IdP's user a role in the app. Members that are not
+        Users of this partition are left as scim2-server leaves them.
+        """
+        ids = sorted(set(user_ids))
+        if not ids:
+            return
+        rows = connection.execute(
+            select(resources.c.id, resources.c.data).where(
+                resources.c.partition == self.partition,
+                resources.c.resource_type == "User",
+                resources.c.id.in_(ids),
+            )
+        ).all()
+        for row in rows:
+            refusal = self.address_guard(json.loads(row.data))
+            if refusal is not None:
+                raise InvalidValueException(detail=f"members: user {row.id}: {refusal}")
+
     def _deprovision(self) -> ChangeAction:
         return "delete" if self.deprovision_action() == "Delete" else "deactivate"
 
@@ -490,6 +513,7 @@ class SqlScimStorage(ScimStorage):
                 connection.execute(insert(resources), rows)
             if uniques:
                 connection.execute(insert(unique_values), uniques)
+            self._check_members(connection, (m["user_id"] for m in memberships))
             if memberships:
                 connection.execute(insert(members), memberships)
             for row in rows:
@@ -579,6 +603,7 @@ class SqlScimStorage(ScimStorage):
         }
         current = set(self._member_ids(connection, group_id))
         removed, added = current - wanted, wanted - current
+        self._check_members(connection, added)
         if removed:
             connection.execute(
                 delete(members).where(

@@ -68,18 +68,32 @@ class UserChange:
     ``upsert``: the user exists and is active (created, updated, or their role may have changed);
     ``deactivate``: keep the user but block their login (deprovisionAction Deactivate);
     ``delete``: remove the user (deprovisionAction Delete).
+
+    ``login`` is the key to mirror on: the canonical address the user logs in with, the same value
+    as :attr:`keyplane.app.LoginResult.email` (the primary email, or the ``userName`` on a connection
+    with ``userIdentifier: userName``). None when the user has no canonical address to log in with.
     """
 
     action: ChangeAction
     user: ProvisionedUser
+    login: str | None = None
 
 
 Pending = tuple[ChangeAction, "ProvisionedUser | None"]
 ChangeListener = Callable[[UserChange], None]
 RoleFunction = Callable[[str, Sequence[str], bool], "str | None"]
+#: Screens a change before the listeners see it: the change to send (its ``login`` filled), or None to
+#: suppress it (the caller logs and counts why). ``keyplane.app.scim.ScimRouter`` installs the policy check.
+ChangeScreen = Callable[[UserChange], "UserChange | None"]
 
 
 def _default_role(connection: str, groups: Sequence[str], active: bool) -> str | None:
+    return None
+
+
+def _suppress_all(change: UserChange) -> UserChange | None:
+    """Until a SCIM router says which IdP owns what, no change may reach the app (fail closed)."""
+    log.warning("user change of %s not sent: no ownership check installed", change.user.connection)
     return None
 
 
@@ -105,6 +119,7 @@ class Storage:
         self._local = threading.local()
         self._listeners: list[ChangeListener] = []
         self.role_of: RoleFunction = _default_role
+        self.screen_change: ChangeScreen = _suppress_all
 
     # -- transactions -------------------------------------------------------------
 
@@ -173,9 +188,13 @@ class Storage:
                 user = replace(user, active=False, role=None)
             if action == "upsert" and not user.active:
                 continue
+            # The one place changes leave: re-checked against the current bundle (keyplane.policy).
+            change = self.screen_change(UserChange(action, user))
+            if change is None:
+                continue
             for listener in self._listeners:
                 try:
-                    listener(UserChange(action, user))
+                    listener(change)
                 except Exception:
                     log.exception("user change listener failed")
 

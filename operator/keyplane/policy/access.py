@@ -162,6 +162,25 @@ def may_provision_user(
     return Decision(True, "every address belongs to the connection's identity provider")
 
 
+def may_act_for_user(
+    domains: DomainTable,
+    identity_provider: str | None,
+    user_name: object,
+    emails: list[object],
+    *,
+    keyed_on_user_name: bool,
+) -> Decision:
+    """May a connection of ``identity_provider`` still act for a User it stored earlier?
+
+    Acting is logging the user in, reporting a change of them to the app, or adding them to a group.
+    The rule is the one for writing them (:func:`may_provision_user`), re-checked against the *current*
+    domain table: a domain handed to another IdP, or an address made break-glass, after the user was
+    stored is no longer the old IdP's to act for. (Deprovisioning such a user stays possible in the
+    connection's own partition; it is only not reported to the app.)
+    """
+    return may_provision_user(domains, identity_provider, user_name, emails, keyed_on_user_name=keyed_on_user_name)
+
+
 def break_glass_of(domain: str, users: Iterable[str]) -> list[str]:
     """The canonical break-glass addresses of exactly ``domain`` (not of its subdomains), sorted.
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from keyplane.app import Bundle, BundleStore, Keyplane, LoginError, SqlScimStorage, resolve_login
+from keyplane.app import Bundle, BundleStore, Keyplane, LoginError, SqlScimStorage, UserChange, resolve_login
 
 from .helpers import ENTRA_TOKEN, OKTA_TOKEN, bundle_dict
 from .saml_idp import KeyPair, build_response, make_keypair, request_id_of, saml_settings
@@ -222,3 +222,110 @@ async def test_bulk_operations_go_through_the_same_refusal(client: httpx.AsyncCl
     statuses = [str(op["status"]) for op in r.json()["Operations"]]
     assert statuses == ["400", "201"], r.text
     assert [u.email for u in kp.storage.list_users("okta")] == ["bob@contractors.example"]
+
+
+def handed_over(break_glass: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Bundles before and after ``acme.com``'s alice stops being okta's: the domain moves to corp, or
+    (``break_glass``) alice becomes one of acme.com's break-glass users."""
+    before = attack_bundle()
+    before["domains"]["acme.com"] = {"identityProvider": "okta", "enforcement": "Required", "breakGlassUsers": []}
+    after = attack_bundle()
+    if break_glass:
+        after["domains"]["acme.com"] = {
+            "identityProvider": "okta", "enforcement": "Required", "breakGlassUsers": ["alice@acme.com"]
+        }
+    return before, after
+
+
+@pytest.mark.parametrize("break_glass", [False, True], ids=["domain-handed-over", "made-break-glass"])
+async def test_former_owner_can_neither_raise_nor_report_a_user_it_no_longer_owns(break_glass: bool) -> None:
+    """Review reproduction: after the hand-over, the former owner's connection put alice into an Admin group
+    (the app heard ``upsert alice@acme.com Admin``) and deleted her (the app heard ``deactivate``)."""
+    before, after = handed_over(break_glass)
+    store = BundleStore.from_bundle(Bundle.from_dict(before))
+    kp = Keyplane(store, secret_key="s3cret")
+    heard: list[UserChange] = []
+    kp.add_listener(heard.append)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=kp.asgi()), base_url="https://a.example") as c:
+        r = await c.post("/scim/v2/okta/Users", json=user("alice@acme.com"), headers=CONTRACTORS)
+        assert r.status_code == 201, r.text
+        alice = r.json()["id"]
+        r = await c.post("/scim/v2/okta/Groups", json={"schemas": [GROUP], "displayName": "data-engineering"},
+                         headers=CONTRACTORS)
+        assert r.status_code == 201, r.text
+        existing = r.json()["id"]
+        assert [(h.action, h.login) for h in heard] == [("upsert", "alice@acme.com")]
+        heard.clear()
+        store._bundle = Bundle.from_dict(after)
+
+        admins = {"schemas": [GROUP], "displayName": "platform-admins", "members": [{"value": alice}]}
+        r = await c.post("/scim/v2/okta/Groups", json=admins, headers=CONTRACTORS)
+        assert r.status_code == 400 and r.json()["scimType"] == "invalidValue", r.text
+        assert "acme.com" in r.json()["detail"]
+        add = {"op": "add", "path": "members", "value": [{"value": alice}]}
+        r = await c.patch(f"/scim/v2/okta/Groups/{existing}", json={"schemas": [PATCH], "Operations": [add]},
+                          headers=CONTRACTORS)
+        assert r.status_code == 400 and r.json()["scimType"] == "invalidValue", r.text
+        r = await c.put(f"/scim/v2/okta/Groups/{existing}", headers=CONTRACTORS, json={
+            "schemas": [GROUP], "displayName": "data-engineering", "members": [{"value": alice}]})
+        assert r.status_code == 400 and r.json()["scimType"] == "invalidValue", r.text
+        assert [g.member_ids for g in kp.storage.list_groups("okta")] == [()]
+
+        # Deprovisioning is not stuck, but the app does not hear of it: okta's alice is not the app's to change.
+        r = await c.delete(f"/scim/v2/okta/Users/{alice}", headers=CONTRACTORS)
+        assert r.status_code == 204, r.text
+        assert not kp.storage.get_user("okta", alice, include_deleted=True).active  # type: ignore[union-attr]
+    assert heard == []
+    assert kp.refusals.count("scim.foreign_user_change") == 1
+
+
+async def test_membership_change_of_a_user_moved_away_is_not_reported() -> None:
+    """Alice joined a group while okta owned acme.com; after the hand-over, removing her is stored, not reported."""
+    before, after = handed_over(break_glass=False)
+    store = BundleStore.from_bundle(Bundle.from_dict(before))
+    kp = Keyplane(store, secret_key="s3cret")
+    heard: list[UserChange] = []
+    kp.add_listener(heard.append)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=kp.asgi()), base_url="https://a.example") as c:
+        alice = (await c.post("/scim/v2/okta/Users", json=user("alice@acme.com"), headers=CONTRACTORS)).json()["id"]
+        bob = (await c.post("/scim/v2/okta/Users", json=user("bob@contractors.example"), headers=CONTRACTORS)).json()
+        admins = {"schemas": [GROUP], "displayName": "platform-admins", "members": [{"value": alice}]}
+        group = (await c.post("/scim/v2/okta/Groups", json=admins, headers=CONTRACTORS)).json()["id"]
+        heard.clear()
+        store._bundle = Bundle.from_dict(after)
+        r = await c.put(f"/scim/v2/okta/Groups/{group}", headers=CONTRACTORS, json={
+            "schemas": [GROUP], "displayName": "platform-admins", "members": [{"value": bob["id"]}]})
+        assert r.status_code == 200, r.text
+    assert [(h.action, h.login, h.user.role) for h in heard] == [("upsert", "bob@contractors.example", "Admin")]
+
+
+def test_login_refuses_a_stored_user_with_an_address_of_another_idp(kp: Keyplane) -> None:
+    """On a userName connection the login matches ``userName``; a stored email of another IdP's domain
+    (stored before a hand-over) makes the stored user unusable: refused, not logged in as someone else."""
+    document = attack_bundle()
+    document["scim"]["okta"]["userIdentifier"] = "userName"
+    bundle = Bundle.from_dict(document)
+    storage = SqlScimStorage(kp.storage, "okta", kp.scim.provider, address_guard=lambda data: None)
+    rt_user = kp.scim.provider.resource_types[0]
+    mixed = {**user("carol@contractors.example"), "emails": [{"value": "carol@acme.com", "primary": True}]}
+    with storage.operation():
+        storage.create(rt_user, kp.scim.provider.model_for(rt_user).model_validate(mixed))
+    with pytest.raises(LoginError, match=r"stored user's emails: acme\.com belongs to identity provider corp"):
+        resolve_login(bundle, kp.storage, "okta", "carol@contractors.example", [])
+
+
+async def test_change_login_is_the_key_login_returns_on_a_username_connection() -> None:
+    """``UserChange.login`` and ``LoginResult.email`` are the same key, also when the primary email differs."""
+    document = attack_bundle()
+    document["scim"]["okta"]["userIdentifier"] = "userName"
+    kp = Keyplane(BundleStore.from_bundle(Bundle.from_dict(document)), secret_key="s3cret")
+    heard: list[UserChange] = []
+    kp.add_listener(heard.append)
+    body = {**user("Dan@Contractors.example"), "emails": [{"value": "dan.smith@contractors.example", "primary": True}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=kp.asgi()), base_url="https://a.example") as c:
+        r = await c.post("/scim/v2/okta/Users", json=body, headers=CONTRACTORS)
+        assert r.status_code == 201, r.text
+    result = resolve_login(kp.bundle, kp.storage, "okta", "dan@contractors.example", [])
+    assert result.provisioned
+    assert [h.login for h in heard] == [result.email] == ["dan@contractors.example"]
+    assert heard[0].user.email == "dan.smith@contractors.example"
