@@ -2,10 +2,11 @@
 
 Random bundles (several IdPs, domains with subdomains, Required/Optional, break-glass users, SCIM
 connections with and without an IdP, keyed on email or userName) and random sequences of SCIM
-writes (POST, PUT, PATCH of userName or emails, through the real ASGI app and its SQL storage),
-domain hand-overs (a domain moving to another IdP: a new bundle file, reloaded by the real
-BundleStore) and logins from every IdP with many spellings of every address (case, trailing dot,
-IDNA/Unicode, fullwidth, zero-width and invisible characters, two ``@``, Cyrillic look-alikes).
+writes (POST, PUT, PATCH of userName or emails, groups created or PATCHed with members, users
+DELETEd, through the real ASGI app and its SQL storage), domain hand-overs (a domain moving to
+another IdP: a new bundle file, reloaded by the real BundleStore) and logins from every IdP with
+many spellings of every address (case, trailing dot, IDNA/Unicode, fullwidth, zero-width and
+invisible characters, two ``@``, Cyrillic look-alikes).
 
 The model below is written independently of ``keyplane.policy``: it knows by construction which
 address a spelling stands for, and routes domains by walking their labels.
@@ -15,7 +16,12 @@ The invariant:
   to the IdP that authenticated it (whatever that IdP's SCIM connection stored);
 * a SCIM write whose new address is unparsable, unowned by the connection's IdP, or a break-glass
   address is refused with 400 ``invalidValue``; what is stored is always owned when it is written
-  (a PUT or PATCH that changes nothing writes nothing, and scim2-server answers it with 200);
+  (a PUT or PATCH that changes nothing writes nothing, and scim2-server answers it with 200 or 204);
+* a user is added to a group only while every address stored for it is owned by the connection's IdP
+  (else 400 ``invalidValue``); a DELETE is never refused;
+* the app's change listener never hears of a user with a stored address whose domain the
+  connection's IdP does not own at the time of the change (a former owner cannot raise, change or
+  deactivate the new owner's user of the same address in the app);
 * local login is refused for unparsable addresses and for Required domains (break-glass excepted).
 """
 
@@ -37,7 +43,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from keyplane.app import BundleStore, Keyplane, LoginError, resolve_login
+from keyplane.app import BundleStore, Keyplane, LoginError, UserChange, resolve_login
 from keyplane.app.tables import metadata as storage_metadata
 
 IDPS = ("okta", "entra", "google")
@@ -47,6 +53,7 @@ DOMAINS = ("acme.com", "eu.acme.com", "dev.eu.acme.com", "evilacme.com", "contos
 ADDRESS_DOMAINS = (*DOMAINS, "gmail.com", "notacme.com")
 LOCALS = ("alice", "bob", "root")
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 # Each spelling: valid (stands for the base address), invalid (has no canonical form) or maybe
 # (a mapping the model does not decide; only safety is checked for it).
@@ -190,7 +197,10 @@ models = st.builds(
 )
 GENERATIONS = itertools.count()
 CONNECTIONS = ("c-okta", "c-entra", "c-google", "c-none")
-KINDS = ("post", "post", "put", "patch_user_name", "patch_emails", "login", "login", "hand_over")
+KINDS = (
+    "post", "post", "put", "patch_user_name", "patch_emails", "login", "login", "hand_over",
+    "group_post", "group_patch", "delete",
+)
 
 
 def respelled(address: Address) -> st.SearchStrategy[Address]:
@@ -206,6 +216,7 @@ class App:
     path: Path
     store: BundleStore
     kp: Keyplane
+    heard: list[UserChange]
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +225,10 @@ def app() -> Iterator[App]:
         path = Path(directory) / "identity.json"
         path.write_text(json.dumps(Model({}, {}).document()))
         store = BundleStore(path, poll_interval=0, required=True)
-        yield App(path, store, Keyplane(store, secret_key="property"))
+        kp = Keyplane(store, secret_key="property")
+        heard: list[UserChange] = []
+        kp.add_listener(heard.append)
+        yield App(path, store, kp, heard)
 
 
 class Scenario:
@@ -223,6 +237,9 @@ class Scenario:
         self.path = app.path
         self.store = app.store
         self.kp = app.kp
+        self.heard = app.heard
+        self.heard.clear()
+        self.groups: list[tuple[str, str]] = []  # (connection, id) of created groups
         with self.kp.storage.engine.begin() as connection:
             for table in reversed(storage_metadata.sorted_tables):
                 connection.execute(table.delete())
@@ -271,6 +288,11 @@ class Scenario:
             connection, uid = self.users[op[1] % len(self.users)]
             url = f"/scim/v2/{connection}/Users/{uid}"
             before = self.kp.storage.get_user(connection, uid)
+            if kind == "delete":
+                r = await self.client.delete(url, headers=self.headers(connection))
+                # Deprovisioning is never refused, whoever owns the address now (the app is not told).
+                assert r.status_code == (204 if before is not None else 404), (op, r.status_code, r.text)
+                return
             if kind == "put":
                 new = [op[2], op[3]]
                 body = {"schemas": [USER], "userName": op[2].text, "emails": [{"value": op[3].text, "primary": True}]}
@@ -281,9 +303,12 @@ class Scenario:
                 path = "userName" if kind == "patch_user_name" else "emails"
                 patch = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": path, "value": value}]}
                 r = await self.client.patch(url, json=patch, headers=self.headers(connection))
-        if kind != "post" and r.status_code == 200 and self.kp.storage.get_user(connection, uid) == before:
-            # scim2-server answers a PUT or PATCH that changes nothing with the stored resource and
-            # writes nothing (the storage is not called): not a write, so nothing to refuse.
+        if kind != "post" and before is None:
+            assert r.status_code == 404, (op, r.status_code, r.text)  # deleted: nothing to write
+            return
+        if kind != "post" and r.status_code in (200, 204) and self.kp.storage.get_user(connection, uid) == before:
+            # scim2-server answers a PUT or PATCH that changes nothing with the stored resource (200) or
+            # no content (204) and writes nothing (the storage is not called): not a write, so nothing to refuse.
             return
         if self.refused_by_model(connection, new):
             assert r.status_code == 400, (op, r.status_code, r.text)
@@ -292,6 +317,60 @@ class Scenario:
             assert r.status_code in (201, 409), (op, r.status_code, r.text)
         if r.status_code in (200, 201):
             self.assert_stored_user_owned(connection, r.json()["id"])
+
+    def owned(self, connection: str, attributes: dict[str, Any]) -> bool | None:
+        """Are all the addresses stored for a user owned by the connection's IdP now? None: the model cannot
+        tell (a spelling whose canonical form it does not decide)."""
+        idp, identifier = self.model.connections[connection]
+        user_name = str(attributes.get("userName", ""))
+        values = [str(e["value"]) for e in attributes.get("emails") or []]
+        if identifier == "userName" or "@" in user_name:
+            values.append(user_name)
+        verdicts = []
+        for value in values:
+            address = self.sent[value]
+            assert address.certainty != "invalid", (connection, value, "was stored")
+            verdicts.append(None if address.certainty == "maybe" else self.model.may_write(idp, address.base))
+        if False in verdicts:
+            return False
+        return None if None in verdicts else True
+
+    async def group(self, op: tuple[Any, ...]) -> None:
+        """Create a group with one member, or add one to a group: refused for a user the IdP no longer owns."""
+        if op[0] == "group_post":
+            if not self.users:
+                return
+            connection, uid = self.users[op[1] % len(self.users)]
+            body = {"schemas": [GROUP], "displayName": op[2], "members": [{"value": uid}]}
+            r = await self.client.post(f"/scim/v2/{connection}/Groups", json=body, headers=self.headers(connection))
+            already = False
+        else:
+            if not self.groups:
+                return
+            connection, gid = self.groups[op[1] % len(self.groups)]
+            mine = [u for c, u in self.users if c == connection]
+            uid = mine[op[2] % len(mine)]
+            already = any(uid in g.member_ids for g in self.kp.storage.list_groups(connection) if g.id == gid)
+            add = {"op": "add", "path": "members", "value": [{"value": uid}]}
+            r = await self.client.patch(f"/scim/v2/{connection}/Groups/{gid}", headers=self.headers(connection),
+                                        json={"schemas": [PATCH], "Operations": [add]})
+        user = self.kp.storage.get_user(connection, uid, include_deleted=True)
+        owned = self.owned(connection, user.attributes) if user is not None else None
+        if owned is False and not already:
+            assert r.status_code == 400 and r.json()["scimType"] == "invalidValue", (op, r.status_code, r.text)
+            event("a group member refused: the IdP no longer owns the user")
+        elif owned:
+            assert r.status_code in (200, 201, 204, 409), (op, r.status_code, r.text)
+        if r.status_code == 201:
+            self.groups.append((connection, r.json()["id"]))
+
+    def assert_heard_owned(self) -> None:
+        """Every change the app heard names only addresses the connection's IdP owns (the bundle is the one
+        the change was made under: it only changes between operations)."""
+        for change in self.heard:
+            assert self.owned(change.user.connection, change.user.attributes) is not False, change
+            event(f"the app heard {change.action}")
+        self.heard.clear()
 
     def assert_stored_user_owned(self, connection: str, uid: str) -> None:
         """What a write stored is owned by the connection's IdP (under the bundle it was written with)."""
@@ -320,11 +399,15 @@ class Scenario:
             event("a login through an IdP whose connection stored users, for a domain it does not own")
         if accepted is not None:
             assert address.certainty != "invalid", (idp, address.text, accepted)
+            if accepted.provisioned:
+                user = self.kp.storage.get_user(str(accepted.connection), str(accepted.user_id))
+                assert user is not None and user.active, accepted
+                assert self.owned(str(accepted.connection), user.attributes) is not False, accepted
             assert accepted.email == address.base, (idp, address.text, accepted.email)
             assert permitted, (idp, address.text, "logged in by an IdP that does not own", address.domain)
             if accepted.provisioned:
                 assert bundle.scim[str(accepted.connection)].identity_provider == idp
-        elif address.certainty == "valid" and permitted:
+        elif address.certainty == "valid" and permitted and not self.stored_user_unusable(idp, address.base):
             raise AssertionError(f"{idp} could not log in its own {address.text}")
         # Local (password) login: fails closed on unparsable spellings; Required stays Required.
         local = self.kp.local_login_allowed(address.text)
@@ -332,6 +415,17 @@ class Scenario:
             assert not local, address.text
         elif address.certainty == "valid":
             assert local == self.model.local_login(address.base), address.text
+
+    def stored_user_unusable(self, idp: str, address: str) -> bool:
+        """Does the login find a stored user that must not be used: deprovisioned, or with a stored address
+        the IdP does not own (or the model cannot decide)?"""
+        for connection, (owner, identifier) in self.model.connections.items():
+            if owner != idp:
+                continue
+            user = self.kp.storage.find_user(connection, address, identifier)  # type: ignore[arg-type]
+            if user is not None:
+                return not user.active or self.owned(connection, user.attributes) is not True
+        return False
 
     def hand_over(self, domain: str, idp: str) -> None:
         if domain in self.model.domains:
@@ -359,6 +453,12 @@ class Scenario:
             return (kind, data.draw(st.sampled_from(CONNECTIONS)), address, second)
         if kind == "put":
             return (kind, data.draw(st.integers(0, 5)), address, second)
+        if kind == "delete":
+            return (kind, data.draw(st.integers(0, 5)))
+        if kind == "group_post":
+            return (kind, data.draw(st.integers(0, 5)), data.draw(st.sampled_from(("admins", "staff"))))
+        if kind == "group_patch":
+            return (kind, data.draw(st.integers(0, 5)), data.draw(st.integers(0, 5)))
         if kind in ("patch_user_name", "patch_emails"):
             return (kind, data.draw(st.integers(0, 5)), address)
         stored = [(idp, a) for c, a in self.stored if (idp := self.model.connections[c][0]) is not None]
@@ -380,8 +480,11 @@ class Scenario:
                     self.login(op[1], op[2])
                 elif op[0] == "hand_over":
                     self.hand_over(op[1], op[2])
+                elif op[0] in ("group_post", "group_patch"):
+                    await self.group(op)
                 else:
                     await self.scim(op)
+                self.assert_heard_owned()
         finally:
             await self.client.aclose()
 
