@@ -28,6 +28,7 @@ def mirror(change: UserChange) -> None:
         USERS.pop(key, None)
     else:
         USERS[key] = {
+            "login": change.login,  # the key to match logins on: equals LoginResult.email
             "email": change.user.email,
             "userName": change.user.user_name,
             "role": change.user.role,
