@@ -57,7 +57,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest -q -m "not e2e" $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest -q -rs -m "not e2e" $(PYTEST_ARGS)
 
 crds: $(STAMP) ## regenerate crds/ and helm/keyplane/crds/ from the API models
 	$(BIN)/keyplane crds -o crds -o helm/keyplane/crds >/dev/null

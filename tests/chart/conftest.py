@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from support import missing
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "keyplane"
 RELEASE, NAMESPACE = "kp", "keyplane-system"
@@ -30,7 +32,7 @@ def find_helm() -> str | None:
 def helm() -> str:
     path = find_helm()
     if path is None:
-        pytest.skip("helm not found on PATH nor in .tools/bin (run `make tools`)")
+        missing("helm not found on PATH nor in .tools/bin (run `make tools`)")
     return path
 
 

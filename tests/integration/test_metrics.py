@@ -3,7 +3,6 @@ the steady state of refreshing metadata URLs: freshness goes to metrics, nothing
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 from collections.abc import Iterable
@@ -160,7 +159,10 @@ async def test_refreshing_metadata_urls_write_nothing(
     await cluster.apply(saml_idp("okta", url=f"{idp_server.url}/metadata", refresh="1s"))
     async with keyplane_operator(metrics_endpoint=METRICS) as runtime:
         await cluster.wait_for(lambda: _ready(cluster, "IdentityProvider", "okta"), timeout=15)
-        await asyncio.sleep(1.0)  # the first status and bundle writes settle
+        # Settled once two more refreshes went by: the writes that made it Ready (status, bundle, SP
+        # metadata, Kopf's annotations) are behind us, and every later write would be a refresh's.
+        settled = idp_server.count("/metadata") + 2
+        await cluster.wait_for(lambda: idp_server.count("/metadata") >= settled, timeout=10)
         cluster.mark()
         start = idp_server.count("/metadata")
         await cluster.wait_for(lambda: idp_server.count("/metadata") >= start + 5, timeout=20)

@@ -10,12 +10,15 @@ from keyplane.saml.certificates import evaluate_certificates
 from keyplane.saml.errors import MetadataError
 from keyplane.saml.metadata import parse_idp_metadata
 from keyplane.saml.signature import verify_metadata_signature
+from support import missing
 
 from .conftest import POST, REDIRECT, SHARED_FIXTURES
 
-pytestmark = pytest.mark.skipif(
-    not SHARED_FIXTURES.is_dir(), reason=f"shared IdP metadata fixtures not present at {SHARED_FIXTURES}"
-)
+
+@pytest.fixture(autouse=True)
+def shared_fixtures_present() -> None:
+    if not SHARED_FIXTURES.is_dir():
+        missing(f"shared IdP metadata fixtures not present at {SHARED_FIXTURES}")
 
 WINDOW = timedelta(days=30)
 SUSTAINSYS_FP = (

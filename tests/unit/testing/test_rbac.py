@@ -21,9 +21,18 @@ from keyplane.testing.rbac import (
     rule_allows,
     service_account_user,
 )
+from support import missing
 
 SA = service_account_user('keyplane-system', 'keyplane')
-needs_helm = pytest.mark.skipif(find_helm() is None, reason='helm not found (run `make tools`)')
+
+
+@pytest.fixture()
+def helm_available() -> None:
+    if find_helm() is None:
+        missing('helm not found (run `make tools`)')
+
+
+needs_helm = pytest.mark.usefixtures('helm_available')
 
 
 @pytest.mark.parametrize(('method', 'path', 'query', 'expected'), [
@@ -173,7 +182,7 @@ def test_without_helm_the_chart_cannot_be_rendered(monkeypatch: pytest.MonkeyPat
 @pytest.fixture()
 async def chart_cluster() -> Any:
     if find_helm() is None:
-        pytest.skip('helm not found (run `make tools`)')
+        missing('helm not found (run `make tools`)')
     async with emulated_cluster(rbac=render_chart_rbac()) as cluster:
         yield cluster
 
