@@ -18,7 +18,7 @@ ifeq ($(origin BUILDER), undefined)
 BUILDER = $(eval BUILDER := $$(shell hack/detect-builder.sh))$(BUILDER)
 endif
 
-.PHONY: help venv peers xmlsec1 postgres test lint typecheck unit pytest crds crds-check demo run render e2e e2e-emulated kind-up kind-down tools bench bench-app image image-base image-test app-demo clean mutation
+.PHONY: help venv peers xmlsec1 postgres test lint typecheck pytest crds crds-check demo run render e2e e2e-emulated kind-up kind-down tools bench bench-app image image-base image-test app-demo clean mutation
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort

@@ -8,10 +8,8 @@ entry stays byte-for-byte the same.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import httpcore
 import pytest
 from faultkit import (
     MetadataServer,
@@ -24,6 +22,7 @@ from faultkit import (
     saml_url_idp,
 )
 
+from integration.idp_server import PUBLIC_IP, NatToLocal
 from keyplane.settings import fetch_policy
 from keyplane.sources.fetcher import MetadataFetcher, SharedMetadataCache
 
@@ -111,27 +110,6 @@ async def test_every_server_fault_keeps_the_last_good_config(cluster: Any, keypl
 
 # --- a redirect to a private address, with private networks refused ------------------------------------------
 
-PUBLIC_IP = "93.184.216.34"  # what the fake resolver answers for the IdP's public name
-
-
-class _ToLocalServer(httpcore.AsyncNetworkBackend):
-    """Connects "public" addresses to the local test server; anything else is a test failure."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self._inner = httpcore.AnyIOBackend()
-        self.connected: list[str] = []
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None, socket_options: Any = None) -> Any:
-        self.connected.append(host)
-        assert host == PUBLIC_IP, f"the fetcher connected to {host}"
-        return await self._inner.connect_tcp("127.0.0.1", self._port, timeout=timeout)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
 async def test_redirect_to_a_private_address_is_refused(cluster: Any, keyplane_operator: Any) -> None:
     await cluster.create(namespace(NS))
     names = {"idp.example.test": [PUBLIC_IP], "internal.example.test": ["10.0.0.7"],
@@ -143,7 +121,7 @@ async def test_redirect_to_a_private_address_is_refused(cluster: Any, keyplane_o
         return names[host]
 
     async with MetadataServer() as server, keyplane_operator(allow_private_networks=False) as runtime:
-        backend = _ToLocalServer(server.port)
+        backend = NatToLocal(server.port)  # only PUBLIC_IP may be connected to
         fetcher = MetadataFetcher(fetch_policy(runtime.settings), resolver=resolver, network_backend=backend)
         runtime.cache = SharedMetadataCache(fetcher)
         try:

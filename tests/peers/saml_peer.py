@@ -110,21 +110,26 @@ class PySaml2IdP:
 
         self.server = Server(config=self.config(sp_metadata))
 
-    def read_authn_request(self, redirect_url: str) -> Any:
-        """The AuthnRequest of a Redirect-binding URL, its signature verified by pysaml2 (must be signed)."""
+    @staticmethod
+    def _read_signed_redirect(redirect_url: str, parse: Any, kind: str) -> Any:
+        """A Redirect-binding message, parsed by ``parse`` (pysaml2's, which verifies the query signature)."""
         from saml2 import BINDING_HTTP_REDIRECT
 
         query = {k: v[0] for k, v in parse_qs(urlsplit(redirect_url).query).items()}
-        assert "Signature" in query, "the AuthnRequest is not signed"
-        request = self.server.parse_authn_request(
+        assert "Signature" in query, f"the {kind} is not signed"
+        message = parse(
             query["SAMLRequest"],
             BINDING_HTTP_REDIRECT,
             relay_state=query.get("RelayState"),
             sigalg=query["SigAlg"],
             signature=query["Signature"],
         )
-        assert request is not None, "pysaml2 refused the AuthnRequest"
-        return request
+        assert message is not None, f"pysaml2 refused the {kind}"
+        return message
+
+    def read_authn_request(self, redirect_url: str) -> Any:
+        """The AuthnRequest of a Redirect-binding URL, its signature verified by pysaml2 (must be signed)."""
+        return self._read_signed_redirect(redirect_url, self.server.parse_authn_request, "AuthnRequest")
 
     def response(
         self, sp_entity_id: str, acs_url: str, in_response_to: str | None, email: str, **options: Any
@@ -148,22 +153,9 @@ class PySaml2IdP:
         )
         return base64.b64encode(str(response).encode()).decode()
 
-
     def read_logout_request(self, redirect_url: str) -> Any:
         """The SP's LogoutRequest of a Redirect-binding URL, its query signature verified by pysaml2."""
-        from saml2 import BINDING_HTTP_REDIRECT
-
-        query = {k: v[0] for k, v in parse_qs(urlsplit(redirect_url).query).items()}
-        assert "Signature" in query, "the LogoutRequest is not signed"
-        request = self.server.parse_logout_request(
-            query["SAMLRequest"],
-            BINDING_HTTP_REDIRECT,
-            relay_state=query.get("RelayState"),
-            sigalg=query["SigAlg"],
-            signature=query["Signature"],
-        )
-        assert request is not None, "pysaml2 refused the LogoutRequest"
-        return request
+        return self._read_signed_redirect(redirect_url, self.server.parse_logout_request, "LogoutRequest")
 
     def logout_response(self, request: Any, binding: str, relay_state: str) -> dict[str, str]:
         """A signed LogoutResponse to ``request`` as the parameters of ``binding`` (query or form)."""

@@ -499,16 +499,7 @@ class SqlScimStorage(ScimStorage):
                         {"partition": self.partition, "group_id": resource.id, "user_id": str(m["value"])}
                         for m in {m["value"]: m for m in data.get("members") or [] if m.get("value")}.values()
                     )
-            for chunk in range(0, len(uniques), 500):
-                batch = uniques[chunk : chunk + 500]
-                clash = connection.execute(
-                    select(unique_values.c.value).where(
-                        unique_values.c.partition == self.partition,
-                        unique_values.c.value.in_([u["value"] for u in batch]),
-                    )
-                ).first()
-                if clash is not None:
-                    raise UniquenessException(detail=f"{clash[0]} is already taken")
+            self._refuse_stored_clash(connection, uniques)
             if rows:
                 connection.execute(insert(resources), rows)
             if uniques:
@@ -522,6 +513,19 @@ class SqlScimStorage(ScimStorage):
             for membership in memberships:
                 self.storage.touch(self.partition, membership["user_id"])
         return [row["id"] for row in rows]
+
+    def _refuse_stored_clash(self, connection: Connection, uniques: list[dict[str, Any]]) -> None:
+        """Raise if a value of ``uniques`` is already taken in this partition (queried in chunks of 500)."""
+        for chunk in range(0, len(uniques), 500):
+            batch = uniques[chunk : chunk + 500]
+            clash = connection.execute(
+                select(unique_values.c.value).where(
+                    unique_values.c.partition == self.partition,
+                    unique_values.c.value.in_([u["value"] for u in batch]),
+                )
+            ).first()
+            if clash is not None:
+                raise UniquenessException(detail=f"{clash[0]} is already taken")
 
     def update(
         self, resource_type: ResourceType, resource: Resource[Any], *, expected_version: str | None = None

@@ -64,6 +64,15 @@ def safe_next(value: str | None) -> str:
     return value
 
 
+def _bundle_store(bundle: str | os.PathLike[str] | BundleStore | Bundle) -> BundleStore:
+    """The store a :class:`Keyplane` reads its bundle from: given, around a fixed bundle, or on a file."""
+    if isinstance(bundle, BundleStore):
+        return bundle
+    if isinstance(bundle, Bundle):
+        return BundleStore.from_bundle(bundle)
+    return BundleStore(Path(bundle))
+
+
 class Keyplane:
     """Everything the operator declared, for one web app.
 
@@ -104,12 +113,7 @@ class Keyplane:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         refusals: Refusals | None = None,
     ) -> None:
-        if isinstance(bundle, BundleStore):
-            self.bundles = bundle
-        elif isinstance(bundle, Bundle):
-            self.bundles = BundleStore.from_bundle(bundle)
-        else:
-            self.bundles = BundleStore(Path(bundle))
+        self.bundles = _bundle_store(bundle)
         key = secret_key or os.environ.get("KEYPLANE_SECRET_KEY")
         if not key:
             raise ValueError("Keyplane needs a secret_key (or $KEYPLANE_SECRET_KEY) to sign login cookies")
@@ -137,20 +141,21 @@ class Keyplane:
         self._signer = URLSafeTimedSerializer(key, salt="keyplane.app")
         self._saml: dict[str, tuple[Bundle, SamlLogin]] = {}
         self._oidc: dict[str, tuple[Bundle, OidcLogin]] = {}
-        self.sso = Starlette(
-            routes=[
-                Route("/sso/route", self._route, methods=["GET"]),
-                Route("/sso/saml/{name}/login", self._saml_login, methods=["GET"]),
-                Route("/sso/saml/{name}/acs", self._saml_acs, methods=["POST"]),
-                Route("/sso/saml/{name}/metadata", self._saml_metadata, methods=["GET"]),
-                Route("/sso/oidc/{name}/login", self._oidc_login, methods=["GET"]),
-                Route("/sso/oidc/{name}/callback", self._oidc_callback, methods=["GET"]),
-                Route("/sso/saml/{name}/logout", self._saml_logout, methods=["GET"]),
-                Route("/sso/saml/{name}/slo", self._saml_slo, methods=["GET", "POST"]),
-                Route("/sso/oidc/{name}/logout", self._oidc_logout, methods=["GET"]),
-                Route("/sso/oidc/{name}/logged-out", self._oidc_logged_out, methods=["GET"]),
-            ]
-        )
+        self.sso = Starlette(routes=self._sso_routes())
+
+    def _sso_routes(self) -> list[Route]:
+        return [
+            Route("/sso/route", self._route, methods=["GET"]),
+            Route("/sso/saml/{name}/login", self._saml_login, methods=["GET"]),
+            Route("/sso/saml/{name}/acs", self._saml_acs, methods=["POST"]),
+            Route("/sso/saml/{name}/metadata", self._saml_metadata, methods=["GET"]),
+            Route("/sso/oidc/{name}/login", self._oidc_login, methods=["GET"]),
+            Route("/sso/oidc/{name}/callback", self._oidc_callback, methods=["GET"]),
+            Route("/sso/saml/{name}/logout", self._saml_logout, methods=["GET"]),
+            Route("/sso/saml/{name}/slo", self._saml_slo, methods=["GET", "POST"]),
+            Route("/sso/oidc/{name}/logout", self._oidc_logout, methods=["GET"]),
+            Route("/sso/oidc/{name}/logged-out", self._oidc_logged_out, methods=["GET"]),
+        ]
 
     # -- pure API ------------------------------------------------------------------
 
@@ -288,6 +293,12 @@ class Keyplane:
         if result.endswith(".replay"):  # saml.replay, oidc.replay: whichever replay store the app uses
             self.metrics.replay_refused(result)
 
+    def _unreachable(self, exc: httpx.HTTPError, name: str, failed: str) -> Response:
+        """The OIDC provider could not be reached: a 502 (the exception's type only, never its text)."""
+        return self._refuse(
+            LoginError(f"{failed}: {type(exc).__name__}", status=502, code="oidc.provider_unreachable"), name
+        )
+
     def _refuse(self, exc: LoginError, name: str) -> Response:
         self._count_login(name, exc.code)
         self.refusals.refuse(exc.code, f"login through {name}: {exc.reason}", source=name)
@@ -376,12 +387,7 @@ class Keyplane:
         except LoginError as exc:
             return self._refuse(exc, name)
         except httpx.HTTPError as exc:
-            return self._refuse(
-                LoginError(
-                    f"OIDC discovery failed: {type(exc).__name__}", status=502, code="oidc.provider_unreachable"
-                ),
-                name,
-            )
+            return self._unreachable(exc, name, "OIDC discovery failed")
         response = RedirectResponse(url, status_code=302)
         handle = self.logins.put(f"oidc:{name}", pending.as_dict())
         response.set_cookie(
@@ -422,12 +428,7 @@ class Keyplane:
         except LoginError as exc:
             return self._refuse(exc, name)
         except httpx.HTTPError as exc:
-            return self._refuse(
-                LoginError(
-                    f"OIDC provider unreachable: {type(exc).__name__}", status=502, code="oidc.provider_unreachable"
-                ),
-                name,
-            )
+            return self._unreachable(exc, name, "OIDC provider unreachable")
         sso = {"sub": identity.subject, "idToken": identity.id_token}
         response = await self._logged_in(request, result, pending.next, sso)
         response.delete_cookie(f"keyplane_oidc_{name}", path=f"/sso/oidc/{name}/")
@@ -535,12 +536,7 @@ class Keyplane:
         except LoginError as exc:
             return self._refuse(exc, name)
         except httpx.HTTPError as exc:
-            return self._refuse(
-                LoginError(
-                    f"OIDC discovery failed: {type(exc).__name__}", status=502, code="oidc.provider_unreachable"
-                ),
-                name,
-            )
+            return self._unreachable(exc, name, "OIDC discovery failed")
         response: Response = RedirectResponse(next_url, status_code=303)
         if url is not None:
             response = RedirectResponse(url, status_code=302)

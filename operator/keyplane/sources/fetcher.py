@@ -343,40 +343,46 @@ class MetadataFetcher:
                             "fix the URL or the server's redirects",
                         )
                     continue
-                if response.status_code == 304:
-                    return FetchResult(
-                        url=str(current),
-                        body=b"",
-                        sha256="",
-                        etag=response.headers.get("ETag") or etag,
-                        last_modified=response.headers.get("Last-Modified") or last_modified,
-                        not_modified=True,
-                        fetched_at=self._clock.now(),
-                    )
-                if not 200 <= response.status_code < 300 or response.status_code in (204, 206):
-                    raise FetchError(
-                        r.HTTP_ERROR,
-                        f"{_safe_url(current)} returned HTTP {response.status_code}; "
-                        "check the URL and that the IdP publishes the document there",
-                    )
-                body = await self._read_body(response, current)
+                return await self._final_answer(response, current, etag, last_modified)
             except httpx.HTTPError as exc:
                 raise _map_httpx_error(exc, current) from exc
             finally:
                 await response.aclose()
-            return FetchResult(
-                url=str(current),
-                body=body,
-                sha256=hashlib.sha256(body).hexdigest(),
-                etag=response.headers.get("ETag"),
-                last_modified=response.headers.get("Last-Modified"),
-                not_modified=False,
-                fetched_at=self._clock.now(),
-            )
         raise FetchError(
             r.TOO_MANY_REDIRECTS,
             f"{_safe_url(url)} redirected more than {self.policy.max_redirects} times; "
             "use the final URL of the document",
+        )
+
+    async def _final_answer(
+        self, response: httpx.Response, current: httpx.URL, etag: str | None, last_modified: str | None
+    ) -> FetchResult:
+        """What a non-redirect answer means: the document, "not modified", or the HTTP error it is."""
+        if response.status_code == 304:
+            return FetchResult(
+                url=str(current),
+                body=b"",
+                sha256="",
+                etag=response.headers.get("ETag") or etag,
+                last_modified=response.headers.get("Last-Modified") or last_modified,
+                not_modified=True,
+                fetched_at=self._clock.now(),
+            )
+        if not 200 <= response.status_code < 300 or response.status_code in (204, 206):
+            raise FetchError(
+                r.HTTP_ERROR,
+                f"{_safe_url(current)} returned HTTP {response.status_code}; "
+                "check the URL and that the IdP publishes the document there",
+            )
+        body = await self._read_body(response, current)
+        return FetchResult(
+            url=str(current),
+            body=body,
+            sha256=hashlib.sha256(body).hexdigest(),
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
+            not_modified=False,
+            fetched_at=self._clock.now(),
         )
 
     def _parse(self, url: str) -> httpx.URL:

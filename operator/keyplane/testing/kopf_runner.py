@@ -115,28 +115,39 @@ async def running_operator(
     context.run(_SCOPE.set, operator_tasks)
     task = loop.create_task(main(), name='keyplane-testing-operator', context=context)
     try:
-        ready = loop.create_task(ready_flag.wait())
-        try:
-            await asyncio.wait([ready, task], timeout=startup_timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ready.cancel()
-        if task.done():
-            task.result()  # re-raise the startup failure
-            raise RuntimeError('The operator exited during its startup.')
-        if not ready_flag.is_set():
-            raise TimeoutError(f'The operator did not become ready within {startup_timeout}s.')
+        await _until_ready(task, ready_flag, startup_timeout)
         yield
     finally:
         stop_flag.set()
         try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=shutdown_timeout)
-        except TimeoutError:
-            pending = [t for t in operator_tasks if not t.done()]
-            logger.warning('The operator did not stop within %ss; cancelling it; pending tasks: %r',
-                           shutdown_timeout, pending)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _until_stopped(task, operator_tasks, shutdown_timeout)
         finally:
             if loop.get_task_factory() is factory:
                 loop.set_task_factory(previous)
+
+
+async def _until_ready(task: asyncio.Task[None], ready_flag: asyncio.Event, startup_timeout: float) -> None:
+    """Wait for Kopf's readiness; an operator that exits or stays unready meanwhile raises here."""
+    ready = asyncio.get_running_loop().create_task(ready_flag.wait())
+    try:
+        await asyncio.wait([ready, task], timeout=startup_timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ready.cancel()
+    if task.done():
+        task.result()  # re-raise the startup failure
+        raise RuntimeError('The operator exited during its startup.')
+    if not ready_flag.is_set():
+        raise TimeoutError(f'The operator did not become ready within {startup_timeout}s.')
+
+
+async def _until_stopped(task: asyncio.Task[None], operator_tasks: _OperatorTasks, shutdown_timeout: float) -> None:
+    """Wait for the (already flagged) operator to exit; cancel it, naming what is pending, if it does not."""
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout=shutdown_timeout)
+    except TimeoutError:
+        pending = [t for t in operator_tasks if not t.done()]
+        logger.warning('The operator did not stop within %ss; cancelling it; pending tasks: %r',
+                       shutdown_timeout, pending)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

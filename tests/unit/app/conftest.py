@@ -12,6 +12,7 @@ from keyplane.app import Bundle, BundleStore, Keyplane, Storage, UserChange
 from keyplane.app.tables import metadata
 
 from .helpers import bundle_dict
+from .oidc_provider import FakeOidcProvider
 
 
 class FakeClock:
@@ -23,6 +24,15 @@ class FakeClock:
 
     def advance(self, **kwargs: Any) -> None:
         self.now += datetime.timedelta(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[FakeOidcProvider]:
+    """The hand-written OIDC provider (tests/peers runs the real oidc-provider), one per test module."""
+    fake = FakeOidcProvider()
+    fake.start()
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,14 +15,6 @@ from keyplane.app.oidc import _max_age
 
 from .helpers import bundle_dict
 from .oidc_provider import CLIENT_ID, CLIENT_SECRET, FakeOidcProvider
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[FakeOidcProvider]:
-    fake = FakeOidcProvider()
-    fake.start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

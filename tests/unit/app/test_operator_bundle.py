@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import datetime
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -129,14 +129,6 @@ async def test_app_serves_the_sp_metadata_the_operator_writes(
 
 
 # --- OIDC: examples/keycloak-oidc ----------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[FakeOidcProvider]:
-    fake = FakeOidcProvider()
-    fake.start()
-    yield fake
-    fake.stop()
-
 
 def _keycloak_with(provider: FakeOidcProvider) -> list[dict[str, Any]]:
     docs = read_documents([str(EXAMPLES / "keycloak-oidc")])

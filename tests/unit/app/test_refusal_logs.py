@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -33,14 +33,6 @@ def app_log(caplog: pytest.LogCaptureFixture) -> str:
 
 def refusal_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "keyplane.app.audit"]
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[FakeOidcProvider]:
-    fake = FakeOidcProvider()
-    fake.start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")

@@ -77,19 +77,11 @@ def idp_keys() -> KeyPair:
     return make_keypair("replica-idp")
 
 
-@pytest.fixture(scope="module")
-def oidc_provider() -> Iterator[FakeOidcProvider]:
-    provider = FakeOidcProvider()
-    provider.start()
-    yield provider
-    provider.stop()
-
-
 @pytest.fixture(scope="module", params=["postgresql", "sqlite-file"])
 def replicas(
     request: pytest.FixtureRequest,
     idp_keys: KeyPair,
-    oidc_provider: FakeOidcProvider,
+    provider: FakeOidcProvider,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Replicas]:
     """Two replicas on PostgreSQL (the production shape), and on one SQLite file (correct, not fast)."""
@@ -101,7 +93,7 @@ def replicas(
     document["identityProviders"]["entra"]["allowIdPInitiated"] = True
     document["identityProviders"]["corp"] = {
         "protocol": "OIDC",
-        "oidc": {"issuer": oidc_provider.issuer, "clientID": CLIENT_ID, "clientSecret": CLIENT_SECRET,
+        "oidc": {"issuer": provider.issuer, "clientID": CLIENT_ID, "clientSecret": CLIENT_SECRET,
                  "redirectURI": "https://app.example.com/sso/oidc/corp/callback"},
     }  # fmt: skip
     document["domains"]["corp.example"] = {"identityProvider": "corp", "enforcement": "Required"}

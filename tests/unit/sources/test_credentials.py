@@ -341,15 +341,22 @@ async def test_exec_plugin_token_is_renewed_at_its_expiry(
     assert plugin_runs(tmp_path) == [{"interactive": False, "env": "from-kubeconfig"}] * 2
 
 
-async def test_exec_plugin_is_asked_again_after_a_401(
+async def kopf_logged_in_with_exec_1(
     pki: PKI, api_server: Any, kopf_side: Any, tmp_path: Path
-) -> None:
+) -> tuple[CheckingAPIServer, ClusterCredentials, KopfSide]:
+    """An API server that accepts exec-1, and Kopf logged in with exec-1 from the exec plugin."""
     server = await api_server(accepted={"exec-1"})
     credentials = load_kubeconfig([str(exec_kubeconfig(tmp_path, server.url, pki))], clock=FakeClock())
     issue(tmp_path, "exec-1", T0 + datetime.timedelta(hours=1))
     kopf = kopf_side(credentials)
     assert await kopf.get(await kopf.login()) == 200
+    return server, credentials, kopf
 
+
+async def test_exec_plugin_is_asked_again_after_a_401(
+    pki: PKI, api_server: Any, kopf_side: Any, tmp_path: Path
+) -> None:
+    server, credentials, _ = await kopf_logged_in_with_exec_1(pki, api_server, kopf_side, tmp_path)
     server.accepted = {"exec-2"}  # revoked before its expiry (the identity provider logged us out)
     issue(tmp_path, "exec-2", T0 + datetime.timedelta(hours=1))
     assert await via_kube_api(credentials) is not None  # 401, plugin run again, retried with exec-2
@@ -359,12 +366,7 @@ async def test_exec_plugin_is_asked_again_after_a_401(
 async def test_kopf_logs_in_again_after_a_401_with_a_fresh_token(
     pki: PKI, api_server: Any, kopf_side: Any, tmp_path: Path
 ) -> None:
-    server = await api_server(accepted={"exec-1"})
-    credentials = load_kubeconfig([str(exec_kubeconfig(tmp_path, server.url, pki))], clock=FakeClock())
-    issue(tmp_path, "exec-1", T0 + datetime.timedelta(hours=1))
-    kopf = kopf_side(credentials)
-    assert await kopf.get(await kopf.login()) == 200
-
+    server, _, kopf = await kopf_logged_in_with_exec_1(pki, api_server, kopf_side, tmp_path)
     server.accepted = {"exec-2"}
     issue(tmp_path, "exec-2", T0 + datetime.timedelta(hours=1))
     assert await kopf.get(await kopf.login()) == 200  # Kopf's re-login on 401 fetches anew: no outage
