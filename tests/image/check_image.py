@@ -167,11 +167,13 @@ def check_render(runner: str, image: str) -> str:
 _CONTENTS = """
 import importlib.util, json, pathlib, sys, sysconfig
 import kopf, lxml.etree, xmlsec, keyplane.cli, keyplane.handlers
-if importlib.util.find_spec("kubernetes"):  # a dependency only while credentials are loaded with it
+def found(module):  # find_spec of "a.b" raises when "a" itself is absent
+    return all(importlib.util.find_spec(".".join(module.split(".")[:i + 1])) for i in range(module.count(".") + 1))
+if found("kubernetes"):  # not a run-time dependency; only there if a constraint brings it back
     import kubernetes, kubernetes.client, kubernetes.config
 site = pathlib.Path(sysconfig.get_path("purelib"))
 print(json.dumps({
-    "present": [m for m in ("pip", "setuptools", "kubernetes.aio") if importlib.util.find_spec(m)],
+    "present": [m for m in ("pip", "setuptools", "kubernetes.aio") if found(m)],
     "uncompiled": [str(p) for p in site.rglob("*.py")
                    if not pathlib.Path(importlib.util.cache_from_source(str(p))).exists()],
     "dont_write_bytecode": sys.flags.dont_write_bytecode,
