@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from support import TEST_SETTINGS, OperatorFactory, chart_cluster, operator_factory, test_settings  # noqa: F401
+from support import (  # noqa: F401
+    TEST_SETTINGS,
+    OperatorFactory,
+    chart_cluster,
+    missing,
+    operator_factory,
+    test_settings,
+)
 
 # CI runs the fuzz tests on fixed seeds (a red CI names a change, not luck); locally they explore.
 hypothesis_settings.register_profile("ci", derandomize=True)
@@ -56,10 +63,7 @@ def postgres_server() -> Iterator[Any]:
     from keyplane.testing.postgres import PostgresServer, find_binaries
 
     if find_binaries() is None:
-        reason = "PostgreSQL server binaries (initdb, pg_ctl) not found: `make postgres` installs them"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing("PostgreSQL server binaries (initdb, pg_ctl) not found: `make postgres` installs them")
     server = PostgresServer().start()
     try:
         yield server

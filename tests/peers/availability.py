@@ -6,22 +6,20 @@ developer machine without them still runs the rest of the suite.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
-import pytest
+from support import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS_DIR = ROOT / ".tools" / "peers"
 OIDC_PROVIDER_MODULE = PEERS_DIR / "node_modules" / "oidc-provider" / "lib" / "index.js"
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skip the test for a missing peer; in CI a missing peer is a broken set-up, so fail."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: run `make peers`)", pytrace=False)
-    pytest.skip(f"{reason}; run `make peers`")
+    missing(f"{reason}; run `make peers`")
 
 
 def need_node_oidc_provider() -> str:
