@@ -24,6 +24,7 @@ from .writer.status import with_written_status
 from .writer.store import ClusterStore
 
 if TYPE_CHECKING:
+    from .sweep import Sweeper
     from .writer.debounce import NamespaceWriter
 
 Key = tuple[str, str]  # (namespace, name)
@@ -56,6 +57,7 @@ class Runtime:
     indexes: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
     observed_uids: dict[tuple[str, str, str], str] = field(default_factory=dict)
     writer: NamespaceWriter | None = None
+    sweeper: Sweeper | None = None  # the periodic checks (operator only)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     closing: bool = False  # set by the cleanup handler before the API client closes; timers then stand down
 
