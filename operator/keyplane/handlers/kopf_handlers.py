@@ -22,6 +22,7 @@ from ..reconcile.ssodomain import claims_of
 from ..runtime import Runtime
 from ..settings import Settings
 from ..sources.kube import KubeError
+from .diffbase import DigestDiffBaseStorage
 
 log = logging.getLogger("keyplane.operator")
 
@@ -38,9 +39,7 @@ def configure_kopf(settings: kopf.OperatorSettings, keyplane: Settings) -> None:
     # Kopf hides every annotation under its storage prefix from change detection, so its prefix must
     # not be keyplane.dev itself: users' keyplane.dev/rotate-token must still trigger the update handler.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(prefix=KOPF_PREFIX)
     settings.posting.enabled = False  # our own Events are posted on transitions, not per log line
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
