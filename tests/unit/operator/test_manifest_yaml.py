@@ -1,0 +1,83 @@
+"""`keyplane render`'s YAML writer gives PyYAML's safe dumper's bytes, only faster."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+import yaml
+from keyplane_op_helpers import QUICKSTART
+
+from keyplane import manifest_yaml
+from keyplane.render import run_render
+from keyplane.settings import Settings
+
+PYYAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def pyyaml(documents: list[Any]) -> str:
+    """What render wrote before ManifestDumper: PyYAML's own safe dumper, same options."""
+    return yaml.dump_all(documents, Dumper=PYYAML_DUMPER, sort_keys=True, explicit_start=True, width=120)
+
+
+# Scalars whose quoting depends on the resolver: each would read back as another type if written plain.
+TRICKY = ["", "true", "False", "yes", "no", "on", "null", "~", "1", "-1", "0x1f", "0o17", "1_000", "1.5",
+          ".inf", "-.Inf", ".NaN", "2026-12-01", "2026-12-01T00:00:00Z", "12:30:45", "=", "<<", "- a",
+          "a: b", "#x", "x #y", "@x", "`x", "%x", "!x", "&x", "*x", "|", ">", "'", '"', "a\nb", "a\n", " a",
+          "a ", "\t", "é", "中文", "\u2028", "\x85", "x" * 300, "a b " * 50]
+
+
+def test_quickstart_render_is_byte_identical_to_pyyaml() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    run_render([str(QUICKSTART)], Settings(), datetime(2026, 12, 1, tzinfo=UTC), out, err, offline=True)
+    documents = list(yaml.safe_load_all(out.getvalue()))
+    assert len(documents) == 10
+    assert manifest_yaml.dump_all(documents) == pyyaml(documents) == out.getvalue()
+
+
+@pytest.mark.parametrize("value", TRICKY)
+def test_scalars_needing_quotes_are_written_as_pyyaml_writes_them(value: str) -> None:
+    documents = [{"k": value, value: [value, {"nested": value}]}]
+    written = manifest_yaml.dump_all(documents)
+    assert written == pyyaml(documents)
+    assert yaml.safe_load(written) == documents[0]
+
+
+def test_every_plain_type_and_the_ones_left_to_pyyaml() -> None:
+    shared = {"same": "object"}
+    documents: list[Any] = [
+        {"str": "s", "int": 7, "big": 10**30, "neg": -3, "true": True, "false": False, "none": None,
+         "float": 1.5, "nan": float("nan"), "inf": float("-inf"), "date": date(2026, 12, 1),
+         "datetime": datetime(2026, 12, 1, 1, 2, 3, tzinfo=UTC), "bytes": b"\x00\xff", "empty": {}, "list": [],
+         "nested": [[1, [2, {"a": None}]], {"b": [True]}]},
+        {3: "int key", 1: "sorted with", 2: "the others"},
+        {"mixed": {1: "a", "b": 2}},  # keys that cannot be sorted stay in insertion order
+        {"first": shared, "second": shared, "list": [shared]},  # one object three times: anchor + aliases
+        ["a list", "as the document"],
+        "a scalar document",
+        None,
+    ]
+    assert manifest_yaml.dump_all(documents) == pyyaml(documents)
+
+
+def test_one_object_twice_becomes_an_alias_only_within_a_document() -> None:
+    shared = {"a": 1}
+    written = manifest_yaml.dump_all([{"x": shared, "y": shared}, {"z": shared}])
+    assert written == "---\nx: &id001\n  a: 1\ny: *id001\n---\nz:\n  a: 1\n"
+    assert written == pyyaml([{"x": shared, "y": shared}, {"z": shared}])
+
+
+def test_subclasses_of_the_plain_types_go_to_pyyaml() -> None:
+    class Tagged(str):
+        pass
+
+    with pytest.raises(yaml.representer.RepresenterError):  # as PyYAML's safe dumper refuses them
+        manifest_yaml.dump_all([{"k": Tagged("v")}])
+    with pytest.raises(yaml.representer.RepresenterError):
+        pyyaml([{"k": Tagged("v")}])
+
+
+def test_load_all_reads_every_document() -> None:
+    assert manifest_yaml.load_all("---\na: 1\n---\n- b\n---\n") == [{"a": 1}, ["b"], None]
