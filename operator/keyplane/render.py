@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
@@ -30,8 +30,11 @@ from .reconcile.ssodomain import build_claim_book
 from .runtime import Runtime
 from .settings import Settings, fetch_policy
 from .sources.dns import DnsLookupError
-from .sources.fetcher import MetadataFetcher, SharedMetadataCache
-from .sources.kube import KubeError, resource_path
+from .sources.metadata_cache import FetchPolicy, FetchResult, SharedMetadataCache
+from .sources.objectstore import KubeError, resource_path
+
+if TYPE_CHECKING:
+    from .sources.fetcher import MetadataFetcher
 
 EXIT_READY, EXIT_NOT_READY, EXIT_UNREADABLE = 0, 1, 2
 
@@ -143,6 +146,26 @@ class _OfflineResolver:
         raise DnsLookupError("not checked by keyplane render")
 
 
+class _FetcherOnFirstUse:
+    """The MetadataFetcher, made when the first metadata URL is fetched: importing httpx and loading the
+    system's CA certificates cost ~0.15 s that a render of inline metadata only never needs."""
+
+    def __init__(self, policy: FetchPolicy) -> None:
+        self._policy = policy
+        self._fetcher: MetadataFetcher | None = None
+
+    async def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None) -> FetchResult:
+        if self._fetcher is None:
+            from .sources.fetcher import MetadataFetcher
+
+            self._fetcher = MetadataFetcher(self._policy)
+        return await self._fetcher.fetch(url, etag=etag, last_modified=last_modified)
+
+    async def aclose(self) -> None:
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
+
+
 @dataclass
 class RenderResult:
     outputs: list[dict[str, Any]]
@@ -208,7 +231,7 @@ async def render(
     """Run the operator's pass (`orchestrator.observe` then `flush_namespace`) over the input files."""
     store = MemoryStore()
     snaps = _load(documents, store, default_namespace)
-    fetcher = None if offline else MetadataFetcher(fetch_policy(settings))
+    fetcher = None if offline else _FetcherOnFirstUse(fetch_policy(settings))
     runtime = _runtime_over(store, snaps, settings, now, SharedMetadataCache(fetcher) if fetcher else None)
     try:
         for snap in snaps:

@@ -19,7 +19,7 @@ from .reconcile.scimtoken import TokenState
 from .reconcile.ssodomain import Claim, DnsObservation
 from .settings import Settings
 from .sources.dns import TxtResolver
-from .sources.fetcher import SharedMetadataCache
+from .sources.metadata_cache import SharedMetadataCache
 from .writer.status import with_written_status
 from .writer.store import ClusterStore
 

@@ -29,7 +29,7 @@ from ..reconcile.ssodomain import claims_of
 from ..runtime import Runtime
 from ..saml.sp import sp_certificate_needs_renewal
 from ..settings import Settings
-from ..sources.kube import KubeError
+from ..sources.objectstore import KubeError
 
 log = logging.getLogger("keyplane.operator")
 

@@ -15,8 +15,9 @@ from ..orchestrator import flush_namespace
 from ..runtime import Runtime
 from ..settings import Settings, fetch_policy
 from ..sources.dns import DnsPythonTxtResolver
-from ..sources.fetcher import MetadataFetcher, SharedMetadataCache
+from ..sources.fetcher import MetadataFetcher
 from ..sources.kube import KubeAPI
+from ..sources.metadata_cache import SharedMetadataCache
 from ..writer.debounce import NamespaceWriter
 from .kopf_handlers import configure_kopf
 from .login import cluster_credentials

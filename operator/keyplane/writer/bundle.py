@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..reconcile.bundle import BUNDLE_HASH_ANNOTATION, bundle_secret, bundle_sha256
 from ..reconcile.model import Snapshot
-from ..sources.kube import KubeError
+from ..sources.objectstore import KubeError
 from .rollout import roll_consumers
 
 if TYPE_CHECKING:
