@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -21,7 +20,7 @@ import yaml
 
 from . import manifest_yaml
 from .api.kinds import API_GROUP_VERSION, KINDS_BY_NAME
-from .mergepatch import apply_merge_patch
+from .mergepatch import apply_merge_patch, copy_tree
 from .orchestrator import flush_namespace, observe
 from .reconcile.bundle import MANAGED_BY, MANAGED_BY_LABEL
 from .reconcile.conditions import READY, is_true
@@ -67,25 +66,6 @@ def read_documents(paths: Iterable[str]) -> list[dict[str, Any]]:
                     raise InputError(f"{file}: a document is not a Kubernetes object")
                 documents.append(doc)
     return documents
-
-
-# What a YAML or JSON document holds besides dicts and lists; all immutable, so shared, never copied.
-_ATOMS = frozenset({str, int, float, bool, type(None), bytes, datetime, date})
-
-
-def copy_tree(value: Any) -> Any:
-    """A copy of a parsed document that shares nothing mutable with it: `copy.deepcopy` for the plain
-    dict/list/scalar trees YAML gives, without deepcopy's per-object dispatch and memo (a third of the
-    reconcile's time when render used deepcopy). Unlike deepcopy, an object occurring twice in the
-    tree (a YAML alias) is copied twice. Other types are deep-copied."""
-    kind = type(value)
-    if kind is dict:
-        return {key: copy_tree(item) for key, item in value.items()}
-    if kind is list:
-        return [copy_tree(item) for item in value]
-    if kind in _ATOMS:
-        return value
-    return copy.deepcopy(value)
 
 
 @dataclass

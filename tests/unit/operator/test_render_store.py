@@ -7,7 +7,8 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from keyplane.render import MemoryStore, copy_tree
+from keyplane.mergepatch import apply_merge_patch, copy_tree
+from keyplane.render import MemoryStore
 
 
 def secret(name: str) -> dict[str, Any]:
@@ -50,3 +51,12 @@ def test_copy_tree_copies_containers_and_shares_only_immutable_values() -> None:
     assert copied is not tree and copied["a"] is not tree["a"] and copied["a"][0] is not tree["a"][0]
     assert copied["a"][0]["b"] is tree["a"][0]["b"] and copied["a"][0]["when"] is when
     assert copied["s"] == mutable and copied["s"] is not mutable  # any other type: deep-copied
+
+
+def test_a_merge_patch_result_shares_nothing_mutable_with_the_patch() -> None:
+    patch: dict[str, Any] = {"status": {"conditions": [{"type": "Ready", "status": "True"}], "gone": None}}
+    merged = apply_merge_patch({"spec": {"a": 1}, "status": {"gone": 1, "kept": 2}}, patch)
+    assert merged == {"spec": {"a": 1}, "status": {"conditions": [{"type": "Ready", "status": "True"}], "kept": 2}}
+    patch["status"]["conditions"][0]["status"] = "False"
+    patch["status"]["conditions"].append({})
+    assert merged["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
