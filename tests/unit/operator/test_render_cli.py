@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -230,6 +231,28 @@ def test_render_does_not_import_kopf_nor_http_or_dns_clients(code: str) -> None:
     )
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+KEYPLANE_PROGRAMS = [[sys.executable, "-m", "keyplane"], [str(Path(sys.executable).with_name("keyplane"))]]
+
+
+@pytest.mark.parametrize("program", KEYPLANE_PROGRAMS)
+def test_the_keyplane_program_prints_the_whole_render_and_exits_with_its_code(
+    program: list[str], first: tuple[int, str, str], tmp_path: Path
+) -> None:
+    """`python -m keyplane` and the console script (cli.run: gc.freeze() before exiting): the same bytes as
+    run_render in process, and its exit codes."""
+    secrets = [d for d in documents(first[1]) if d["kind"] == "Secret"]
+    state = tmp_path / "state.yaml"
+    state.write_text(yaml.safe_dump_all(secrets, sort_keys=True))
+    args = ["render", "--offline", "--now", "2026-12-01T00:00:00Z", "-f", str(QUICKSTART), "-f", str(state)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as usual
+    done = subprocess.run([*program, *args], capture_output=True, text=True, timeout=120, env=env)
+    assert (done.returncode, done.stdout, done.stderr) == first
+    late = subprocess.run([*program, *args[:3], "2026-01-01T00:00:00Z", *args[4:]], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert late.returncode == EXIT_NOT_READY and "is not Ready: NotYetValid" in late.stderr
+    assert late.stdout.startswith("---\n") and late.stdout.count("\n---\n") == 9
 
 
 def test_idp_metadata_past_its_valid_until_is_refused(tmp_path: Path) -> None:
