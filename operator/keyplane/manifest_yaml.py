@@ -98,3 +98,10 @@ def load_all(text: str) -> list[Any]:
 def dump_all(documents: list[Any]) -> str:
     """The documents as one YAML stream: keys sorted, each document after `---`, lines up to 120 wide."""
     return yaml.dump_all(documents, Dumper=ManifestDumper, sort_keys=True, explicit_start=True, width=120)
+
+
+def dump_all_utf8(documents: list[Any]) -> bytes:
+    """:func:`dump_all` as UTF-8 bytes, straight from the emitter (no round trip through str)."""
+    return yaml.dump_all(  # type: ignore[no-any-return]
+        documents, Dumper=ManifestDumper, sort_keys=True, explicit_start=True, width=120, encoding="utf-8"
+    )

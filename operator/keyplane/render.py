@@ -254,7 +254,12 @@ def _managed_objects(store: MemoryStore, namespace: str, bundle_name: str) -> li
 
 def write_stream(result: RenderResult, out: TextIO) -> None:
     documents = result.outputs + result.inputs
-    out.write(manifest_yaml.dump_all(documents))
+    buffer = getattr(out, "buffer", None)
+    if buffer is not None:  # stdout: the emitter's UTF-8 bytes as they are (the same text, ASCII-escaped)
+        out.flush()
+        buffer.write(manifest_yaml.dump_all_utf8(documents))
+    else:
+        out.write(manifest_yaml.dump_all(documents))
 
 
 def _render_to_completion(documents: list[dict[str, Any]], settings: Settings, now: datetime,

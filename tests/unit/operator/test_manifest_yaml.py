@@ -81,3 +81,8 @@ def test_subclasses_of_the_plain_types_go_to_pyyaml() -> None:
 
 def test_load_all_reads_every_document() -> None:
     assert manifest_yaml.load_all("---\na: 1\n---\n- b\n---\n") == [{"a": 1}, ["b"], None]
+
+
+def test_the_utf8_stream_is_the_text_stream_encoded() -> None:
+    documents = [{"name": "Zoë 中文 \u2028", "data": {"k": "v" * 300}}, {"list": TRICKY}]
+    assert manifest_yaml.dump_all_utf8(documents) == manifest_yaml.dump_all(documents).encode("utf-8")
