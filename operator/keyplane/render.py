@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import gc
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -279,14 +281,28 @@ def _render_to_completion(documents: list[dict[str, Any]], settings: Settings, n
     return results[0]
 
 
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """A render builds about a million objects that live until it ends and makes little cyclic garbage:
+    at CPython's default threshold (700 allocations) the collector ran ~190 times over them (~30 ms of
+    a render of 1000 objects). 200 000 is mypy's choice for the same kind of batch job. Restored after."""
+    before = gc.get_threshold()
+    gc.set_threshold(200_000, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def run_render(paths: list[str], settings: Settings, now: datetime, out: TextIO, err: TextIO,
                *, offline: bool = False) -> int:
-    try:
-        result = _render_to_completion(read_documents(paths), settings, now, offline)
-    except InputError as exc:
-        err.write(f"keyplane render: {exc}\n")
-        return EXIT_UNREADABLE
-    write_stream(result, out)
+    with _fewer_collections():
+        try:
+            result = _render_to_completion(read_documents(paths), settings, now, offline)
+        except InputError as exc:
+            err.write(f"keyplane render: {exc}\n")
+            return EXIT_UNREADABLE
+        write_stream(result, out)
     if not result.all_ready:
         for body in result.inputs:
             status = body.get("status") or {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import io
 import json
@@ -160,6 +161,15 @@ def test_rendering_without_state_issues_new_token_and_key(first: tuple[int, str,
     assert decoded(named(fresh, "Secret", "okta-scim-token"), "token") != decoded(
         named(old, "Secret", "okta-scim-token"), "token"
     )
+
+
+def test_render_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    """run_render collects less often while it runs (a batch job), then restores the thresholds: callers
+    in the same process (the tests, the demo) keep theirs, whether the render worked or not."""
+    before = gc.get_threshold()
+    assert render(QUICKSTART)[0] == EXIT_READY
+    assert render(tmp_path / "nope")[0] == EXIT_UNREADABLE
+    assert gc.get_threshold() == before
 
 
 def test_unknown_role_exits_1_with_the_reason_on_stderr(tmp_path: Path) -> None:
