@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .metrics import OperatorMetrics, OperatorState
 from .reconcile.bundle import BUNDLE_HASH_ANNOTATION, parse_bundle_secret
 from .reconcile.identityprovider import IdPObservation
 from .reconcile.model import Snapshot
@@ -24,6 +23,7 @@ from .writer.status import with_written_status
 from .writer.store import ClusterStore
 
 if TYPE_CHECKING:
+    from .metrics import OperatorMetrics, OperatorState
     from .writer.debounce import NamespaceWriter
 
 Key = tuple[str, str]  # (namespace, name)
@@ -56,7 +56,7 @@ class Runtime:
     indexes: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
     observed_uids: dict[tuple[str, str, str], str] = field(default_factory=dict)
     writer: NamespaceWriter | None = None
-    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    _metrics: OperatorMetrics | None = field(default=None, init=False, repr=False)
     closing: bool = False  # set by the cleanup handler before the API client closes; timers then stand down
 
     def capture_indexes(self, kwargs: Mapping[str, Any]) -> None:
@@ -102,8 +102,25 @@ class Runtime:
             self.bundle_hashes[namespace] = annotations.get(BUNDLE_HASH_ANNOTATION) if existing else None
         return self.bundles[namespace]
 
+    @property
+    def metrics(self) -> OperatorMetrics:
+        """The operator's Prometheus registry and counters, made when first asked for: the operator's
+        start-up asks at once; `keyplane render` never does (nor imports prometheus-client, ~25 ms)."""
+        if self._metrics is None:
+            from .metrics import OperatorMetrics
+
+            self._metrics = OperatorMetrics()
+        return self._metrics
+
+    def count_bundle_write(self, operation: str) -> None:
+        """Count a write of a bundle Secret (create, update, delete) where metrics are kept, not in render."""
+        if self._metrics is not None:
+            self._metrics.bundle_written(operation)
+
     def metrics_state(self) -> OperatorState:
         """What the metrics collector exports at a scrape: every indexed object with its current status."""
+        from .metrics import OperatorState
+
         objects = [with_written_status(self, s) for ns in self.namespaces() for s in self.snapshots(ns)]
         return OperatorState(objects, dict(self.idp_observations), dict(self.tokens))
 
