@@ -38,7 +38,8 @@ class ManifestDumper(_SafeDumper):  # type: ignore[misc,valid-type]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._plain_tags: dict[str, str] = {}
+        # tag for a plain scalar -> the tag it resolves to; None when path resolvers make it depend on more.
+        self._plain_tags: dict[str, str] | None = None if self.yaml_path_resolvers else {}
 
     def represent_data(self, data: Any) -> Node:
         kind = type(data)
@@ -61,6 +62,7 @@ class ManifestDumper(_SafeDumper):  # type: ignore[misc,valid-type]
         if known is not None:
             return known
         self.object_keeper.append(data)
+        represent, style = self.represent_data, self.default_style
         value: list[Any] = []
         node: Node
         if isinstance(data, dict):
@@ -70,22 +72,24 @@ class ManifestDumper(_SafeDumper):  # type: ignore[misc,valid-type]
             if self.sort_keys:
                 with contextlib.suppress(TypeError):  # keys of mixed types: insertion order, as PyYAML does
                     items = sorted(items)
-            for key, item in items:
-                value.append((self.represent_data(key), self.represent_data(item)))
+            for key, item in items:  # strings inline: most keys and values are
+                value.append((ScalarNode(_STR, key, style=style) if type(key) is str else represent(key),
+                              ScalarNode(_STR, item, style=style) if type(item) is str else represent(item)))
         else:
             node = SequenceNode(_SEQ, value, flow_style=self.default_flow_style)
             self.represented_objects[id(data)] = node
             for item in data:
-                value.append(self.represent_data(item))
+                value.append(ScalarNode(_STR, item, style=style) if type(item) is str else represent(item))
         return node
 
     def resolve(self, kind: type[Node], value: Any, implicit: Any) -> str:
-        if kind is ScalarNode and not self.yaml_path_resolvers:
+        plain_tags = self._plain_tags
+        if kind is ScalarNode and plain_tags is not None:
             if not implicit[0]:
-                return self.DEFAULT_SCALAR_TAG  # type: ignore[no-any-return]
-            tag = self._plain_tags.get(value)
+                return _STR  # a quoted scalar is a string (PyYAML's answer without path resolvers)
+            tag = plain_tags.get(value)
             if tag is None:
-                tag = self._plain_tags[value] = super().resolve(kind, value, implicit)
+                tag = plain_tags[value] = super().resolve(kind, value, implicit)
             return tag
         return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
 
