@@ -65,21 +65,22 @@ class ManifestDumper(_SafeDumper):  # type: ignore[misc,valid-type]
         represent, style = self.represent_data, self.default_style
         value: list[Any] = []
         node: Node
+        # Strings (most keys and values) are made inline; the node is registered before its children are.
         if isinstance(data, dict):
-            node = MappingNode(_MAP, value, flow_style=self.default_flow_style)
+            node = MappingNode(_MAP, value, None, None, self.default_flow_style)
             self.represented_objects[id(data)] = node
             items = list(data.items())
             if self.sort_keys:
                 with contextlib.suppress(TypeError):  # keys of mixed types: insertion order, as PyYAML does
                     items = sorted(items)
-            for key, item in items:  # strings inline: most keys and values are
-                value.append((ScalarNode(_STR, key, style=style) if type(key) is str else represent(key),
-                              ScalarNode(_STR, item, style=style) if type(item) is str else represent(item)))
+            value.extend([(ScalarNode(_STR, key, None, None, style) if type(key) is str else represent(key),
+                           ScalarNode(_STR, item, None, None, style) if type(item) is str else represent(item))
+                          for key, item in items])
         else:
-            node = SequenceNode(_SEQ, value, flow_style=self.default_flow_style)
+            node = SequenceNode(_SEQ, value, None, None, self.default_flow_style)
             self.represented_objects[id(data)] = node
-            for item in data:
-                value.append(ScalarNode(_STR, item, style=style) if type(item) is str else represent(item))
+            value.extend([ScalarNode(_STR, item, None, None, style) if type(item) is str else represent(item)
+                          for item in data])
         return node
 
     def resolve(self, kind: type[Node], value: Any, implicit: Any) -> str:
