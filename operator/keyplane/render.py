@@ -32,7 +32,7 @@ from .runtime import Runtime
 from .settings import Settings, fetch_policy
 from .sources.dns import DnsLookupError
 from .sources.metadata_cache import FetchPolicy, FetchResult, SharedMetadataCache
-from .sources.objectstore import KubeError, resource_path
+from .sources.objectstore import KubeError
 
 if TYPE_CHECKING:
     from .sources.fetcher import MetadataFetcher
@@ -70,6 +70,9 @@ def read_documents(paths: Iterable[str]) -> list[dict[str, Any]]:
     return documents
 
 
+Key = tuple[str, str, str, str]  # apiVersion, plural, namespace, name
+
+
 @dataclass
 class MemoryStore:
     """An ObjectStore over the input objects; records what the operator would write.
@@ -80,12 +83,12 @@ class MemoryStore:
     sixth of a render's reconcile. A merge patch builds new dicts along its path (`apply_merge_patch`).
     """
 
-    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
-    written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    written: dict[Key, dict[str, Any]] = field(default_factory=dict)
 
     @staticmethod
-    def key(api_version: str, plural: str, namespace: str, name: str) -> str:
-        return resource_path(api_version, plural, namespace, name)
+    def key(api_version: str, plural: str, namespace: str, name: str) -> Key:
+        return (api_version, plural, namespace, name)
 
     async def get(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects.get(self.key(api_version, plural, namespace, name))
@@ -116,10 +119,10 @@ class MemoryStore:
         self, api_version: str, plural: str, namespace: str | None, *, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
         """Objects of a kind; `label_selector` as `key=value` (the only form the writer uses)."""
-        prefix = resource_path(api_version, plural, namespace)
-        key, _, value = (label_selector or "").partition("=")
-        return [o for path, o in sorted(self.objects.items()) if path.startswith(prefix + "/")
-                and (not key or ((o.get("metadata") or {}).get("labels") or {}).get(key) == value)]
+        label, _, value = (label_selector or "").partition("=")
+        return [o for (group, kind, ns, _), o in sorted(self.objects.items())
+                if (group, kind) == (api_version, plural) and namespace in (None, ns)
+                and (not label or ((o.get("metadata") or {}).get("labels") or {}).get(label) == value)]
 
     async def delete(self, api_version: str, plural: str, namespace: str, name: str) -> None:
         self.objects.pop(self.key(api_version, plural, namespace, name), None)

@@ -138,3 +138,27 @@ def test_copy_tree_copies_containers_and_shares_only_immutable_values() -> None:
     assert copied is not tree and copied["a"] is not tree["a"] and copied["a"][0] is not tree["a"][0]
     assert copied["a"][0]["b"] is tree["a"][0]["b"] and copied["a"][0]["when"] is when
     assert copied["s"] == mutable and copied["s"] is not mutable  # any other type: deep-copied
+
+
+def test_list_filters_by_kind_namespace_and_label_in_name_order() -> None:
+    def deployment(ns: str, name: str, consumes: bool) -> dict[str, Any]:
+        labels = {"keyplane.dev/consume-identity": "true"} if consumes else {}
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns,
+                                                                          "labels": labels}}
+
+    async def scenario() -> list[list[str]]:
+        store = MemoryStore()
+        for ns, name, consumes in [("b", "web", True), ("a", "zeta", True), ("a", "alpha", True),
+                                   ("a", "batch", False)]:
+            await store.create("apps/v1", "deployments", ns, deployment(ns, name, consumes))
+        await store.create("v1", "configmaps", "a", {"kind": "ConfigMap", "metadata": {"name": "alpha"}})
+        selector = "keyplane.dev/consume-identity=true"
+        return [[f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in found] for found in [
+            await store.list("apps/v1", "deployments", "a"),
+            await store.list("apps/v1", "deployments", "a", label_selector=selector),
+            await store.list("apps/v1", "deployments", None, label_selector=selector),
+            await store.list("apps/v1", "deployments", "c"),
+        ]]
+
+    assert asyncio.run(scenario()) == [["a/alpha", "a/batch", "a/zeta"], ["a/alpha", "a/zeta"],
+                                       ["a/alpha", "a/zeta", "b/web"], []]
