@@ -15,7 +15,7 @@ from .reconcile.identityprovider import IdPObservation
 from .reconcile.model import Snapshot
 from .reconcile.namespace import NamespaceInputs
 from .reconcile.scimtoken import TokenState
-from .reconcile.ssodomain import Claim, DnsObservation
+from .reconcile.ssodomain import Claim, DnsObservation, claim_scope
 from .settings import Settings
 from .sources.dns import TxtResolver
 from .sources.metadata_cache import SharedMetadataCache
@@ -73,11 +73,13 @@ class Runtime:
                 found.extend(index[namespace])
         return found
 
-    def claim_book(self) -> dict[tuple[str, str], list[Claim]]:
+    def claim_book(self, scope: str | None = None) -> dict[tuple[str, str], list[Claim]]:
+        """Every claim, or only those of one scope (a namespace, or "" cluster-wide): an SSODomain's claims
+        are weighed against its own scope's only, and each SSODomain scanned the whole book for them."""
         index = self.indexes.get("claims_index")
         if index is None:
             return {}
-        return {key: sorted(index[key]) for key in list(index.keys())}
+        return {key: sorted(index[key]) for key in list(index.keys()) if scope is None or key[0] == scope}
 
     def namespace_inputs(
         self, namespace: str, snaps: list[Snapshot], previous_bundle: Mapping[str, Any] | None
@@ -89,7 +91,7 @@ class Runtime:
             idp_observations={n: o for (ns, n), o in self.idp_observations.items() if ns == namespace},
             tokens={n: t for (ns, n), t in self.tokens.items() if ns == namespace},
             dns={n: d for (ns, n), d in self.dns.items() if ns == namespace},
-            claims=self.claim_book(),
+            claims=self.claim_book(claim_scope(namespace, self.settings.domain_scope == "Cluster")),
             previous_bundle=previous_bundle,
         )
 

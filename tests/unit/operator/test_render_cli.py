@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import copy
 import gc
 import hashlib
 import io
@@ -21,7 +23,9 @@ import yaml
 from keyplane_op_helpers import QUICKSTART
 
 from keyplane.api.crds import all_crds
-from keyplane.render import EXIT_NOT_READY, EXIT_READY, EXIT_UNREADABLE, run_render
+from keyplane.reconcile.conditions import READY, is_true
+from keyplane.render import EXIT_NOT_READY, EXIT_READY, EXIT_UNREADABLE, read_documents, run_render
+from keyplane.render import render as render_documents
 from keyplane.settings import Settings
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)  # the quickstart certificates are valid from 2026-11-01
@@ -170,6 +174,23 @@ def test_render_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> N
     assert render(QUICKSTART)[0] == EXIT_READY
     assert render(tmp_path / "nope")[0] == EXIT_UNREADABLE
     assert gc.get_threshold() == before
+
+
+@pytest.mark.parametrize(("scope", "second_owns"), [("Namespace", True), ("Cluster", False)])
+def test_a_domain_claimed_in_two_namespaces_has_one_owner_per_scope(scope: str, second_owns: bool) -> None:
+    """The reconcile weighs an SSODomain's claims against its own scope's (Runtime.claim_book(scope))."""
+    docs = [d for d in read_documents([str(QUICKSTART)]) if d["kind"] in ("IdentityProvider", "SSODomain")]
+    both = []
+    for namespace, created in (("team-a", "2026-01-01T00:00:00Z"), ("team-b", "2026-02-01T00:00:00Z")):
+        for doc in copy.deepcopy(docs):
+            doc["metadata"].update(namespace=namespace, creationTimestamp=created)
+            both.append(doc)
+    settings = Settings(domain_scope=scope)  # type: ignore[arg-type]
+    result = asyncio.run(render_documents(both, settings, NOW, offline=True))
+    ready = {(d["metadata"]["namespace"], d["metadata"]["name"]): is_true(d["status"], READY)
+             for d in result.inputs if d["kind"] == "SSODomain"}
+    assert ready[("team-a", "acme")] is True
+    assert ready[("team-b", "acme")] is second_owns
 
 
 def test_unknown_role_exits_1_with_the_reason_on_stderr(tmp_path: Path) -> None:
