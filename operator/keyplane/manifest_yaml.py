@@ -1,17 +1,21 @@
 """YAML for `keyplane render`: reading manifests and writing the rendered objects, fast.
 
 LibYAML (PyYAML's C extension) parses and emits, but PyYAML still runs Python for every node: the
-representer turns each value into a node, and the resolver is asked, twice per scalar, which tag a
-plain value would resolve to (to decide whether `"true"` or `"1"` must be quoted). For a render of
-1000 objects that is ~140 000 nodes, and it was most of the time spent writing.
+representer turns each value into a node, its serializer calls back into Python four times per node
+(the resolver, twice per scalar, to decide whether `"true"` or `"1"` must be quoted, and the path
+resolvers), and only then does LibYAML get an event. For a render of 1000 objects that is ~140 000
+nodes, and it was most of the time spent writing.
 
-:class:`ManifestDumper` is PyYAML's safe dumper with two shortcuts that give the same bytes:
+:func:`dump_all` gives the bytes of PyYAML's safe dumper (same options) with less Python:
 
-* a representer for the plain trees render writes (dict, list, str, int, bool, None); any other type
-  goes to PyYAML's own representer. Like PyYAML's, a dict or list that occurs twice in one document is
-  written once with an anchor and then as an alias;
-* the resolver's answer for a plain scalar is remembered per value (it depends on nothing else: this
-  dumper has no path resolvers), and a quoted scalar is always a string (PyYAML's answer too).
+* a document made only of dict, list, str, int, bool and None (every document render writes) goes
+  straight to the events PyYAML's serializer would make for it (`_plain_document_events`), LibYAML
+  still doing all of the writing (style, quoting, folding, indentation);
+* any other document (other types, or a dict or list occurring twice, which PyYAML writes once with an
+  anchor and then as aliases) goes through PyYAML's representer and serializer, with
+  :class:`ManifestDumper`'s shortcuts: a representer for the plain types, and the resolver's answer for
+  a plain scalar remembered per value (it depends on nothing else: no path resolvers are set), a quoted
+  scalar being a string (PyYAML's answer too).
 
 `tests/unit/operator/test_manifest_yaml.py` checks that the output is byte-identical to PyYAML's.
 """
@@ -19,9 +23,20 @@ plain value would resolve to (to decide whether `"true"` or `"1"` must be quoted
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+import io
+from typing import IO, Any
 
 import yaml
+from yaml.events import (
+    DocumentEndEvent,
+    DocumentStartEvent,
+    Event,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 # LibYAML when PyYAML was built with it; PyYAML's pure-Python parser and emitter otherwise.
@@ -31,6 +46,7 @@ _SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _STR, _INT, _BOOL, _NULL = ("tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:bool",
                             "tag:yaml.org,2002:null")
 _SEQ, _MAP = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+_PLAIN = (True, False)  # the resolver's question: which tag would this text have, written plain?
 
 
 class ManifestDumper(_SafeDumper):  # type: ignore[misc,valid-type]
@@ -40,6 +56,11 @@ class ManifestDumper(_SafeDumper):  # type: ignore[misc,valid-type]
         super().__init__(*args, **kwargs)
         # tag for a plain scalar -> the tag it resolves to; None when path resolvers make it depend on more.
         self._plain_tags: dict[str, str] | None = None if self.yaml_path_resolvers else {}
+
+    @property
+    def plain_tags(self) -> dict[str, str]:
+        """The resolver's answers so far (empty with path resolvers: then nothing is remembered)."""
+        return self._plain_tags if self._plain_tags is not None else {}
 
     def represent_data(self, data: Any) -> Node:
         kind = type(data)
@@ -100,13 +121,96 @@ def load_all(text: str) -> list[Any]:
     return list(yaml.load_all(text, Loader=_SafeLoader))
 
 
+class _NotPlain(Exception):
+    """The document holds another type than dict, list, str, int, bool and None, or one dict or list twice."""
+
+
+def _plain_document_events(
+    dumper: ManifestDumper, document: Any, implicit: dict[str, tuple[bool, bool]]
+) -> list[Event]:
+    """The events PyYAML's representer and serializer give for a plain document, made without the nodes.
+
+    Per scalar that saves a node, two resolver calls and two path-resolver calls from LibYAML's serializer
+    back into Python: a quarter of the writing. Raises _NotPlain for anything else (another type, or an
+    object occurring twice, which PyYAML writes as an anchor and aliases), left to PyYAML's own path.
+    """
+    resolved, plain_tags = dumper.resolve, dumper.plain_tags  # ManifestDumper.resolve remembers its answers
+
+    def string_implicit(text: str) -> tuple[bool, bool]:
+        implicit[text] = (resolved(ScalarNode, text, _PLAIN) == _STR, True)
+        return implicit[text]
+
+    seen: set[int] = set()
+    events: list[Event] = [DocumentStartEvent(explicit=True)]
+    add = events.append
+
+    def walk(value: Any) -> None:
+        kind = type(value)
+        if kind is str:
+            add(ScalarEvent(None, _STR, implicit.get(value) or string_implicit(value), value))
+        elif kind is dict or kind is list:
+            if id(value) in seen:
+                raise _NotPlain
+            seen.add(id(value))
+            if kind is dict:
+                add(MappingStartEvent(None, _MAP, True, flow_style=False))
+                items = list(value.items())
+                try:  # noqa: SIM105  (contextlib.suppress: two more Python calls per dict)
+                    items = sorted(items)
+                except TypeError:  # keys of mixed types: insertion order, as PyYAML does
+                    pass
+                for key, item in items:
+                    walk(key)
+                    if type(item) is str:  # inline: most values are strings
+                        add(ScalarEvent(None, _STR, implicit.get(item) or string_implicit(item), item))
+                    else:
+                        walk(item)
+                add(MappingEndEvent())
+            else:
+                add(SequenceStartEvent(None, _SEQ, True, flow_style=False))
+                for item in value:
+                    walk(item)
+                add(SequenceEndEvent())
+        elif kind is bool or kind is int or value is None:
+            text, tag = ("true" if value else "false", _BOOL) if kind is bool else (
+                (str(value), _INT) if kind is int else ("null", _NULL))
+            add(ScalarEvent(None, tag, (plain_tags.get(text, "") == tag or resolved(ScalarNode, text, _PLAIN) == tag,
+                                        False), text))
+        else:
+            raise _NotPlain
+
+    walk(document)
+    add(DocumentEndEvent(explicit=False))
+    return events
+
+
+def _dump_all(documents: list[Any], stream: IO[Any], encoding: str | None) -> None:
+    dumper = ManifestDumper(stream, sort_keys=True, explicit_start=True, width=120, encoding=encoding)
+    dumper.open()
+    emit = dumper.emit
+    implicit: dict[str, tuple[bool, bool]] = {}  # string -> (may be written plain, may be quoted)
+    for document in documents:
+        try:
+            events = _plain_document_events(dumper, document, implicit)
+        except _NotPlain:
+            dumper.represent(document)  # PyYAML's representer and serializer (ManifestDumper's shortcuts)
+            continue
+        for event in events:
+            emit(event)
+    dumper.close()
+
+
 def dump_all(documents: list[Any]) -> str:
-    """The documents as one YAML stream: keys sorted, each document after `---`, lines up to 120 wide."""
-    return yaml.dump_all(documents, Dumper=ManifestDumper, sort_keys=True, explicit_start=True, width=120)
+    """The documents as one YAML stream: keys sorted, each document after `---`, lines up to 120 wide;
+    the bytes `yaml.dump_all(documents, Dumper=yaml.CSafeDumper, sort_keys=True, explicit_start=True,
+    width=120)` gives."""
+    stream = io.StringIO()
+    _dump_all(documents, stream, None)
+    return stream.getvalue()
 
 
 def dump_all_utf8(documents: list[Any]) -> bytes:
     """:func:`dump_all` as UTF-8 bytes, straight from the emitter (no round trip through str)."""
-    return yaml.dump_all(  # type: ignore[no-any-return]
-        documents, Dumper=ManifestDumper, sort_keys=True, explicit_start=True, width=120, encoding="utf-8"
-    )
+    stream = io.BytesIO()
+    _dump_all(documents, stream, "utf-8")
+    return stream.getvalue()

@@ -86,3 +86,16 @@ def test_load_all_reads_every_document() -> None:
 def test_the_utf8_stream_is_the_text_stream_encoded() -> None:
     documents = [{"name": "Zoë 中文 \u2028", "data": {"k": "v" * 300}}, {"list": TRICKY}]
     assert manifest_yaml.dump_all_utf8(documents) == manifest_yaml.dump_all(documents).encode("utf-8")
+
+
+def test_plain_documents_of_every_plain_type_are_written_as_pyyaml_writes_them() -> None:
+    """Documents of dict, list, str, int, bool and None only: the event path (no PyYAML nodes)."""
+    documents: list[Any] = [
+        {"t": True, "f": False, "n": None, "zero": 0, "neg": -12, "big": 10**30, "empty": {}, "none": [],
+         "nested": [[1, [True, None]], {"x": ["y", {}], "z": []}], "quoted": ["1", "true", "null", "~", ""]},
+        {1: "int keys", 2: "sorted", 0: "too"},
+        {1: "mixed keys", "b": 2},  # cannot be sorted: insertion order
+        [], {}, "a scalar", 7, None, True, ["top", "level", "list"],
+    ]
+    assert manifest_yaml.dump_all(documents) == pyyaml(documents)
+    assert manifest_yaml.dump_all_utf8(documents) == pyyaml(documents).encode()
