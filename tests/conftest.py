@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-
-# The per-object timers tick every second in tests instead of every minute (read at import).
-os.environ.setdefault("KEYPLANE_TIMER_INTERVAL", "1")
-
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 

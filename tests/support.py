@@ -21,6 +21,7 @@ TEST_SETTINGS: dict[str, Any] = dict(
     bundle_debounce=0.05,
     bundle_max_delay=0.5,
     resync_interval=1.0,
+    timer_interval=1.0,  # the periodic checks run every second instead of every minute
     allow_private_networks=True,
     allow_insecure_http=True,
     metadata_timeout=3.0,

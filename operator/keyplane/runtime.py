@@ -24,6 +24,7 @@ from .writer.store import ClusterStore
 
 if TYPE_CHECKING:
     from .metrics import OperatorMetrics, OperatorState
+    from .sweep import Sweeper
     from .writer.debounce import NamespaceWriter
 
 Key = tuple[str, str]  # (namespace, name)
@@ -56,6 +57,7 @@ class Runtime:
     indexes: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
     observed_uids: dict[tuple[str, str, str], str] = field(default_factory=dict)
     writer: NamespaceWriter | None = None
+    sweeper: Sweeper | None = None  # the periodic checks (operator only)
     _metrics: OperatorMetrics | None = field(default=None, init=False, repr=False)
     closing: bool = False  # set by the cleanup handler before the API client closes; timers then stand down
 

@@ -55,6 +55,10 @@ class Settings(BaseModel):
     resync_interval: float = Field(
         default=300.0, gt=0, description="How often time-based state (expiry, overlap) is re-evaluated, seconds."
     )
+    timer_interval: float = Field(
+        default=60.0, gt=0, description="How often each object's periodic checks run (metadata refresh, token "
+        "rotation, DNS re-check), seconds; their due times come from the specs.",
+    )
     peering_name: str | None = Field(default=None, description="Kopf peering object name (HA mode); None: standalone.")
     priority: int = Field(default=0, description="Peering priority of this replica (distinct per replica).")
     liveness_endpoint: str | None = Field(

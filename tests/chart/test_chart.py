@@ -252,7 +252,8 @@ def test_config_values_reach_the_operator(render: Render) -> None:
         "allowPrivateNetworks": True, "allowInsecureHTTP": True, "metadataMaxBytes": 2097152,
         "metadataTimeout": 7.5, "metadataConnectTimeout": 2, "certificateExpiryWarning": "336h",
         "spCertificateValidity": "17520h", "spCertificateRenewBefore": "1440h", "domainScope": "Cluster",
-        "bundleDebounce": 1.5, "bundleMaxDelay": 10, "resyncInterval": 60, "dnsNameservers": ["1.1.1.1", "9.9.9.9"],
+        "bundleDebounce": 1.5, "bundleMaxDelay": 10, "resyncInterval": 60, "timerInterval": 30,
+        "dnsNameservers": ["1.1.1.1", "9.9.9.9"],
     }
     objects = render({"config": config, "watchNamespaces": ["team-a", "team-b"], "livenessProbe": {"port": 9090}})
     env = container_env(workload(objects))
@@ -268,6 +269,7 @@ def test_config_values_reach_the_operator(render: Render) -> None:
     assert settings.sp_certificate_renew_before.total_seconds() == 1440 * 3600
     assert settings.domain_scope == "Cluster"
     assert (settings.bundle_debounce, settings.bundle_max_delay, settings.resync_interval) == (1.5, 10.0, 60.0)
+    assert settings.timer_interval == 30.0
     assert settings.dns_nameservers == ("1.1.1.1", "9.9.9.9")
     assert settings.namespaces == ("team-a", "team-b")
     assert settings.liveness_endpoint == "http://0.0.0.0:9090/healthz"

@@ -3,6 +3,7 @@ the other takes over."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -68,3 +69,39 @@ async def test_only_the_highest_priority_replica_acts(cluster: Any, keyplane_ope
             assert len(secrets) == 1
             assert secret_value(secrets[0]) != token
     assert_no_crash(logs.text())
+
+
+@pytest.mark.slow
+async def test_a_replica_paused_by_a_higher_priority_one_stops_its_periodic_checks(
+    cluster: Any, keyplane_operator: Any
+) -> None:
+    """Kopf stops its own timers on a pause; the sweep that replaced them must stand down as well, or a
+    replica demoted during a rolling update would keep refreshing and rotating from stale indexes."""
+    register_kopf_peering(cluster.emulator)
+    await cluster.create({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "keyplane"}})
+    await cluster.create(namespace(NS))
+    with captured_logs() as logs:
+        async with keyplane_operator(peering_name="keyplane", priority=50) as first:
+            await cluster.create(inline_idp("okta", NS))
+            await cluster.create(scim("okta", NS, idp="okta"))
+            await cluster.wait_for(lambda: _is_ready(cluster, "ScimConnection", "okta"), timeout=20)
+            await _wait_until(lambda: first.sweeper.checks >= 4, timeout=10)  # both objects, each second
+            async with keyplane_operator(peering_name="keyplane", priority=100) as second:
+                await cluster.wait_for(lambda: _joined(cluster, 2), timeout=10)
+                await _wait_until(lambda: second.sweeper.checks >= 4, timeout=20)  # the new leader checks
+                demoted_at = first.sweeper.checks
+                await asyncio.sleep(3 * first.settings.timer_interval)
+                assert first.sweeper.checks == demoted_at, "the paused replica kept checking"
+                assert second.sweeper.checks >= 4
+    assert "Pausing operations in favour of" in logs.text()
+    assert_no_crash(logs.text())
+
+
+async def _is_ready(cluster: Any, kind: str, name: str) -> bool:
+    return is_ready(await cluster.get(GV, kind, NS, name))
+
+
+async def _wait_until(condition: Any, timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)

@@ -37,6 +37,8 @@
   value: {{ include "keyplane.number" $c.bundleMaxDelay | quote }}
 - name: KEYPLANE_RESYNC_INTERVAL
   value: {{ include "keyplane.number" $c.resyncInterval | quote }}
+- name: KEYPLANE_TIMER_INTERVAL
+  value: {{ include "keyplane.number" $c.timerInterval | quote }}
 - name: KEYPLANE_DNS_NAMESERVERS
   value: {{ join "," $c.dnsNameservers | quote }}
 - name: KEYPLANE_METRICS_ENDPOINT

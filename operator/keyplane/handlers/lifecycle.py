@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -18,9 +19,12 @@ from ..sources.dns import DnsPythonTxtResolver
 from ..sources.fetcher import MetadataFetcher
 from ..sources.kube import KubeAPI
 from ..sources.metadata_cache import SharedMetadataCache
+from ..sweep import Sweeper
+from ..ticks import TICKS
 from ..writer.debounce import NamespaceWriter
 from .kopf_handlers import configure_kopf
 from .login import cluster_credentials
+from .pause import PauseStateNotFound, operator_paused
 
 log = logging.getLogger("keyplane.operator")
 
@@ -29,6 +33,7 @@ log = logging.getLogger("keyplane.operator")
 async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     keyplane: Settings = memo.settings
     configure_kopf(settings, keyplane)
+    paused = _pause_state(settings, keyplane)  # first: in HA mode, not knowing it is a reason not to start
     memo.fetcher = MetadataFetcher(fetch_policy(keyplane))
     memo.kube = KubeAPI(cluster_credentials(memo))
     runtime = Runtime(
@@ -41,16 +46,28 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     runtime.writer = NamespaceWriter(keyplane, flush)
     memo.runtime = runtime
     memo.metrics_server = await start_metrics(runtime, memo.kube)
-    memo.resync = asyncio.create_task(_resync(runtime), name="keyplane-resync")
+    runtime.sweeper = Sweeper(runtime, TICKS, keyplane.timer_interval, paused=paused)
+    memo.background = [asyncio.create_task(_resync(runtime, paused), name="keyplane-resync"),
+                       asyncio.create_task(runtime.sweeper.run(), name="keyplane-sweep")]
     log.info("Keyplane operator started (roles %s, base URL %s)", ",".join(keyplane.roles),
              keyplane.default_base_url)
 
 
-async def _resync(runtime: Runtime) -> None:
+def _pause_state(settings: kopf.OperatorSettings, keyplane: Settings) -> Callable[[], bool]:
+    """Kopf's peering pause, for Keyplane's own background tasks (Kopf pauses only its own)."""
+    try:
+        return operator_paused(settings)
+    except PauseStateNotFound as exc:
+        if keyplane.peering_name:  # HA mode: acting while another replica is active would be wrong
+            raise kopf.PermanentError(str(exc)) from exc
+        return lambda: False  # standalone: Kopf never pauses
+
+
+async def _resync(runtime: Runtime, paused: Callable[[], bool]) -> None:
     """Re-evaluate time-based state (certificate expiry, rotation overlap) without any object change."""
     while True:
         await asyncio.sleep(runtime.settings.resync_interval)
-        if runtime.writer is not None:
+        if runtime.writer is not None and not paused():
             runtime.writer.schedule_all()
 
 
@@ -79,14 +96,15 @@ async def stop(memo: Any, **_: Any) -> None:
     metrics_server: MetricsServer | None = getattr(memo, "metrics_server", None)
     if metrics_server is not None:
         await metrics_server.stop()
-    resync = getattr(memo, "resync", None)
-    if resync is not None:
-        resync.cancel()
+    for task in getattr(memo, "background", ()):
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await resync
+            await task
     if runtime is None:
         return
-    runtime.closing = True  # timers Kopf left orphaned must not use the clients closed below
+    if runtime.sweeper is not None:
+        await runtime.sweeper.stop()
+    runtime.closing = True  # nothing still running may use the clients closed below
     if runtime.writer is not None:
         await runtime.writer.stop()
     await memo.fetcher.aclose()

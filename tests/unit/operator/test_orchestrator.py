@@ -110,3 +110,99 @@ async def test_a_new_object_is_in_the_bundle_before_its_status_says_ready() -> N
     store.log.clear()
     await flush_namespace(runtime, NS)
     assert store.log == []
+
+
+def scim_named(name: str, idp: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"token": {"overlap": "1h"}}
+    if idp:
+        spec["identityProviderRef"] = {"name": idp}
+    return {"apiVersion": "keyplane.dev/v1alpha1", "kind": "ScimConnection",
+            "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": 1}, "spec": spec}
+
+
+def idp_named(name: str) -> dict[str, Any]:
+    return {"apiVersion": "keyplane.dev/v1alpha1", "kind": "IdentityProvider",
+            "metadata": {"name": name, "namespace": NS, "uid": f"uid-idp-{name}", "generation": 1},
+            "spec": {"protocol": "SAML", "saml": {"metadata": {"inline": "<not observed yet/>"}}}}
+
+
+def index(runtime: Runtime, store: RecordingStore, *bodies: dict[str, Any]) -> list[Snapshot]:
+    plurals = {"ScimConnection": "scimconnections", "IdentityProvider": "identityproviders"}
+    snaps = []
+    for body in bodies:
+        store.objects[store.key("keyplane.dev/v1alpha1", plurals[body["kind"]], NS, body["metadata"]["name"])] = body
+        snaps.append(Snapshot.from_body(body))
+    runtime.indexes["scim_index"] = {NS: [s for s in snaps if s.kind == "ScimConnection"]}
+    runtime.indexes["idp_index"] = {NS: [s for s in snaps if s.kind == "IdentityProvider"]}
+    return snaps
+
+
+def statuses(store: RecordingStore) -> list[str]:
+    return [name for (what, _plural, name) in store.log if what == "status"]
+
+
+async def test_a_new_object_not_yet_observed_does_not_hold_up_the_rest_of_its_namespace() -> None:
+    """One new object Kopf is slow to hand over (a burst elsewhere) must not delay every other object's
+    Ready; it and what depends on it wait for their own pass, and nothing is written about them."""
+    store = RecordingStore()
+    runtime = Runtime(settings=SETTINGS, kube=store, cache=None, resolver=None,  # type: ignore[arg-type]
+                      clock=lambda: NOW)
+    ready, _late_idp, _its_scim = index(runtime, store, scim_named("okta"), idp_named("corp"),
+                                        scim_named("corp", idp="corp"))
+    await observe(runtime, ready)  # the IdP "corp" is not observed yet, nor its ScimConnection
+    await flush_namespace(runtime, NS)
+    assert statuses(store) == ["okta"]
+    bundle = store.bundle(NS)
+    assert bundle is not None and set(bundle["scim"]) == {"okta"} and bundle["identityProviders"] == {}
+
+
+async def test_a_dependant_of_a_new_idp_not_yet_observed_waits_with_it() -> None:
+    """Its status would say its IdentityProvider is not Ready (and post an Event) for a moment."""
+    store = RecordingStore()
+    runtime = Runtime(settings=SETTINGS, kube=store, cache=None, resolver=None,  # type: ignore[arg-type]
+                      clock=lambda: NOW)
+    ready, _late_idp, its_scim = index(runtime, store, scim_named("okta"), idp_named("corp"),
+                                       scim_named("corp", idp="corp"))
+    await observe(runtime, ready)
+    await observe(runtime, its_scim)  # observed, but its IdP is not
+    await flush_namespace(runtime, NS)
+    assert statuses(store) == ["okta"]
+    assert "corp" not in (store.bundle(NS) or {}).get("scim", {})
+
+
+async def test_after_a_restart_nothing_is_written_until_what_the_bundle_carries_is_observed() -> None:
+    store = RecordingStore()
+    first = Runtime(settings=SETTINGS, kube=store, cache=None, resolver=None,  # type: ignore[arg-type]
+                    clock=lambda: NOW)
+    (okta,) = index(first, store, scim_named("okta"))
+    await observe(first, okta)
+    await flush_namespace(first, NS)
+    carried = store.bundle(NS)
+    assert carried is not None and "okta" in carried["scim"]
+
+    restarted = Runtime(settings=SETTINGS, kube=store, cache=None, resolver=None,  # type: ignore[arg-type]
+                        clock=lambda: NOW)
+    okta, entra = index(restarted, store, scim_named("okta"), scim_named("entra"))
+    await observe(restarted, entra)  # the new one is observed first; okta, in the bundle, is not yet
+    store.log.clear()
+    await flush_namespace(restarted, NS)
+    assert [e for e in store.log if e[1] != "events"] == [], "a pass dropped or rewrote what the bundle carries"
+    await observe(restarted, okta)
+    await flush_namespace(restarted, NS)
+    assert set((store.bundle(NS) or {})["scim"]) == {"okta", "entra"}
+
+
+async def test_a_namespace_whose_objects_are_all_new_and_unobserved_gets_no_pass() -> None:
+    """A pass with every object left out would see an empty namespace and delete its bundle Secret."""
+    store = RecordingStore()
+    runtime = Runtime(settings=SETTINGS, kube=store, cache=None, resolver=None,  # type: ignore[arg-type]
+                      clock=lambda: NOW)
+    (gone,) = index(runtime, store, scim_named("gone"))
+    await observe(runtime, gone)
+    await flush_namespace(runtime, NS)
+    assert store.bundle(NS) is not None
+    index(runtime, store, idp_named("corp"), scim_named("corp", idp="corp"))  # "gone" was replaced
+    store.log.clear()
+    await flush_namespace(runtime, NS)
+    assert [e for e in store.log if e[1] != "events"] == []
+    assert store.bundle(NS) is not None
