@@ -117,8 +117,76 @@ class ManifestDumper(_SafeDumper):  # type: ignore[misc,valid-type]
 
 
 def load_all(text: str) -> list[Any]:
-    """Every document of a YAML stream (safe types only)."""
-    return list(yaml.load_all(text, Loader=_SafeLoader))
+    """Every document of a YAML stream (safe types only): what `yaml.safe_load_all` gives, errors included.
+
+    Most manifests are plain mappings, lists and scalars: those are built straight from the parser's events
+    (`_plain_documents`), without PyYAML's nodes and the composer's calls back into Python per node (half
+    of the reading). Any other stream (anchors, explicit tags, merge keys, ...) or any error is read again by
+    PyYAML's own loader, which then gives its result or raises its error.
+    """
+    try:
+        return _plain_documents(text)
+    except Exception:  # PyYAML's loader decides: its result, or its own error
+        return list(yaml.load_all(text, Loader=_SafeLoader))
+
+
+class _NotPlainInput(Exception):
+    """A construct `_plain_documents` leaves to PyYAML's loader."""
+
+
+# Scalar tags built by SafeConstructor from the text alone (others, like `<<` merge keys, need more).
+_SCALAR_TAGS = frozenset({"tag:yaml.org,2002:null", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
+                          "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"})
+
+
+def _plain_documents(text: str) -> list[Any]:
+    loader = _SafeLoader(text)
+    try:
+        next_event, resolve = loader.get_event, loader.resolve
+        constructors = loader.yaml_constructors
+        plain_tags: dict[str, str] = {}
+
+        def value_of(event: Any) -> Any:
+            kind = event.__class__
+            if event.anchor is not None or (event.tag is not None and event.tag != "!"):
+                raise _NotPlainInput  # anchors and explicit tags: PyYAML's composer and constructor
+            if kind is ScalarEvent:
+                text = event.value
+                if not event.implicit[0]:
+                    return text  # quoted, or the non-specific tag: a string
+                tag = plain_tags.get(text)
+                if tag is None:
+                    tag = plain_tags[text] = resolve(ScalarNode, text, _PLAIN)
+                if tag == _STR:
+                    return text
+                if tag not in _SCALAR_TAGS:
+                    raise _NotPlainInput
+                return constructors[tag](loader, ScalarNode(tag, text))
+            if kind is MappingStartEvent:
+                mapping: dict[Any, Any] = {}
+                event = next_event()
+                while event.__class__ is not MappingEndEvent:
+                    key = value_of(event)
+                    mapping[key] = value_of(next_event())  # an unhashable key raises: PyYAML's error then
+                    event = next_event()
+                return mapping
+            if kind is SequenceStartEvent:
+                sequence: list[Any] = []
+                event = next_event()
+                while event.__class__ is not SequenceEndEvent:
+                    sequence.append(value_of(event))
+                    event = next_event()
+                return sequence
+            raise _NotPlainInput  # an alias
+
+        documents: list[Any] = []
+        next_event()  # StreamStartEvent
+        while next_event().__class__ is DocumentStartEvent:
+            documents.append(value_of(next_event()))
+            next_event()  # DocumentEndEvent
+        return documents
+    finally:
+        loader.dispose()
 
 
 class _NotPlain(Exception):

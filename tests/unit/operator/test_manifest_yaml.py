@@ -99,3 +99,46 @@ def test_plain_documents_of_every_plain_type_are_written_as_pyyaml_writes_them()
     ]
     assert manifest_yaml.dump_all(documents) == pyyaml(documents)
     assert manifest_yaml.dump_all_utf8(documents) == pyyaml(documents).encode()
+
+
+READ_CASES = {
+    "plain": "a: 1\nb: [x, 'y', \"z\"]\nc: {d: null, e: ~, f: '', g: yes, h: 'no', i: 0x1f, j: 1.5, k: .inf}\n",
+    "times and bools": "t: 2026-12-01T00:00:00Z\nd: 2026-12-01\nb: [true, False, on, OFF]\nn: [-1, +2, 0o17, 1_000]\n",
+    "multi-line": "s: |\n  line 1\n  line 2\nf: >\n  folded\n  text\nq: \"a\\nb\"\n",
+    "documents": "---\na: 1\n---\n---\n- 1\n- [2, {3: 4}]\n...\n--- just a scalar\n",
+    "comments only": "# nothing here\n",
+    "empty": "",
+    "anchors": "base: &b {x: 1}\nuse: *b\nlist: &l [1]\nagain: *l\n",
+    "merge keys": "base: &b {x: 1, y: 2}\nderived:\n  <<: *b\n  y: 3\n",
+    "explicit tags": "s: !!str 123\nb: !!binary aGVsbG8=\nset: !!set {a, b}\nf: !!float 1\ntagged: ! 12\n",
+    "duplicate keys": "a: 1\na: 2\n",
+    "non-string keys": "1: one\ntrue: yes\nnull: nothing\n2026-01-01: day\n",
+}
+PYYAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def pyyaml_load(text: str) -> list[Any]:
+    """What render read before manifest_yaml.load_all: PyYAML's safe loader, LibYAML's when available."""
+    return list(yaml.load_all(text, Loader=PYYAML_LOADER))
+
+
+@pytest.mark.parametrize("text", READ_CASES.values(), ids=READ_CASES.keys())
+def test_reading_gives_what_pyyaml_gives(text: str) -> None:
+    assert manifest_yaml.load_all(text) == pyyaml_load(text)
+
+
+@pytest.mark.parametrize("text", ["a: [1, 2\n", "a: b: c\n", "? [a]\n: 1\n", "- &a x\n- *b\n", "\tkey: 1\n",
+                                  "x: =\n", "a: 1\n---\n- [unclosed\n"])
+def test_reading_bad_yaml_raises_pyyaml_s_error(text: str) -> None:
+    with pytest.raises(yaml.YAMLError) as ours:
+        manifest_yaml.load_all(text)
+    with pytest.raises(yaml.YAMLError) as theirs:
+        pyyaml_load(text)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_the_examples_are_read_without_pyyaml_s_loader() -> None:
+    """Every example manifest takes the fast path (built from parser events), and gives PyYAML's documents."""
+    for path in sorted(QUICKSTART.parent.rglob("*.yaml")):
+        text = path.read_text()
+        assert manifest_yaml._plain_documents(text) == pyyaml_load(text), path
