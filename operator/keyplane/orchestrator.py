@@ -24,6 +24,7 @@ from .reconcile.model import Snapshot
 from .reconcile.namespace import reconcile_namespace
 from .runtime import Runtime
 from .writer.bundle import write_bundle
+from .writer.concurrency import concurrently
 from .writer.events import post_event
 from .writer.spmetadata import write_sp_metadata
 from .writer.status import with_written_status, write_statuses
@@ -112,6 +113,7 @@ async def flush_namespace(runtime: Runtime, namespace: str) -> None:
     snaps = [with_written_status(runtime, s) for s in snaps if (s.kind, s.name) not in held]
     result = reconcile_namespace(runtime.namespace_inputs(namespace, snaps, previous_bundle),
                                  runtime.settings, runtime.clock())
-    await write_sp_metadata(runtime, namespace, snaps, result.bundle)
-    await write_bundle(runtime, namespace, snaps, result.data, result.bundle)
+    # Configuration first (the ConfigMaps and the bundle Secret, together), then the statuses that report it.
+    await concurrently(write_sp_metadata(runtime, namespace, snaps, result.bundle),
+                       write_bundle(runtime, namespace, snaps, result.data, result.bundle))
     await write_statuses(runtime, namespace, snaps, result.results)
