@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -27,12 +28,15 @@ def render(total: int = 1000) -> dict[str, Any]:
         baseline_started = time.monotonic()
         subprocess.run([sys.executable, "-m", "keyplane", "--version"], cwd=ROOT, check=True, capture_output=True)
         startup = time.monotonic() - baseline_started
+        load_1m = os.getloadavg()[0]
         started, cpu0 = time.monotonic(), _children_cpu()
         proc = subprocess.run([sys.executable, "-m", "keyplane", "render", "-f", tmp], cwd=ROOT,
                               capture_output=True)
         elapsed, cpu = time.monotonic() - started, _children_cpu() - cpu0
     return {"objects": len(docs), "seconds": round(elapsed, 3), "cpu_s": round(cpu, 3), "exit_code": proc.returncode,
             "output_documents": proc.stdout.count(b"\n---"), "interpreter_startup_s": round(startup, 3),
+            # The machine's 1-minute load average just before: on 2 shared cores, wall and CPU time follow it.
+            "load_average_1m": round(load_1m, 2),
             "stderr_tail": proc.stderr.decode(errors="replace")[-300:] if proc.returncode else ""}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib.metadata
 import logging
 import os
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .settings import Settings, add_arguments, load
@@ -153,6 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run() -> NoReturn:
+    """The `keyplane` program (the console script and `python -m keyplane`): `main()`, then exit."""
+    # The objects of the modules imported so far live as long as the process: gc.freeze() keeps them out
+    # of the collector's full passes. Frozen again before exiting, because Python's shutdown runs full
+    # collections over every object still alive: for a render of 1000 objects (about a million objects,
+    # none of them garbage) that took 60-80 ms, a twentieth of the render. Every command has closed its
+    # files, clients and event loop by then; stdout and stderr are flushed at exit as always.
+    gc.freeze()
+    code = main()
+    gc.freeze()
+    raise SystemExit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["app-demo"]:  # its own parser takes every option, --help included
@@ -166,4 +181,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

@@ -24,6 +24,7 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.errors import OneLogin_Saml2_Error
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
+from keyplane.mergepatch import copy_tree
 from keyplane.saml.safexml import parse_xml
 from keyplane.saml.schema import sp_metadata_errors
 
@@ -112,7 +113,9 @@ def sp_metadata_xml(saml_settings: dict[str, Any]) -> str:
     would set to now + 2 days, and a fixed cacheDuration), validated by python3-saml and re-serialised
     through the hardened parser.
     """
-    settings = copy.deepcopy(dict(saml_settings))
+    # python3-saml keeps and edits the dicts it is given, hence the copy; the SP metadata says nothing of
+    # the IdP, so its block (certificates python3-saml would re-wrap) is left out.
+    settings = {key: copy_tree(value) for key, value in saml_settings.items() if key != "idp"}
     security = settings.setdefault("security", {})
     security["metadataValidUntil"] = ""
     security["metadataCacheDuration"] = SP_METADATA_CACHE_DURATION

@@ -10,20 +10,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .metrics import OperatorMetrics, OperatorState
 from .reconcile.bundle import BUNDLE_HASH_ANNOTATION, parse_bundle_secret
 from .reconcile.identityprovider import IdPObservation
 from .reconcile.model import Snapshot
 from .reconcile.namespace import NamespaceInputs
 from .reconcile.scimtoken import TokenState
-from .reconcile.ssodomain import Claim, DnsObservation
+from .reconcile.ssodomain import Claim, DnsObservation, claim_scope
 from .settings import Settings
 from .sources.dns import TxtResolver
-from .sources.fetcher import SharedMetadataCache
+from .sources.metadata_cache import SharedMetadataCache
 from .writer.status import with_written_status
 from .writer.store import ClusterStore
 
 if TYPE_CHECKING:
+    from .metrics import OperatorMetrics, OperatorState
     from .sweep import Sweeper
     from .writer.debounce import NamespaceWriter
 
@@ -58,7 +58,7 @@ class Runtime:
     observed_uids: dict[tuple[str, str, str], str] = field(default_factory=dict)
     writer: NamespaceWriter | None = None
     sweeper: Sweeper | None = None  # the periodic checks (operator only)
-    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    _metrics: OperatorMetrics | None = field(default=None, init=False, repr=False)
     closing: bool = False  # set by the cleanup handler before the API client closes; timers then stand down
 
     def capture_indexes(self, kwargs: Mapping[str, Any]) -> None:
@@ -75,11 +75,13 @@ class Runtime:
                 found.extend(index[namespace])
         return found
 
-    def claim_book(self) -> dict[tuple[str, str], list[Claim]]:
+    def claim_book(self, scope: str | None = None) -> dict[tuple[str, str], list[Claim]]:
+        """Every claim, or only those of one scope (a namespace, or "" cluster-wide): an SSODomain's claims
+        are weighed against its own scope's only, and each SSODomain scanned the whole book for them."""
         index = self.indexes.get("claims_index")
         if index is None:
             return {}
-        return {key: sorted(index[key]) for key in list(index.keys())}
+        return {key: sorted(index[key]) for key in list(index.keys()) if scope is None or key[0] == scope}
 
     def namespace_inputs(
         self, namespace: str, snaps: list[Snapshot], previous_bundle: Mapping[str, Any] | None
@@ -91,7 +93,7 @@ class Runtime:
             idp_observations={n: o for (ns, n), o in self.idp_observations.items() if ns == namespace},
             tokens={n: t for (ns, n), t in self.tokens.items() if ns == namespace},
             dns={n: d for (ns, n), d in self.dns.items() if ns == namespace},
-            claims=self.claim_book(),
+            claims=self.claim_book(claim_scope(namespace, self.settings.domain_scope == "Cluster")),
             previous_bundle=previous_bundle,
         )
 
@@ -104,8 +106,25 @@ class Runtime:
             self.bundle_hashes[namespace] = annotations.get(BUNDLE_HASH_ANNOTATION) if existing else None
         return self.bundles[namespace]
 
+    @property
+    def metrics(self) -> OperatorMetrics:
+        """The operator's Prometheus registry and counters, made when first asked for: the operator's
+        start-up asks at once; `keyplane render` never does (nor imports prometheus-client, ~25 ms)."""
+        if self._metrics is None:
+            from .metrics import OperatorMetrics
+
+            self._metrics = OperatorMetrics()
+        return self._metrics
+
+    def count_bundle_write(self, operation: str) -> None:
+        """Count a write of a bundle Secret (create, update, delete) where metrics are kept, not in render."""
+        if self._metrics is not None:
+            self._metrics.bundle_written(operation)
+
     def metrics_state(self) -> OperatorState:
         """What the metrics collector exports at a scrape: every indexed object with its current status."""
+        from .metrics import OperatorState
+
         objects = [with_written_status(self, s) for ns in self.namespaces() for s in self.snapshots(ns)]
         return OperatorState(objects, dict(self.idp_observations), dict(self.tokens))
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .api.common import parse_duration
-from .sources.fetcher import FetchPolicy
+from .sources.metadata_cache import FetchPolicy
 
 
 class Settings(BaseModel):

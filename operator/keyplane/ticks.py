@@ -21,7 +21,7 @@ from .reconcile.model import Snapshot
 from .reconcile.scimconnection import token_secret_name
 from .runtime import Runtime
 from .saml.sp import sp_certificate_needs_renewal
-from .sources.kube import KubeError
+from .sources.objectstore import KubeError
 
 log = logging.getLogger("keyplane.operator")
 

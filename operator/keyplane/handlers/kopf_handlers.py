@@ -21,7 +21,7 @@ from ..reconcile.model import KOPF_ANNOTATIONS_PREFIX, Snapshot
 from ..reconcile.ssodomain import claims_of
 from ..runtime import Runtime
 from ..settings import Settings
-from ..sources.kube import KubeError
+from ..sources.objectstore import KubeError
 from .diffbase import DigestDiffBaseStorage
 
 log = logging.getLogger("keyplane.operator")

@@ -16,8 +16,9 @@ from ..orchestrator import flush_namespace
 from ..runtime import Runtime
 from ..settings import Settings, fetch_policy
 from ..sources.dns import DnsPythonTxtResolver
-from ..sources.fetcher import MetadataFetcher, SharedMetadataCache
+from ..sources.fetcher import MetadataFetcher
 from ..sources.kube import KubeAPI
+from ..sources.metadata_cache import SharedMetadataCache
 from ..sweep import Sweeper
 from ..ticks import TICKS
 from ..writer.debounce import NamespaceWriter

@@ -25,8 +25,8 @@ from ..saml.metadata import IdPMetadata, manual_idp_metadata, parse_idp_metadata
 from ..saml.sp import generate_sp_signing_pair, sp_certificate_needs_renewal
 from ..settings import Settings
 from ..sources.errors import FetchError
-from ..sources.fetcher import FetchResult, SharedMetadataCache
-from ..sources.kube import KubeError, KubeUnavailable, ObjectStore
+from ..sources.metadata_cache import FetchResult, SharedMetadataCache
+from ..sources.objectstore import KubeError, KubeUnavailable, ObjectStore
 from .secrets import decode_secret_value, ensure_secret, managed_labels
 
 log = logging.getLogger(__name__)

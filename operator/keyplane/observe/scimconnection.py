@@ -12,7 +12,7 @@ from ..api.scimconnection import ScimConnectionSpec
 from ..reconcile.model import Event, Snapshot
 from ..reconcile.scimconnection import token_secret_name
 from ..reconcile.scimtoken import ROTATE_ANNOTATION, TokenPlan, TokenSecret, TokenState, plan_token
-from ..sources.kube import KubeError, ObjectStore
+from ..sources.objectstore import KubeError, ObjectStore
 from .secrets import encode_data, managed_labels
 
 

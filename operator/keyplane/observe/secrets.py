@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..reconcile.bundle import MANAGED_BY, MANAGED_BY_LABEL
-from ..sources.kube import KubeError, ObjectStore
+from ..sources.objectstore import KubeError, ObjectStore
 
 OWNER_KIND_LABEL = "keyplane.dev/owner-kind"
 OWNER_NAME_LABEL = "keyplane.dev/owner-name"

@@ -17,6 +17,7 @@ with a Cyrillic ``a``, U+0430).
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 from email_validator import EmailNotValidError, validate_email
@@ -64,6 +65,14 @@ def canonical_email(raw: object) -> str:
     """The canonical form of an address, or :class:`InvalidEmail` saying why it has none."""
     if not isinstance(raw, str) or not raw:
         raise InvalidEmail("no email address")
+    return _canonical_email(str(raw))
+
+
+# A pure function of the text, and not a cheap one (~60 µs: email-validator's syntax and IDNA checks): one
+# SSODomain's addresses and domains are checked several times per reconcile (spec validation, claims,
+# break-glass entries), and an app's logins repeat the same addresses. Refusals are not cached (raised).
+@functools.lru_cache(maxsize=4096)
+def _canonical_email(raw: str) -> str:
     if len(raw) > MAX_LENGTH:
         raise InvalidEmail(f"longer than {MAX_LENGTH} characters")
     invisible = _invisible_character(raw)

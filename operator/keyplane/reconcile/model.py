@@ -78,6 +78,8 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     """Deep-copy Kopf's body views into plain dicts and lists, so snapshots never change under us."""
+    if type(value) is str:  # most values: no ABC checks for them
+        return value
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

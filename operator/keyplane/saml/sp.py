@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +13,7 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_Error
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
+from keyplane.mergepatch import copy_tree
 from keyplane.saml.metadata import IdPMetadata
 
 
@@ -115,7 +115,7 @@ def build_saml_settings(
         ),
     }
     try:
-        OneLogin_Saml2_Settings(copy.deepcopy(settings), sp_validation_only=False)
+        OneLogin_Saml2_Settings(copy_tree(settings), sp_validation_only=False)  # it edits what it is given
     except OneLogin_Saml2_Error as exc:
         raise SPConfigError(f"python3-saml refuses the settings: {exc}") from None
     return settings

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.rdatatype
-import dns.resolver
+from typing import TYPE_CHECKING, Protocol
 
 from keyplane.policy.domains import canonical_domain
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
 
 CHALLENGE_LABEL = "_keyplane-challenge"
 
@@ -40,9 +37,13 @@ class DnsPythonTxtResolver:
     """TxtResolver backed by ``dns.asyncresolver``.
 
     ``nameservers=None`` uses the system configuration (/etc/resolv.conf).
+    dnspython is imported when a resolver is made, not with this module: `keyplane render` (which never
+    looks DNS up) and the CLI's start-up do not pay its ~50 ms import.
     """
 
     def __init__(self, nameservers: list[str] | None = None, port: int = 53, timeout: float = 5.0) -> None:
+        import dns.asyncresolver
+
         if nameservers is None:
             resolver = dns.asyncresolver.Resolver(configure=True)
         else:
@@ -55,9 +56,14 @@ class DnsPythonTxtResolver:
         resolver.lifetime = timeout
         # Verification names are absolute; never append resolv.conf search domains.
         resolver.use_search_by_default = False
-        self._resolver = resolver
+        self._resolver: dns.asyncresolver.Resolver = resolver
 
     async def txt(self, name: str) -> list[str]:
+        import dns.exception
+        import dns.name
+        import dns.rdatatype
+        import dns.resolver
+
         try:
             qname = dns.name.from_text(name)  # absolute: relative to the root
         except dns.exception.DNSException as exc:

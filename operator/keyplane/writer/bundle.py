@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..reconcile.bundle import BUNDLE_HASH_ANNOTATION, bundle_secret, bundle_sha256
 from ..reconcile.model import Snapshot
-from ..sources.kube import KubeError
+from ..sources.objectstore import KubeError
 from .rollout import roll_consumers
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ async def write_bundle(
     if data is None:
         if runtime.bundle_hashes.get(namespace) is not None:
             await kube.delete("v1", "secrets", namespace, name)
-            runtime.metrics.bundle_written("delete")
+            runtime.count_bundle_write("delete")
             log.info("namespace %s: no Keyplane objects left, bundle Secret %s deleted", namespace, name)
         runtime.bundles[namespace] = None
         runtime.bundle_hashes[namespace] = None
@@ -52,7 +52,7 @@ async def write_bundle(
             await kube.patch("v1", "secrets", namespace, name, _bundle_patch(manifest))
     else:
         await kube.patch("v1", "secrets", namespace, name, _bundle_patch(manifest))
-    runtime.metrics.bundle_written(operation)
+    runtime.count_bundle_write(operation)
     runtime.bundles[namespace] = bundle
     runtime.bundle_hashes[namespace] = digest
     log.info("namespace %s: bundle Secret %s written (sha256 %s)", namespace, name, digest[:12])

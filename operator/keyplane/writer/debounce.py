@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from ..settings import Settings
-from ..sources.kube import KubeError
+from ..sources.objectstore import KubeError
 
 log = logging.getLogger("keyplane.operator")
 

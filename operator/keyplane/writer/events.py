@@ -8,7 +8,7 @@ from datetime import datetime
 
 from ..contract import rfc3339
 from ..reconcile.model import Event, Snapshot
-from ..sources.kube import ObjectStore
+from ..sources.objectstore import ObjectStore
 
 log = logging.getLogger("keyplane.operator")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..contract import SPMetadataError, sp_metadata_xml
 from ..observe.secrets import managed_labels
 from ..reconcile.model import Snapshot
-from ..sources.kube import KubeError
+from ..sources.objectstore import KubeError
 
 if TYPE_CHECKING:
     from ..runtime import Runtime

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ..api.kinds import API_GROUP_VERSION, KINDS_BY_NAME
 from ..mergepatch import merge_patch_between
 from ..reconcile.model import KindResult, Snapshot
-from ..sources.kube import KubeError
+from ..sources.objectstore import KubeError
 from .events import post_event
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..sources.kube import ObjectStore
+from ..sources.objectstore import ObjectStore
 
 
 class ClusterStore(ObjectStore, Protocol):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import copy
+import gc
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +23,9 @@ import yaml
 from keyplane_op_helpers import QUICKSTART
 
 from keyplane.api.crds import all_crds
-from keyplane.render import EXIT_NOT_READY, EXIT_READY, EXIT_UNREADABLE, run_render
+from keyplane.reconcile.conditions import READY, is_true
+from keyplane.render import EXIT_NOT_READY, EXIT_READY, EXIT_UNREADABLE, read_documents, run_render
+from keyplane.render import render as render_documents
 from keyplane.settings import Settings
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)  # the quickstart certificates are valid from 2026-11-01
@@ -161,6 +167,32 @@ def test_rendering_without_state_issues_new_token_and_key(first: tuple[int, str,
     )
 
 
+def test_render_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    """run_render collects less often while it runs (a batch job), then restores the thresholds: callers
+    in the same process (the tests, the demo) keep theirs, whether the render worked or not."""
+    before = gc.get_threshold()
+    assert render(QUICKSTART)[0] == EXIT_READY
+    assert render(tmp_path / "nope")[0] == EXIT_UNREADABLE
+    assert gc.get_threshold() == before
+
+
+@pytest.mark.parametrize(("scope", "second_owns"), [("Namespace", True), ("Cluster", False)])
+def test_a_domain_claimed_in_two_namespaces_has_one_owner_per_scope(scope: str, second_owns: bool) -> None:
+    """The reconcile weighs an SSODomain's claims against its own scope's (Runtime.claim_book(scope))."""
+    docs = [d for d in read_documents([str(QUICKSTART)]) if d["kind"] in ("IdentityProvider", "SSODomain")]
+    both = []
+    for namespace, created in (("team-a", "2026-01-01T00:00:00Z"), ("team-b", "2026-02-01T00:00:00Z")):
+        for doc in copy.deepcopy(docs):
+            doc["metadata"].update(namespace=namespace, creationTimestamp=created)
+            both.append(doc)
+    settings = Settings(domain_scope=scope)  # type: ignore[arg-type]
+    result = asyncio.run(render_documents(both, settings, NOW, offline=True))
+    ready = {(d["metadata"]["namespace"], d["metadata"]["name"]): is_true(d["status"], READY)
+             for d in result.inputs if d["kind"] == "SSODomain"}
+    assert ready[("team-a", "acme")] is True
+    assert ready[("team-b", "acme")] is second_owns
+
+
 def test_unknown_role_exits_1_with_the_reason_on_stderr(tmp_path: Path) -> None:
     folder = tmp_path / "quickstart"
     shutil.copytree(QUICKSTART, folder)
@@ -212,13 +244,48 @@ def test_a_missing_path_exits_2(tmp_path: Path) -> None:
         "from keyplane.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    assert main(['render', '--offline', '--now', '2026-12-01T00:00:00Z', '-f', {str(QUICKSTART)!r}]) == 0\n",
+        # Not offline: the quickstart's metadata is inline, so nothing is fetched and no HTTP client made.
+        "import io, contextlib\n"
+        "from keyplane.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['render', '--now', '2026-12-01T00:00:00Z', '-f', {str(QUICKSTART)!r}]) == 0\n",
     ],
 )
-def test_render_does_not_import_kopf(code: str) -> None:
-    """`keyplane render` runs in CI with no cluster: importing Kopf would register the operator's handlers."""
-    check = code + "\nimport sys\nassert 'kopf' not in sys.modules, 'kopf was imported'\n"
+def test_render_does_not_import_kopf_nor_http_or_dns_clients(code: str) -> None:
+    """`keyplane render` runs in CI with no cluster: importing Kopf would register the operator's handlers.
+    httpx (the API and metadata clients) and dnspython are imported only when a URL is fetched or DNS
+    asked, which a render of inline metadata never does, and prometheus-client only by the operator's
+    metrics: a PR check does not pay their start-up."""
+    check = code + (
+        "\nimport sys\n"
+        "unwanted = {'kopf', 'httpx', 'httpcore', 'dns', 'prometheus_client'}\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & unwanted)\n"
+        "assert not loaded, f'imported: {loaded}'\n"
+    )
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+KEYPLANE_PROGRAMS = [[sys.executable, "-m", "keyplane"], [str(Path(sys.executable).with_name("keyplane"))]]
+
+
+@pytest.mark.parametrize("program", KEYPLANE_PROGRAMS)
+def test_the_keyplane_program_prints_the_whole_render_and_exits_with_its_code(
+    program: list[str], first: tuple[int, str, str], tmp_path: Path
+) -> None:
+    """`python -m keyplane` and the console script (cli.run: gc.freeze() before exiting): the same bytes as
+    run_render in process, and its exit codes."""
+    secrets = [d for d in documents(first[1]) if d["kind"] == "Secret"]
+    state = tmp_path / "state.yaml"
+    state.write_text(yaml.safe_dump_all(secrets, sort_keys=True))
+    args = ["render", "--offline", "--now", "2026-12-01T00:00:00Z", "-f", str(QUICKSTART), "-f", str(state)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as usual
+    done = subprocess.run([*program, *args], capture_output=True, text=True, timeout=120, env=env)
+    assert (done.returncode, done.stdout, done.stderr) == first
+    late = subprocess.run([*program, *args[:3], "2026-01-01T00:00:00Z", *args[4:]], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert late.returncode == EXIT_NOT_READY and "is not Ready: NotYetValid" in late.stderr
+    assert late.stdout.startswith("---\n") and late.stdout.count("\n---\n") == 9
 
 
 def test_idp_metadata_past_its_valid_until_is_refused(tmp_path: Path) -> None:
