@@ -228,25 +228,35 @@ class MetadataFetcher:
         self._backend = _PinnedBackend(
             self.policy, resolver or system_resolver, network_backend or httpcore.AnyIOBackend()
         )
-        limits = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30.0)
-        transport = _PinnedTransport(self._backend, ssl_context or ssl.create_default_context(), limits)
-        total = self.policy.total_timeout
-        self._client = httpx.AsyncClient(
-            transport=transport,
-            follow_redirects=False,
-            trust_env=False,
-            timeout=httpx.Timeout(connect=self.policy.connect_timeout, read=total, write=total, pool=total),
-            cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
-            headers={
-                "User-Agent": USER_AGENT,
-                "Accept": "*/*",
-                # Compressed bodies could inflate far past max_bytes inside a single chunk.
-                "Accept-Encoding": "identity",
-            },
-        )
+        self._ssl_context = ssl_context
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        """Made at the first fetch: an operator whose IdPs all carry inline metadata never loads the CA
+        bundle (~3 MB resident) nor opens a pool."""
+        if self._http is None:
+            limits = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30.0)
+            transport = _PinnedTransport(self._backend, self._ssl_context or ssl.create_default_context(), limits)
+            total = self.policy.total_timeout
+            self._http = httpx.AsyncClient(
+                transport=transport,
+                follow_redirects=False,
+                trust_env=False,
+                timeout=httpx.Timeout(connect=self.policy.connect_timeout, read=total, write=total, pool=total),
+                cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+                headers={
+                    "User-Agent": USER_AGENT,
+                    "Accept": "*/*",
+                    # Compressed bodies could inflate far past max_bytes inside a single chunk.
+                    "Accept-Encoding": "identity",
+                },
+            )
+        return self._http
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def __aenter__(self) -> Self:
         return self
