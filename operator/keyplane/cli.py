@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib.metadata
 import logging
 import os
 import re
@@ -86,6 +85,8 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 def missing_extra(extra: str) -> list[str]:
     """Distributions of `keyplane[extra]` that are not installed (none known when keyplane is not installed)."""
+    import importlib.metadata  # here, not at the top: every `keyplane render` would pay ~30 ms for it
+
     try:
         requirements = importlib.metadata.requires("keyplane") or []
     except importlib.metadata.PackageNotFoundError:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import functools
 import unicodedata
 
-from email_validator import EmailNotValidError, validate_email
-
 # Letters that render as nothing (Unicode treats them as letters or symbols, not as format characters).
 INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5\u180e\u034f")
 # Unicode categories with no visible, unambiguous glyph: control, format, surrogate, private use,
@@ -79,6 +77,10 @@ def _canonical_email(raw: str) -> str:
     if invisible:
         raise InvalidEmail(f"contains the invisible character {invisible}")
     text = raw[:-1] if raw.endswith(".") else raw
+    # email-validator compiles its grammar at import (~20 ms): only paid once an address is checked,
+    # not by every `keyplane render` or operator start.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         parsed = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
