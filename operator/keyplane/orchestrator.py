@@ -26,6 +26,7 @@ from .runtime import Runtime
 from .writer.bundle import write_bundle
 from .writer.concurrency import concurrently
 from .writer.events import post_event
+from .writer.rollout import roll_consumers
 from .writer.spmetadata import write_sp_metadata
 from .writer.status import with_written_status, write_statuses
 
@@ -113,7 +114,14 @@ async def flush_namespace(runtime: Runtime, namespace: str) -> None:
     snaps = [with_written_status(runtime, s) for s in snaps if (s.kind, s.name) not in held]
     result = reconcile_namespace(runtime.namespace_inputs(namespace, snaps, previous_bundle),
                                  runtime.settings, runtime.clock())
-    # Configuration first (the ConfigMaps and the bundle Secret, together), then the statuses that report it.
-    await concurrently(write_sp_metadata(runtime, namespace, snaps, result.bundle),
-                       write_bundle(runtime, namespace, snaps, result.data, result.bundle))
-    await write_statuses(runtime, namespace, snaps, result.results)
+    # Configuration first (the ConfigMaps and the bundle Secret, together), then the statuses that report it,
+    # while the Deployments that consume a new bundle are rolled.
+    written: list[str | None] = []
+
+    async def bundle() -> None:
+        written.append(await write_bundle(runtime, namespace, snaps, result.data, result.bundle))
+
+    await concurrently(write_sp_metadata(runtime, namespace, snaps, result.bundle), bundle())
+    digest = written[0]
+    await concurrently(write_statuses(runtime, namespace, snaps, result.results),
+                       *([roll_consumers(runtime.kube, namespace, digest)] if digest else []))

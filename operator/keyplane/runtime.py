@@ -59,6 +59,7 @@ class Runtime:
     writer: NamespaceWriter | None = None
     sweeper: Sweeper | None = None  # the periodic checks (operator only)
     _metrics: OperatorMetrics | None = field(default=None, init=False, repr=False)
+    started_at: datetime = field(default_factory=utcnow)  # when this process (or render) began
     closing: bool = False  # set by the cleanup handler before the API client closes; timers then stand down
 
     def capture_indexes(self, kwargs: Mapping[str, Any]) -> None:

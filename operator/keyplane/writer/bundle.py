@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from ..reconcile.bundle import BUNDLE_HASH_ANNOTATION, bundle_secret, bundle_sha256
 from ..reconcile.model import Snapshot
 from ..sources.objectstore import KubeError
-from .rollout import roll_consumers
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -18,8 +17,9 @@ log = logging.getLogger("keyplane.operator")
 
 async def write_bundle(
     runtime: Runtime, namespace: str, snaps: list[Snapshot], data: bytes | None, bundle: dict[str, Any] | None
-) -> None:
-    """Create, patch or delete the namespace's bundle Secret so it holds `data`; roll consumers on change."""
+) -> str | None:
+    """Create, patch or delete the namespace's bundle Secret so it holds `data`; the new digest when it
+    wrote one (the consumers are then rolled: `roll_consumers`)."""
     kube, name = runtime.kube, runtime.settings.bundle_secret_name
     if data is None:
         if runtime.bundle_hashes.get(namespace) is not None:
@@ -28,7 +28,7 @@ async def write_bundle(
             log.info("namespace %s: no Keyplane objects left, bundle Secret %s deleted", namespace, name)
         runtime.bundles[namespace] = None
         runtime.bundle_hashes[namespace] = None
-        return
+        return None
     digest = bundle_sha256(data)
     if digest == runtime.bundle_hashes.get(namespace):
         # Unchanged content: a read (never a write) confirms the Secret is still there, since the
@@ -36,7 +36,7 @@ async def write_bundle(
         current = await kube.get("v1", "secrets", namespace, name)
         annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
         if annotations.get(BUNDLE_HASH_ANNOTATION) == digest:
-            return
+            return None
         runtime.bundle_hashes[namespace] = digest if current is not None else None
     owners = [s.owner_reference(controller=False) for s in sorted(snaps, key=lambda s: (s.kind, s.name))
               if not s.deleting and s.uid]
@@ -56,7 +56,7 @@ async def write_bundle(
     runtime.bundles[namespace] = bundle
     runtime.bundle_hashes[namespace] = digest
     log.info("namespace %s: bundle Secret %s written (sha256 %s)", namespace, name, digest[:12])
-    await roll_consumers(kube, namespace, digest)
+    return digest
 
 
 def _bundle_patch(manifest: dict[str, Any]) -> dict[str, Any]:
