@@ -108,6 +108,13 @@ class ReadyTimes:
                 self.ready_at[meta["name"]] = now
 
 
+async def _loop_lag(samples: list[float], period: float = 0.1) -> None:
+    while True:
+        asleep = time.monotonic()
+        await asyncio.sleep(period)
+        samples.append(max(0.0, time.monotonic() - asleep - period))
+
+
 async def probe_during(cluster: EmulatedCluster, busy: Callable[[], bool], *, probes: int = PROBES,
                        spacing: float = SPACING, timeout: float = 300.0, poll: float = 0.05) -> dict[str, Any]:
     """Create the probes while `busy()` (the burst is not converged yet); their time to Ready."""
@@ -124,6 +131,8 @@ async def probe_during(cluster: EmulatedCluster, busy: Callable[[], bool], *, pr
             created[doc["metadata"]["name"]] = ready.created_at[doc["metadata"]["name"]] = time.monotonic()
             await asyncio.sleep(spacing)
 
+    lag: list[float] = []
+    lag_sampler = asyncio.create_task(_loop_lag(lag))
     injector = asyncio.create_task(inject())
     started = time.monotonic()
     try:
@@ -135,6 +144,7 @@ async def probe_during(cluster: EmulatedCluster, busy: Callable[[], bool], *, pr
         await injector
     finally:
         ready.close()
+        lag_sampler.cancel()
     seconds = {name: round(ready.ready_at[name] - t, 3) for name, t in created.items() if name in ready.ready_at}
     kopf_first_write = {name: round(ready.kopf_first_write_at[name] - t, 3) for name, t in created.items()
                         if name in ready.kopf_first_write_at}
@@ -151,6 +161,10 @@ async def probe_during(cluster: EmulatedCluster, busy: Callable[[], bool], *, pr
         "seconds": seconds,
         # Seconds from the create until Kopf's first write to the probe (its finalizer) reached the API.
         "kopf_first_write_s": kopf_first_write,
+        # How late the emulator's event loop (this process's: it serves the API) woke up, sampled every 0.1 s
+        # while the probes ran: every request and watch event of the probe waited at least this long.
+        "emulator_loop_lag_s": {"p50": round(percentile(lag, 50), 3), "p99": round(percentile(lag, 99), 3),
+                                "max": round(max(lag), 3)} if lag else None,
         # Each write of a probe (Kopf's finalizer and annotations, the operator's status), seconds after the create.
         "writes": {name: [(round(t - created[name], 3), what) for t, what in ready.writes.get(name, [])]
                    for name in created},
