@@ -18,11 +18,9 @@ Run alone: ``python -m bench.app_bench [n_users [requests]]``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,47 +33,23 @@ import httpx
 
 from keyplane.app import Bundle, BundleStore, ScimRouter, Storage
 
-from .scim_bench import PATCH, TOKEN, USER, _seed, _stats
+from .convergence import free_port
+from .scim_bench import PATCH, TOKEN, USER, _seed, _stats, bundle_document
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = 8
-SCIM = "/scim/v2/bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _bundle_document() -> dict[str, Any]:
-    return {
-        "apiVersion": "keyplane.dev/bundle-v1",
-        "roles": ["Admin", "Member", "Viewer"],
-        "identityProviders": {},
-        "domains": {},
-        "scim": {
-            "bench": {
-                "endpointPath": SCIM,
-                "identityProvider": None,
-                "tokenHashes": [{"sha256": hashlib.sha256(TOKEN.encode()).hexdigest(), "notAfter": None}],
-                "defaultUserRole": "Member",
-                "groupBindings": {"group-0": "Admin"},
-                "unboundGroupRole": "None",
-            }
-        },
-    }
+SCIM = bundle_document()["scim"]["bench"]["endpointPath"]
 
 
 @contextmanager
 def _replicas(count: int, database_url: str, folder: Path) -> Any:
     bundle = folder / "identity.json"
-    bundle.write_text(json.dumps(_bundle_document()))
+    bundle.write_text(json.dumps(bundle_document()))
     env = {**os.environ, "KEYPLANE_BUNDLE": str(bundle), "KEYPLANE_DATABASE_URL": database_url,
            "KEYPLANE_SECRET_KEY": "bench"}  # fmt: skip
     processes, urls = [], []
     for _ in range(count):
-        port = _free_port()
+        port = free_port()
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "bench.app_replica:build", "--host", "127.0.0.1",
              "--port", str(port), "--log-level", "warning", "--no-access-log", "--lifespan", "off",
@@ -174,7 +148,7 @@ async def _measure(
 
 def _seed_database(database_url: str, n_users: int, n_groups: int) -> tuple[list[str], list[str], float]:
     storage = Storage(database_url)
-    router = ScimRouter(BundleStore.from_bundle(Bundle.from_dict(_bundle_document())), storage)
+    router = ScimRouter(BundleStore.from_bundle(Bundle.from_dict(bundle_document())), storage)
     start = time.perf_counter()
     user_ids, group_ids = _seed(router, n_users, n_groups)
     seconds = time.perf_counter() - start

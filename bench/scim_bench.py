@@ -28,25 +28,28 @@ PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 MEMBERS_PER_GROUP = 10
 
 
+def bundle_document() -> dict[str, Any]:
+    """One SCIM connection, `bench`, with TOKEN: the bundle both SCIM benchmarks serve."""
+    return {
+        "apiVersion": "keyplane.dev/bundle-v1",
+        "roles": ["Admin", "Member", "Viewer"],
+        "identityProviders": {},
+        "domains": {},
+        "scim": {
+            "bench": {
+                "endpointPath": "/scim/v2/bench",
+                "identityProvider": None,
+                "tokenHashes": [{"sha256": hashlib.sha256(TOKEN.encode()).hexdigest(), "notAfter": None}],
+                "defaultUserRole": "Member",
+                "groupBindings": {"group-0": "Admin"},
+                "unboundGroupRole": "None",
+            }
+        },
+    }
+
+
 def _bundle() -> Bundle:
-    return Bundle.from_dict(
-        {
-            "apiVersion": "keyplane.dev/bundle-v1",
-            "roles": ["Admin", "Member", "Viewer"],
-            "identityProviders": {},
-            "domains": {},
-            "scim": {
-                "bench": {
-                    "endpointPath": "/scim/v2/bench",
-                    "identityProvider": None,
-                    "tokenHashes": [{"sha256": hashlib.sha256(TOKEN.encode()).hexdigest(), "notAfter": None}],
-                    "defaultUserRole": "Member",
-                    "groupBindings": {"group-0": "Admin"},
-                    "unboundGroupRole": "None",
-                }
-            },
-        }
-    )
+    return Bundle.from_dict(bundle_document())
 
 
 def _seed(router: ScimRouter, n_users: int, n_groups: int) -> tuple[list[str], list[str]]:
