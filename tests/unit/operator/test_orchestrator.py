@@ -56,11 +56,16 @@ def scim_body(annotations: dict[str, str] | None = None) -> dict[str, Any]:
             "spec": {"token": {"overlap": "1h"}}}
 
 
+def runtime_over(store: RecordingStore, clock: Any = lambda: NOW) -> Runtime:
+    """A fresh operator process over `store` (a second one over the same store is a restart)."""
+    return Runtime(settings=SETTINGS, kube=store, cache=None, resolver=None,  # type: ignore[arg-type]
+                   clock=clock)
+
+
 def runtime_with(store: RecordingStore, body: dict[str, Any], clock: list[Any]) -> tuple[Runtime, Snapshot]:
     store.objects[store.key("keyplane.dev/v1alpha1", "scimconnections", NS, "okta")] = body
     snap = Snapshot.from_body(body)
-    runtime = Runtime(settings=SETTINGS, kube=store, cache=None, resolver=None,  # type: ignore[arg-type]
-                      clock=lambda: clock[0])
+    runtime = runtime_over(store, lambda: clock[0])
     runtime.indexes["scim_index"] = {NS: [snap]}
     return runtime, snap
 
@@ -145,8 +150,7 @@ async def test_a_new_object_not_yet_observed_does_not_hold_up_the_rest_of_its_na
     """One new object Kopf is slow to hand over (a burst elsewhere) must not delay every other object's
     Ready; it and what depends on it wait for their own pass, and nothing is written about them."""
     store = RecordingStore()
-    runtime = Runtime(settings=SETTINGS, kube=store, cache=None, resolver=None,  # type: ignore[arg-type]
-                      clock=lambda: NOW)
+    runtime = runtime_over(store)
     ready, _late_idp, _its_scim = index(runtime, store, scim_named("okta"), idp_named("corp"),
                                         scim_named("corp", idp="corp"))
     await observe(runtime, ready)  # the IdP "corp" is not observed yet, nor its ScimConnection
@@ -159,8 +163,7 @@ async def test_a_new_object_not_yet_observed_does_not_hold_up_the_rest_of_its_na
 async def test_a_dependant_of_a_new_idp_not_yet_observed_waits_with_it() -> None:
     """Its status would say its IdentityProvider is not Ready (and post an Event) for a moment."""
     store = RecordingStore()
-    runtime = Runtime(settings=SETTINGS, kube=store, cache=None, resolver=None,  # type: ignore[arg-type]
-                      clock=lambda: NOW)
+    runtime = runtime_over(store)
     ready, _late_idp, its_scim = index(runtime, store, scim_named("okta"), idp_named("corp"),
                                        scim_named("corp", idp="corp"))
     await observe(runtime, ready)
@@ -172,16 +175,14 @@ async def test_a_dependant_of_a_new_idp_not_yet_observed_waits_with_it() -> None
 
 async def test_after_a_restart_nothing_is_written_until_what_the_bundle_carries_is_observed() -> None:
     store = RecordingStore()
-    first = Runtime(settings=SETTINGS, kube=store, cache=None, resolver=None,  # type: ignore[arg-type]
-                    clock=lambda: NOW)
+    first = runtime_over(store)
     (okta,) = index(first, store, scim_named("okta"))
     await observe(first, okta)
     await flush_namespace(first, NS)
     carried = store.bundle(NS)
     assert carried is not None and "okta" in carried["scim"]
 
-    restarted = Runtime(settings=SETTINGS, kube=store, cache=None, resolver=None,  # type: ignore[arg-type]
-                        clock=lambda: NOW)
+    restarted = runtime_over(store)
     okta, entra = index(restarted, store, scim_named("okta"), scim_named("entra"))
     await observe(restarted, entra)  # the new one is observed first; okta, in the bundle, is not yet
     store.log.clear()
@@ -195,8 +196,7 @@ async def test_after_a_restart_nothing_is_written_until_what_the_bundle_carries_
 async def test_a_namespace_whose_objects_are_all_new_and_unobserved_gets_no_pass() -> None:
     """A pass with every object left out would see an empty namespace and delete its bundle Secret."""
     store = RecordingStore()
-    runtime = Runtime(settings=SETTINGS, kube=store, cache=None, resolver=None,  # type: ignore[arg-type]
-                      clock=lambda: NOW)
+    runtime = runtime_over(store)
     (gone,) = index(runtime, store, scim_named("gone"))
     await observe(runtime, gone)
     await flush_namespace(runtime, NS)
