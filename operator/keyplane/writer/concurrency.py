@@ -11,29 +11,16 @@ namespace writer still tells a write conflict from other errors.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
-
-T = TypeVar("T")
+from collections.abc import Coroutine
+from typing import Any
 
 
-async def concurrently(*writes: Awaitable[None]) -> None:
+async def concurrently(*writes: Coroutine[Any, Any, None]) -> None:
     """Await all; on a failure, cancel the rest and raise the first failure."""
-    await for_each(list(writes), lambda write: write, limit=len(writes) or 1)
-
-
-async def for_each(items: Iterable[T], write: Callable[[T], Awaitable[None]], *, limit: int) -> None:
-    """`write(item)` for every item, at most `limit` at once; on a failure, cancel the rest and raise it."""
-    gate = asyncio.Semaphore(limit)
-
-    async def one(item: T) -> None:
-        async with gate:
-            await write(item)
-
     try:
         async with asyncio.TaskGroup() as group:
-            for item in items:
-                group.create_task(one(item))
+            for write in writes:
+                group.create_task(write)
     except BaseExceptionGroup as failed:
         raise _first(failed) from None
 
