@@ -50,8 +50,15 @@ class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     def __init__(self, *, prefix: str) -> None:
         super().__init__(prefix=prefix, key=DIGEST_KEY)
         self._legacy = kopf.AnnotationsDiffBaseStorage(prefix=prefix, key=LEGACY_KEY)
+        # Kopf calls `fetch(body)` and at once `build(body)` for every event; `fetch` has just built that
+        # essence (a deep copy of the object), so the next `build` of the same body takes it instead of
+        # copying again. Kept for that one call only.
+        self._just_built: tuple[kopf.Body, kopf.BodyEssence] | None = None
 
     def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        just_built, self._just_built = self._just_built, None
+        if just_built is not None and just_built[0] is body and not extra_fields:
+            return just_built[1]
         essence = super().build(body=body, extra_fields=extra_fields)
         self.remove_annotations(essence, set(self._legacy.make_keys(LEGACY_KEY, body=body)))
         self.remove_empty_stanzas(essence)
@@ -62,6 +69,7 @@ class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
             stored = body.metadata.annotations.get(key)
             if stored is not None:
                 current = self.build(body=body)
+                self._just_built = (body, current)
                 if essence_digest(current, self.prefix) == stored.strip():
                     return current
                 return cast(kopf.BodyEssence, {CHANGED: stored.strip()})

@@ -89,3 +89,16 @@ def test_the_annotation_stays_small_whatever_the_inline_metadata() -> None:
     annotations = raw["metadata"]["annotations"]
     assert sum(len(k) + len(v) for k, v in annotations.items()) < 200
     assert not changed(raw, storage)
+
+
+def test_the_essence_fetch_built_serves_the_build_that_follows_it_and_only_that() -> None:
+    """Kopf calls fetch then build for each event; the object is copied once, not twice."""
+    storage = DigestDiffBaseStorage(prefix=KOPF_PREFIX)
+    raw = handled(idp(), storage)
+    body = kopf.Body(raw)
+    old = storage.fetch(body=body)
+    assert storage.build(body=body) is old  # not a second copy
+    assert storage.build(body=body) is not old and storage.build(body=body) == old  # used once only
+    other = kopf.Body(copy.deepcopy(raw))
+    storage.fetch(body=body)
+    assert storage.build(body=other) is not old  # another body is built afresh
