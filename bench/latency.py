@@ -19,6 +19,7 @@ from typing import Any
 import kmock
 
 from keyplane.testing import EmulatedCluster
+from keyplane.testing.emulator import requests_intercepted
 
 from . import workload
 
@@ -52,37 +53,25 @@ class ReadyTimes:
         self.emu = cluster.emulator
         self.ready_at: dict[str, float] = {}
         self.kopf_first_write_at: dict[str, float] = {}
-        # When each of a probe's writes reached the emulator (its handler is wrapped for this namespace):
+        # When each of a probe's writes reached the emulator (`time_write`, while the probes run):
         # where the time to Ready goes, Kopf's part and the operator's.
         self.writes: dict[str, list[tuple[float, str]]] = {}
         self.created_at: dict[str, float] = {}
         self._cursor = 0
         self._requests_seen = 0
-        self._wrap_handler()
 
-    def _wrap_handler(self) -> None:
-        """Time the probes' writes as they reach the emulator (its class's handler, as the fault kit does;
-        restored by `close()`)."""
-        cls = type(self.emu)
-        original = self._original = cls._handle
-        emu, created_at, writes = self.emu, self.created_at, self.writes
-
-        async def timed(self_: Any, request: kmock.Request) -> Any:
-            if self_ is emu and request.method.value in ("POST", "PATCH", "PUT") \
-                    and f"/namespaces/{NAMESPACE}/" in request.url.path:
-                agent = (request.headers.get("User-Agent") or "").lower()
-                what = f"{'kopf' if 'kopf' in agent else 'keyplane'} {request.method.value} " \
-                       f"{request.url.path.split(f'/namespaces/{NAMESPACE}/', 1)[1]}"
-                arrived = time.monotonic()
-                for name in list(created_at):
-                    if f"/{name}" in what:
-                        writes.setdefault(name, []).append((arrived, what))
-            return await original(self_, request)
-
-        cls._handle = timed  # type: ignore[method-assign,assignment]
-
-    def close(self) -> None:
-        type(self.emu)._handle = self._original  # type: ignore[method-assign]
+    async def time_write(self, emu: Any, request: kmock.Request, forward: Any) -> Any:
+        """Note when each write of a probe reaches this emulator (`requests_intercepted`), then serve it."""
+        if emu is self.emu and request.method.value in ("POST", "PATCH", "PUT") \
+                and f"/namespaces/{NAMESPACE}/" in request.url.path:
+            agent = (request.headers.get("User-Agent") or "").lower()
+            what = f"{'kopf' if 'kopf' in agent else 'keyplane'} {request.method.value} " \
+                   f"{request.url.path.split(f'/namespaces/{NAMESPACE}/', 1)[1]}"
+            arrived = time.monotonic()
+            for name in list(self.created_at):
+                if f"/{name}" in what:
+                    self.writes.setdefault(name, []).append((arrived, what))
+        return await forward(request)
 
     def poll(self) -> None:
         now = time.monotonic()
@@ -136,14 +125,14 @@ async def probe_during(cluster: EmulatedCluster, busy: Callable[[], bool], *, pr
     injector = asyncio.create_task(inject())
     started = time.monotonic()
     try:
-        while not (injector.done() and set(created) <= set(ready.ready_at)):
-            if time.monotonic() - started > timeout:
-                break
-            ready.poll()
-            await asyncio.sleep(poll)
-        await injector
+        with requests_intercepted(ready.time_write):
+            while not (injector.done() and set(created) <= set(ready.ready_at)):
+                if time.monotonic() - started > timeout:
+                    break
+                ready.poll()
+                await asyncio.sleep(poll)
+            await injector
     finally:
-        ready.close()
         lag_sampler.cancel()
     seconds = {name: round(ready.ready_at[name] - t, 3) for name, t in created.items() if name in ready.ready_at}
     kopf_first_write = {name: round(ready.kopf_first_write_at[name] - t, 3) for name, t in created.items()

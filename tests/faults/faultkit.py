@@ -306,7 +306,7 @@ class WriteGate:
     further operator write (403, state untouched) — the operator is "dead" from the API server's point of
     view right after that write. The test's own requests (httpx's User-Agent) always pass.
 
-    Installed by patching KeyplaneEmulator._handle for the duration of a ``with`` block.
+    Installed for the duration of a ``with`` block (``keyplane.testing.emulator.requests_intercepted``).
     """
 
     WRITES = ("POST", "PUT", "PATCH", "DELETE")
@@ -328,12 +328,11 @@ class WriteGate:
     def installed(self) -> Iterator[WriteGate]:
         import aiohttp.web
 
-        from keyplane.testing.emulator import KeyplaneEmulator
+        from keyplane.testing.emulator import requests_intercepted
 
-        original = KeyplaneEmulator._handle
         gate = self
 
-        async def _handle(emu: Any, request: Any) -> Any:
+        async def intercept(emu: Any, request: Any, forward: Any) -> Any:
             if gate._is_operator_write(request):
                 what = f"{request.method.value} {request.url.path}"
                 if not gate.open or (gate.allow is not None and len(gate.passed) >= gate.allow):
@@ -344,13 +343,10 @@ class WriteGate:
                         {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 403,
                          "reason": "Forbidden", "message": "the operator was killed here"}, status=403)
                 gate.passed.append(what)
-            return await original(emu, request)
+            return await forward(request)
 
-        KeyplaneEmulator._handle = _handle  # type: ignore[method-assign]
-        try:
+        with requests_intercepted(intercept):
             yield self
-        finally:
-            KeyplaneEmulator._handle = original  # type: ignore[method-assign]
 
 
 class ApiFaults:
@@ -376,12 +372,11 @@ class ApiFaults:
     def installed(self) -> Iterator[ApiFaults]:
         import aiohttp.web
 
-        from keyplane.testing.emulator import KeyplaneEmulator
+        from keyplane.testing.emulator import requests_intercepted
 
-        original = KeyplaneEmulator._handle
         faults = self
 
-        async def _handle(emu: Any, request: Any) -> Any:
+        async def intercept(emu: Any, request: Any, forward: Any) -> Any:
             agent = request.headers.get("User-Agent") or ""
             if not agent.startswith("python-httpx"):
                 for rule in faults.rules:
@@ -403,13 +398,10 @@ class ApiFaults:
                             "code": 410, "reason": "Expired", "message": "too old resource version"}})
                         return aiohttp.web.Response(status=200, content_type="application/json",
                                                     body=(line + "\n").encode())
-            return await original(emu, request)
+            return await forward(request)
 
-        KeyplaneEmulator._handle = _handle  # type: ignore[method-assign]
-        try:
+        with requests_intercepted(intercept):
             yield self
-        finally:
-            KeyplaneEmulator._handle = original  # type: ignore[method-assign]
 
 
 def is_write(request: Any, *, plural: str | None = None, status: bool | None = None,

@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import copy
 import datetime
 import random
 import re
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import aiohttp.web
@@ -57,7 +58,7 @@ import kmock._internal.parsing as kmock_parsing
 from keyplane.mergepatch import apply_merge_patch
 from keyplane.testing.rbac import Authorizer, RequestAttributes, service_account_user
 
-__all__ = ['KeyplaneEmulator']
+__all__ = ['KeyplaneEmulator', 'requests_intercepted']
 
 Body = dict[str, Any]
 Key = tuple[kmock.resource, str | None, str]
@@ -574,3 +575,24 @@ class KeyplaneEmulator(kmock.KubernetesEmulator):
     @staticmethod
     def _qualified(res: kmock.resource) -> str:
         return f'{res.plural}.{res.group}' if res.group else str(res.plural)
+
+
+Forward = Callable[[kmock.Request], Awaitable[aiohttp.web.StreamResponse]]
+Intercept = Callable[['KeyplaneEmulator', kmock.Request, Forward], Awaitable[aiohttp.web.StreamResponse]]
+
+
+@contextlib.contextmanager
+def requests_intercepted(intercept: Intercept) -> Iterator[None]:
+    """For the block, every request of every emulator goes through ``intercept(emulator, request, forward)``,
+    which answers it itself or hands it on with ``await forward(request)``: the fault suite's injected
+    errors and the benchmark's timing (harness instruments; no API server has them). Blocks nest."""
+    original = KeyplaneEmulator._handle
+
+    async def handle(emulator: KeyplaneEmulator, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        return await intercept(emulator, request, lambda forwarded: original(emulator, forwarded))
+
+    KeyplaneEmulator._handle = handle  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        KeyplaneEmulator._handle = original  # type: ignore[method-assign]

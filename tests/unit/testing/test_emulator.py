@@ -280,3 +280,32 @@ async def test_wait_for_reports_the_last_value() -> None:
 def test_emulator_has_default_namespace() -> None:
     emu = KeyplaneEmulator()
     assert (kmock.resource('', 'v1', 'namespaces'), None, 'default') in emu.objects
+
+
+async def test_requests_intercepted_answers_or_forwards_for_the_block_only(cluster: EmulatedCluster) -> None:
+    """The fault suite's and the benchmark's hook: nested blocks each see the request, then it is served."""
+    import aiohttp.web
+
+    from keyplane.testing.emulator import requests_intercepted
+
+    seen: list[str] = []
+
+    async def refuse_creates(emu: Any, request: Any, forward: Any) -> Any:
+        if request.method.value == 'POST':
+            return aiohttp.web.json_response({'kind': 'Status', 'code': 503, 'reason': 'ServiceUnavailable',
+                                              'message': 'intercepted'}, status=503)
+        return await forward(request)
+
+    async def note(emu: Any, request: Any, forward: Any) -> Any:
+        seen.append(request.method.value)
+        return await forward(request)
+
+    with requests_intercepted(refuse_creates), requests_intercepted(note):
+        with pytest.raises(ApiError) as err:
+            await cluster.create(widget('w1'))
+        assert err.value.status == 503
+        assert await cluster.get(WIDGETS, 'Widget', 'default', 'w1') is None  # forwarded, and nothing was made
+    assert seen.count('POST') == 1 and seen[-1] == 'GET'  # the outer block saw both, the create first
+    during = list(seen)
+    assert (await cluster.create(widget('w1')))['metadata']['name'] == 'w1'  # the block is over
+    assert seen == during
