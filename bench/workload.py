@@ -9,6 +9,7 @@ import yaml
 
 GROUP_VERSION = "keyplane.dev/v1alpha1"
 QUICKSTART_IDP = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "10-identityprovider-okta.yaml"
+INLINE_ENTITY_ID = "http://www.okta.com/exkDEMO1234567890"  # the entityID of inline_metadata()
 KINDS = {"IdentityProvider": "identityproviders", "ScimConnection": "scimconnections", "SSODomain": "ssodomains"}
 
 

@@ -193,62 +193,77 @@ class _NotPlain(Exception):
     """The document holds another type than dict, list, str, int, bool and None, or one dict or list twice."""
 
 
-def _plain_document_events(
-    dumper: ManifestDumper, document: Any, implicit: dict[str, tuple[bool, bool]]
-) -> list[Event]:
+# Events hold no position and the emitter only reads them: one instance serves every occurrence.
+_DOCUMENT_START, _DOCUMENT_END = DocumentStartEvent(explicit=True), DocumentEndEvent(explicit=False)
+_MAPPING_START, _MAPPING_END = MappingStartEvent(None, _MAP, True, flow_style=False), MappingEndEvent()
+_SEQUENCE_START, _SEQUENCE_END = SequenceStartEvent(None, _SEQ, True, flow_style=False), SequenceEndEvent()
+
+
+def _plain_document_events(dumper: ManifestDumper, document: Any, scalars: dict[Any, ScalarEvent]) -> list[Event]:
     """The events PyYAML's representer and serializer give for a plain document, made without the nodes.
 
     Per scalar that saves a node, two resolver calls and two path-resolver calls from LibYAML's serializer
-    back into Python: a quarter of the writing. Raises _NotPlain for anything else (another type, or an
-    object occurring twice, which PyYAML writes as an anchor and aliases), left to PyYAML's own path.
+    back into Python: a quarter of the writing. A scalar's event depends on its value and type only, so
+    ``scalars`` keeps one per value over the whole stream (keys and most values repeat from document to
+    document). Raises _NotPlain for anything else (another type, or an object occurring twice, which PyYAML
+    writes as an anchor and aliases), left to PyYAML's own path.
     """
     resolved, plain_tags = dumper.resolve, dumper.plain_tags  # ManifestDumper.resolve remembers its answers
 
-    def string_implicit(text: str) -> tuple[bool, bool]:
-        implicit[text] = (resolved(ScalarNode, text, _PLAIN) == _STR, True)
-        return implicit[text]
+    def string_event(text: str) -> ScalarEvent:
+        event = scalars[text] = ScalarEvent(None, _STR, (resolved(ScalarNode, text, _PLAIN) == _STR, True), text)
+        return event
+
+    def other_event(value: Any) -> ScalarEvent:
+        kind = type(value)
+        text, tag = ("true" if value else "false", _BOOL) if kind is bool else (
+            (str(value), _INT) if kind is int else ("null", _NULL))
+        event = ScalarEvent(None, tag, (plain_tags.get(text, "") == tag or resolved(ScalarNode, text, _PLAIN) == tag,
+                                        False), text)
+        scalars[(kind, value)] = event  # keyed with its type: True == 1, and a str key never is a tuple
+        return event
 
     seen: set[int] = set()
-    events: list[Event] = [DocumentStartEvent(explicit=True)]
+    events: list[Event] = [_DOCUMENT_START]
     add = events.append
 
     def walk(value: Any) -> None:
         kind = type(value)
         if kind is str:
-            add(ScalarEvent(None, _STR, implicit.get(value) or string_implicit(value), value))
+            add(scalars.get(value) or string_event(value))
         elif kind is dict or kind is list:
             if id(value) in seen:
                 raise _NotPlain
             seen.add(id(value))
             if kind is dict:
-                add(MappingStartEvent(None, _MAP, True, flow_style=False))
+                add(_MAPPING_START)
                 items = list(value.items())
                 try:  # noqa: SIM105  (contextlib.suppress: two more Python calls per dict)
                     items = sorted(items)
                 except TypeError:  # keys of mixed types: insertion order, as PyYAML does
                     pass
                 for key, item in items:
-                    walk(key)
-                    if type(item) is str:  # inline: most values are strings
-                        add(ScalarEvent(None, _STR, implicit.get(item) or string_implicit(item), item))
+                    if type(key) is str:  # inline: most keys and values are strings
+                        add(scalars.get(key) or string_event(key))
+                    else:
+                        walk(key)
+                    if type(item) is str:
+                        add(scalars.get(item) or string_event(item))
                     else:
                         walk(item)
-                add(MappingEndEvent())
+                add(_MAPPING_END)
             else:
-                add(SequenceStartEvent(None, _SEQ, True, flow_style=False))
+                add(_SEQUENCE_START)
                 for item in value:
                     walk(item)
-                add(SequenceEndEvent())
+                add(_SEQUENCE_END)
         elif kind is bool or kind is int or value is None:
-            text, tag = ("true" if value else "false", _BOOL) if kind is bool else (
-                (str(value), _INT) if kind is int else ("null", _NULL))
-            add(ScalarEvent(None, tag, (plain_tags.get(text, "") == tag or resolved(ScalarNode, text, _PLAIN) == tag,
-                                        False), text))
+            add(scalars.get((kind, value)) or other_event(value))
         else:
             raise _NotPlain
 
     walk(document)
-    add(DocumentEndEvent(explicit=False))
+    add(_DOCUMENT_END)
     return events
 
 
@@ -256,10 +271,10 @@ def _dump_all(documents: list[Any], stream: IO[Any], encoding: str | None) -> No
     dumper = ManifestDumper(stream, sort_keys=True, explicit_start=True, width=120, encoding=encoding)
     dumper.open()
     emit = dumper.emit
-    implicit: dict[str, tuple[bool, bool]] = {}  # string -> (may be written plain, may be quoted)
+    scalars: dict[Any, ScalarEvent] = {}  # a str, or (type, value) for the others -> its event
     for document in documents:
         try:
-            events = _plain_document_events(dumper, document, implicit)
+            events = _plain_document_events(dumper, document, scalars)
         except _NotPlain:
             dumper.represent(document)  # PyYAML's representer and serializer (ManifestDumper's shortcuts)
             continue

@@ -142,3 +142,14 @@ def test_the_examples_are_read_without_pyyaml_s_loader() -> None:
     for path in sorted(QUICKSTART.parent.rglob("*.yaml")):
         text = path.read_text()
         assert manifest_yaml._plain_documents(text) == pyyaml_load(text), path
+
+
+def test_one_stream_with_lookalike_values_of_every_type() -> None:
+    # One event is kept per scalar value for the whole stream: True, 1, "1" and "true" must each keep their own.
+    lookalikes: list[Any] = [True, 1, "1", "true", False, 0, "0", "false", None, "null", "", 10**30, -1, "-1"]
+    documents: list[Any] = [{"values": lookalikes, "again": list(reversed(lookalikes))},
+                            {str(i): value for i, value in enumerate(lookalikes)},
+                            [{"k": value} for value in lookalikes + TRICKY], *lookalikes]
+    written = manifest_yaml.dump_all(documents)
+    assert written == pyyaml(documents)
+    assert list(yaml.safe_load_all(written)) == documents

@@ -169,11 +169,13 @@ def test_rendering_without_state_issues_new_token_and_key(first: tuple[int, str,
 
 def test_render_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
     """run_render collects less often while it runs (a batch job), then restores the thresholds: callers
-    in the same process (the tests, the demo) keep theirs, whether the render worked or not."""
-    before = gc.get_threshold()
+    in the same process (the tests, the demo) keep theirs, whether the render worked or not, and nothing
+    is left frozen out of their collections."""
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
     assert render(QUICKSTART)[0] == EXIT_READY
     assert render(tmp_path / "nope")[0] == EXIT_UNREADABLE
     assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == frozen
 
 
 @pytest.mark.parametrize(("scope", "second_owns"), [("Namespace", True), ("Cluster", False)])
