@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 import warnings
@@ -44,6 +45,10 @@ class CertificateInfo:
         return f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
 
 
+# A pure function of the bytes, and the same certificate comes back often: an IdP's metadata lists it for
+# signing and encryption, is re-read at every refresh, and several IdentityProviders may trust one IdP.
+# Refusals are raised, so never cached.
+@functools.lru_cache(maxsize=1024)
 def certificate_from_der(der: bytes) -> CertificateInfo:
     """Describe a DER certificate; raises MetadataError(CertificateInvalid) when it is not one."""
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,8 @@ _SHORT_BINDING = {BINDING_REDIRECT: "HTTP-Redirect", BINDING_POST: "HTTP-POST"}
 _FULL_BINDING = {short: full for full, short in _SHORT_BINDING.items()}
 
 _NS = {"md": NS_MD, "ds": NS_DS}
+# Compiled once: `node.xpath("string(.)")` compiles the expression at every call (3x the cost of running it).
+_STRING_VALUE = etree.XPath("string(.)")
 
 
 def short_binding(binding: str) -> str:
@@ -99,7 +102,7 @@ def check_url(url: str, what: str, *, allow_http: bool) -> str:
 def _text(node: etree._Element) -> str:
     # string() joins every text node: `.text` stops at the first comment, which is how
     # comment-injection attacks truncate values without breaking a signature.
-    return str(node.xpath("string(.)")).strip()
+    return str(_STRING_VALUE(node)).strip()
 
 
 def _pick_endpoint(descriptor: etree._Element, tag: str) -> tuple[str, str] | None:
@@ -205,6 +208,13 @@ def idp_metadata_from_entity(entity: etree._Element, *, allow_http: bool = False
     )
 
 
+# Documents already parsed: (sha256 and type of the document, entity, options) -> what was read. The same
+# document comes back at every periodic check of an IdP, and several IdentityProviders may carry one IdP's
+# metadata. Only successes are kept (refusals raise); expiry is checked at every call, against its `now`.
+_PARSED: dict[tuple[Any, ...], IdPMetadata] = {}
+_PARSED_MAX = 256
+
+
 def parse_idp_metadata(
     xml: bytes | str,
     entity_id: str | None = None,
@@ -222,6 +232,25 @@ def parse_idp_metadata(
     enveloped signature by that certificate; it is checked on the very tree that is then read,
     so what was verified is what is used. Raises MetadataError only.
     """
+    encoded = xml.encode("utf-8", errors="surrogatepass") if isinstance(xml, str) else xml  # as parse_xml does
+    key = (hashlib.sha256(encoded).digest(), type(xml), entity_id, max_bytes, allow_http, signing_fingerprint)
+    idp = _PARSED.get(key)
+    if idp is None:
+        idp = _parse_idp_metadata(xml, entity_id, max_bytes, allow_http, signing_fingerprint)
+        if len(_PARSED) >= _PARSED_MAX:
+            del _PARSED[next(iter(_PARSED))]  # the oldest entry
+        _PARSED[key] = idp
+    if now is not None and idp.valid_until is not None and idp.valid_until <= now:
+        raise MetadataError(
+            "MetadataExpired",
+            f"the IdP metadata expired at {idp.valid_until.isoformat().replace('+00:00', 'Z')} (its validUntil); "
+            "the IdP must publish a fresh document (ask its admin to re-sign or re-export it)",
+        )
+    return idp
+
+
+def _parse_idp_metadata(xml: bytes | str, entity_id: str | None, max_bytes: int, allow_http: bool,
+                        signing_fingerprint: str | None) -> IdPMetadata:
     root = parse_xml(xml, max_bytes=max_bytes)
     entity = select_entity(root, entity_id)
     if signing_fingerprint is not None:
@@ -229,12 +258,6 @@ def parse_idp_metadata(
 
         verify_tree_signature(root, entity, signing_fingerprint)
     valid_until = metadata_valid_until(entity)
-    if now is not None and valid_until is not None and valid_until <= now:
-        raise MetadataError(
-            "MetadataExpired",
-            f"the IdP metadata expired at {valid_until.isoformat().replace('+00:00', 'Z')} (its validUntil); "
-            "the IdP must publish a fresh document (ask its admin to re-sign or re-export it)",
-        )
     return replace(idp_metadata_from_entity(entity, allow_http=allow_http), valid_until=valid_until)
 
 

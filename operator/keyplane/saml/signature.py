@@ -15,6 +15,7 @@ from keyplane.saml.errors import MetadataError, capped_list
 from keyplane.saml.safexml import DEFAULT_MAX_BYTES, parse_xml
 
 _NS = {"ds": NS_DS}
+_STRING_VALUE = etree.XPath("string(.)")  # every text node (a comment cannot truncate it), compiled once
 _SIGNATURE = f"{{{NS_DS}}}Signature"
 
 # Only what enveloped metadata signatures use. Everything else (XPath, XSLT, XPointer
@@ -82,7 +83,7 @@ def _check_reference(signed: etree._Element, signature: etree._Element) -> None:
 def _embedded_certificates(signature: etree._Element) -> list[CertificateInfo]:
     found: list[CertificateInfo] = []
     for node in signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", _NS):
-        text = "".join(str(node.xpath("string(.)")).split())
+        text = "".join(str(_STRING_VALUE(node)).split())
         try:
             found.append(certificate_from_der(base64.b64decode(text, validate=True)))
         except (binascii.Error, ValueError, MetadataError):

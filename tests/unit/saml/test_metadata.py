@@ -351,3 +351,33 @@ def test_valid_until_of_the_entity_and_its_aggregate(cert: IssuedCert) -> None:
     assert parse_idp_metadata(aggregate).valid_until is not None  # without now, nothing is refused
     bad = _reason(entity.replace("2027-01-01T00:00:00.123Z", "next tuesday"), now=before)
     assert bad.reason == "MetadataMalformed" and "validUntil" in bad.message
+
+
+def test_a_document_read_again_is_judged_by_every_argument_of_the_call(cert: IssuedCert) -> None:
+    # Parses are remembered per document: what the call asks (entity, signature, HTTP, size, time) still decides.
+    from datetime import datetime
+
+    aggregate = aggregate_xml(
+        entity_xml("https://a.example.com/idp", keys=[key_descriptor(cert.der_b64)],
+                   sso=((REDIRECT, "https://a.example.com/sso"),)),
+        entity_xml("https://b.example.com/idp", keys=[key_descriptor(cert.der_b64)],
+                   sso=((REDIRECT, "http://b.example.com/sso"),)),
+    ).replace("<md:EntitiesDescriptor ", '<md:EntitiesDescriptor validUntil="2026-12-20T00:00:00Z" ', 1)
+    before, after = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 21, tzinfo=UTC)
+    assert parse_idp_metadata(aggregate, "https://a.example.com/idp", now=before).sso_url == "https://a.example.com/sso"
+    assert parse_idp_metadata(aggregate, "https://b.example.com/idp", allow_http=True,
+                              now=before).sso_url == "http://b.example.com/sso"
+    assert _reason(aggregate, "https://b.example.com/idp", now=before).reason == "SSOURLNotHTTPS"
+    assert _reason(aggregate, "https://a.example.com/idp", now=after).reason == "MetadataExpired"
+    assert _reason(aggregate, "https://a.example.com/idp", signing_fingerprint=cert.sha256).reason != ""
+    assert _reason(aggregate, "https://a.example.com/idp", max_bytes=100).reason != ""
+    assert _reason(aggregate.encode(), "https://a.example.com/idp", now=after).reason == "MetadataExpired"
+
+
+def test_a_text_and_its_utf8_bytes_are_different_documents(cert: IssuedCert) -> None:
+    # A str was decoded already, so its declaration no longer applies; bytes are decoded as they declare.
+    text = '<?xml version="1.0" encoding="ISO-8859-1"?>' + entity_xml(
+        "https://idp.example.com/é", keys=[key_descriptor(cert.der_b64)])
+    assert parse_idp_metadata(text).entity_id == "https://idp.example.com/é"
+    assert parse_idp_metadata(text.encode()).entity_id == "https://idp.example.com/Ã©"
+    assert _reason("<a>\ud800</a>").reason == "MetadataMalformed"  # a lone surrogate: refused, not a crash
