@@ -59,8 +59,12 @@ async def run_operator(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .heap import fix_mmap_threshold
+
     settings = load(args)
     _configure_logging(args.verbose)
+    if fix_mmap_threshold():  # this process only: the tests and the demo call run_operator in theirs
+        logging.getLogger("keyplane").debug("glibc malloc: large buffers mapped and unmapped, not kept in the heap")
     asyncio.run(run_operator(settings))
     return 0
 
