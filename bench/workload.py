@@ -19,6 +19,33 @@ def inline_metadata() -> str:
     return str(doc["spec"]["saml"]["metadata"]["inline"])
 
 
+def own_idps(docs: list[dict[str, Any]]) -> None:
+    """Give every IdentityProvider of `docs` an IdP of its own: its own entityID and signing certificate in
+    its inline metadata, as IdentityProviders of many tenants would have (one document shared by all would be
+    parsed once, and one certificate described once). The certificates share one RSA key, so making them is
+    quick; each is self-signed for its own subject."""
+    import base64
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    template = inline_metadata()
+    shared_certificate = template.split("<ds:X509Certificate>")[1].split("</ds:X509Certificate>")[0]
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for position, doc in enumerate(d for d in docs if d["kind"] == "IdentityProvider"):
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"idp-{position:04d}.bench.example")])
+        certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                       .serial_number(position + 1).not_valid_before(start)
+                       .not_valid_after(start + timedelta(days=3650)).sign(key, hashes.SHA256()))
+        der = base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode()
+        doc["spec"]["saml"]["metadata"] = {"inline": template.replace(shared_certificate, der).replace(
+            INLINE_ENTITY_ID, f"{INLINE_ENTITY_ID}-{position:04d}")}
+
+
 def namespace_of(i: int, namespaces: int) -> str:
     return f"bench-{i % namespaces:02d}"
 
