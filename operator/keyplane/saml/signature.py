@@ -12,10 +12,9 @@ from lxml import etree
 from keyplane.saml.certificates import CertificateInfo, certificate_from_der, normalize_fingerprint
 from keyplane.saml.entities import NS_DS, select_entity
 from keyplane.saml.errors import MetadataError, capped_list
-from keyplane.saml.safexml import DEFAULT_MAX_BYTES, parse_xml
+from keyplane.saml.safexml import DEFAULT_MAX_BYTES, parse_xml, string_value
 
 _NS = {"ds": NS_DS}
-_STRING_VALUE = etree.XPath("string(.)")  # every text node (a comment cannot truncate it), compiled once
 _SIGNATURE = f"{{{NS_DS}}}Signature"
 
 # Only what enveloped metadata signatures use. Everything else (XPath, XSLT, XPointer
@@ -83,7 +82,7 @@ def _check_reference(signed: etree._Element, signature: etree._Element) -> None:
 def _embedded_certificates(signature: etree._Element) -> list[CertificateInfo]:
     found: list[CertificateInfo] = []
     for node in signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", _NS):
-        text = "".join(str(_STRING_VALUE(node)).split())
+        text = "".join(string_value(node).split())
         try:
             found.append(certificate_from_der(base64.b64decode(text, validate=True)))
         except (binascii.Error, ValueError, MetadataError):
