@@ -295,9 +295,9 @@ def _halves(state: _Render) -> tuple[list[str], list[str]]:
     return namespaces[:best_cut], namespaces[best_cut:]
 
 
-def _objects_of(state: _Render, namespaces: list[str]) -> list[tuple[Any, dict[str, Any]]]:
+def _objects_of(state: _Render, namespaces: list[str]) -> list[tuple[Key, dict[str, Any]]]:
     wanted = set(namespaces)
-    return [(key, body) for key, body in state.store.objects.items() if body["metadata"].get("namespace") in wanted]
+    return [(key, body) for key, body in state.store.objects.items() if key[2] in wanted]  # key: .., namespace, name
 
 
 def _render_in_two_processes(documents: list[dict[str, Any]], settings: Settings, now: datetime,
