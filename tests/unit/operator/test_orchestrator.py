@@ -44,6 +44,10 @@ class RecordingStore(MemoryStore):
             self.log.append(("patch", plural, name))
         return await super().patch(api_version, plural, namespace, name, patch)
 
+    def writes(self) -> list[tuple[str, str, str]]:
+        """What was written, Events left out."""
+        return [e for e in self.log if e[1] != "events"]
+
     def bundle(self, namespace: str) -> dict[str, Any] | None:
         secret = self.objects.get(self.key("v1", "secrets", namespace, SETTINGS.bundle_secret_name))
         return json.loads(base64.b64decode(secret["data"]["identity.json"])) if secret else None
@@ -104,7 +108,7 @@ async def test_a_new_object_is_in_the_bundle_before_its_status_says_ready() -> N
     runtime, snap = runtime_with(store, scim_body(), clock)
     await observe(runtime, snap)
     await flush_namespace(runtime, NS)
-    assert [e for e in store.log if e[1] != "events"] == [
+    assert store.writes() == [
         ("create", "secrets", "okta-scim-token"),
         ("create", "secrets", SETTINGS.bundle_secret_name),
         ("status", "scimconnections", "okta"),
@@ -187,7 +191,7 @@ async def test_after_a_restart_nothing_is_written_until_what_the_bundle_carries_
     await observe(restarted, entra)  # the new one is observed first; okta, in the bundle, is not yet
     store.log.clear()
     await flush_namespace(restarted, NS)
-    assert [e for e in store.log if e[1] != "events"] == [], "a pass dropped or rewrote what the bundle carries"
+    assert store.writes() == [], "a pass dropped or rewrote what the bundle carries"
     await observe(restarted, okta)
     await flush_namespace(restarted, NS)
     assert set((store.bundle(NS) or {})["scim"]) == {"okta", "entra"}
@@ -204,5 +208,5 @@ async def test_a_namespace_whose_objects_are_all_new_and_unobserved_gets_no_pass
     index(runtime, store, idp_named("corp"), scim_named("corp", idp="corp"))  # "gone" was replaced
     store.log.clear()
     await flush_namespace(runtime, NS)
-    assert [e for e in store.log if e[1] != "events"] == []
+    assert store.writes() == []
     assert store.bundle(NS) is not None
