@@ -31,7 +31,8 @@ import httpx
 import kmock
 import yaml
 
-from keyplane.sources.kube import ClusterAuth, resource_path
+from keyplane.sources.httpx_auth import ClusterAuth
+from keyplane.sources.kube import resource_path
 from keyplane.sources.kubeconfig import load_kubeconfig
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}

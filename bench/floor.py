@@ -35,8 +35,7 @@ NAMESPACES = [ns for ns in os.environ.get("FLOOR_NAMESPACES", "").split(",") if 
 _seen: set[tuple[str, str, str]] = set()
 _done: Counter[str] = Counter()
 _kube: list[KubeAPI] = []
-# At most this many API calls in flight, like a well-behaved operator: httpcore's pool scans every queued
-# request against every connection on each state change (quadratic under a burst; see README.md).
+# At most this many API calls in flight, like a well-behaved operator (Keyplane's KubeAPI admits as many).
 _inflight = asyncio.Semaphore(int(os.environ.get("FLOOR_CONCURRENCY", "20")))
 
 

@@ -35,7 +35,7 @@ import pytest
 from keyplane.api.crds import all_crds
 from keyplane.api.kinds import API_GROUP_VERSION, KINDS
 from keyplane.sources.credentials import ClusterCredentials, StaticToken
-from keyplane.sources.kube import ClusterAuth
+from keyplane.sources.httpx_auth import ClusterAuth
 from keyplane.sources.kubeconfig import load_kubeconfig
 from keyplane.testing.cluster import ApiError, EmulatedCluster
 from support import test_settings

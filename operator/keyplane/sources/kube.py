@@ -1,25 +1,30 @@
-"""The operator's own Kubernetes API access: a small async adapter over httpx.
+"""The operator's own Kubernetes API access: a small async adapter over aiohttp.
 
 Kopf watches; this adapter does the few direct reads and writes the reconcile needs (owned Secrets,
 referenced ConfigMaps and Secrets, status, Events, Deployments). Its credentials are the same
 `ClusterCredentials` object Kopf's login handler hands to Kopf: the token is re-read as its source
 rotates it, and a 401 fetches it again and retries once. Network errors and timeouts surface as
 `KubeUnavailable`, a `KubeError`, like every other failure the callers already handle.
+
+aiohttp, as Kopf uses: under a burst httpx's connection pool cost a third of the operator's CPU (it
+polls every pooled socket on each request's every state change), several times what Kopf's own requests
+cost (bench/README.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Mapping
+import json as jsonlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 
 from .. import __version__
 from .credentials import ClusterCredentials, CredentialsError
 from .fairness import FairGate
 from .kubeconfig import load_cluster_credentials
 
-# The errors, the protocol and the paths live in objectstore (no httpx there); importable from here too.
+# The errors, the protocol and the paths live in objectstore (no HTTP client there); importable from here too.
 from .objectstore import KubeError as KubeError
 from .objectstore import KubeUnavailable as KubeUnavailable
 from .objectstore import ObjectStore as ObjectStore
@@ -27,25 +32,6 @@ from .objectstore import namespace_of as namespace_of
 from .objectstore import resource_path as resource_path
 
 MAX_CONNECTIONS = 20
-
-
-class ClusterAuth(httpx.Auth):
-    """Sends the credentials' current token; on a 401, fetches it again once and retries the request."""
-
-    def __init__(self, credentials: ClusterCredentials) -> None:
-        self.credentials = credentials
-
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        sent = await self.credentials.authorization()
-        if sent is not None:
-            request.headers["Authorization"] = sent
-        response = yield request
-        if response.status_code != 401 or sent is None:
-            return
-        fresh = await self.credentials.refresh(rejected=sent)
-        if fresh is not None:
-            request.headers["Authorization"] = fresh
-            yield request
 
 
 class KubeAPI:
@@ -58,24 +44,46 @@ class KubeAPI:
         # Requests beyond the pool wait here, admitted round-robin across namespaces (sources/fairness.py):
         # one namespace's burst cannot make another namespace's few writes wait behind all of it.
         self._gate = FairGate(MAX_CONNECTIONS)
-        self._client = httpx.AsyncClient(
-            base_url=credentials.server,
-            verify=credentials.ssl_context(),
-            auth=ClusterAuth(credentials),
-            timeout=timeout,
-            trust_env=False,  # as Kopf's session: the API server directly, whatever HTTPS_PROXY says
-            # A bounded pool: a burst of writes queues here instead of opening (and dropping) connections.
-            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
-            headers={"User-Agent": f"keyplane/{__version__}", "Accept": "application/json"},
-        )
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_environment(cls) -> KubeAPI:
         """$KUBECONFIG, else the pod's ServiceAccount, else ~/.kube/config (see keyplane.sources.kubeconfig)."""
         return cls(load_cluster_credentials())
 
+    def _open_session(self) -> aiohttp.ClientSession:
+        """Made at the first request: an aiohttp session belongs to the event loop it is made in."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                # A bounded pool: a burst of writes queues (in the gate) instead of opening connections.
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=self.credentials.ssl_context()),
+                timeout=self._timeout,
+                trust_env=False,  # as Kopf's session: the API server directly, whatever HTTPS_PROXY says
+                headers={"User-Agent": f"keyplane/{__version__}", "Accept": "application/json"},
+            )
+        return self._session
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _send(self, method: str, path: str, data: bytes | None, params: Mapping[str, str] | None,
+                    headers: dict[str, str]) -> tuple[int, str, bytes]:
+        """One request; sent again once, with a token fetched anew, if the API server refused the one sent."""
+        session = self._open_session()
+        url = self.credentials.server + path
+        sent = await self.credentials.authorization()
+        if sent is not None:
+            headers["Authorization"] = sent
+        answer = await _exchange(session, method, url, data, params, headers)
+        if answer[0] != 401 or sent is None:
+            return answer
+        fresh = await self.credentials.refresh(rejected=sent)
+        if fresh is None:
+            return answer
+        headers["Authorization"] = fresh
+        return await _exchange(session, method, url, data, params, headers)
 
     async def request(
         self,
@@ -86,11 +94,12 @@ class KubeAPI:
         params: Mapping[str, str] | None = None,
         content_type: str | None = None,
     ) -> dict[str, Any] | None:
-        headers = {"Content-Type": content_type} if content_type else {}
+        data = None if json is None else jsonlib.dumps(json, separators=(",", ":")).encode()
+        headers = {} if data is None else {"Content-Type": content_type or "application/json"}
         try:
             async with self._gate.slot(namespace_of(path)):
-                response = await self._client.request(method, path, json=json, params=params, headers=headers)
-        except (httpx.TransportError, CredentialsError) as exc:
+                status, reason, content = await self._send(method, path, data, params, headers)
+        except (aiohttp.ClientError, TimeoutError, CredentialsError) as exc:
             if self.on_response is not None:
                 self.on_response(method, None)
             if isinstance(exc, CredentialsError):
@@ -98,18 +107,18 @@ class KubeAPI:
             # connect/read errors, timeouts: callers retry a KubeError
             raise KubeUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
         if self.on_response is not None:
-            self.on_response(method, response.status_code)
-        if response.status_code == 404 and method == "GET":
+            self.on_response(method, status)
+        if status == 404 and method == "GET":
             return None
-        if response.status_code >= 400:
+        if status >= 400:
             try:
-                message = str(response.json().get("message", ""))
-            except ValueError:
-                message = response.text[:200]
-            raise KubeError(response.status_code, message or response.reason_phrase)
-        if not response.content:
+                message = str(jsonlib.loads(content).get("message", ""))
+            except (ValueError, AttributeError):
+                message = content[:200].decode(errors="replace")
+            raise KubeError(status, message or reason)
+        if not content:
             return None
-        body = response.json()
+        body = jsonlib.loads(content)
         return body if isinstance(body, dict) else None
 
     async def get(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -144,3 +153,10 @@ class KubeAPI:
         except KubeError as exc:
             if exc.status != 404:
                 raise
+
+
+async def _exchange(session: aiohttp.ClientSession, method: str, url: str, data: bytes | None,
+                    params: Mapping[str, str] | None, headers: Mapping[str, str]) -> tuple[int, str, bytes]:
+    """Status, reason and body of one request; the connection goes back to the pool once the body is read."""
+    async with session.request(method, url, data=data, params=params, headers=headers) as response:
+        return response.status, response.reason or "", await response.read()

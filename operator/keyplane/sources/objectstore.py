@@ -1,8 +1,8 @@
 """What the observe and write code needs of the Kubernetes API, without an HTTP client: the errors, the
 `ObjectStore` protocol and API paths.
 
-Implemented by `keyplane.sources.kube.KubeAPI` (httpx, the operator) and `keyplane.render.MemoryStore`
-(files): render and the CLI import this module, not httpx (~40 ms of start-up).
+Implemented by `keyplane.sources.kube.KubeAPI` (aiohttp, the operator) and `keyplane.render.MemoryStore`
+(files): render and the CLI import this module, not an HTTP client (~40 ms of start-up).
 """
 
 from __future__ import annotations
