@@ -8,9 +8,12 @@ from typing import Any, Literal
 
 from ..api.kinds import API_GROUP_VERSION
 
-# Kopf's own bookkeeping annotations (progress, and the diff base: a full copy of the spec as JSON).
-# Nothing reconciles from them, and every snapshot in the indexes would keep a copy.
+# Kopf's own bookkeeping annotations (progress, and the diff base). Not in the snapshots.
 KOPF_ANNOTATIONS_PREFIX = "kopf.keyplane.dev/"
+# The only annotations a snapshot keeps: Keyplane's own (keyplane.dev/rotate-token). Every snapshot stays in
+# the indexes for the life of the process, and under `kubectl apply` or Argo CD each object carries a copy of
+# its whole manifest in kubectl.kubernetes.io/last-applied-configuration: an inline metadata document twice.
+KEYPLANE_ANNOTATIONS_PREFIX = "keyplane.dev/"
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Snapshot:
             spec=_mapping(body.get("spec")),
             status=_mapping(body.get("status")),
             annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()
-                         if not str(k).startswith(KOPF_ANNOTATIONS_PREFIX)}
+                         if str(k).startswith(KEYPLANE_ANNOTATIONS_PREFIX)}
             if isinstance(meta.get("annotations"), Mapping) else {},
             deleting=bool(meta.get("deletionTimestamp")),
         )

@@ -8,7 +8,8 @@ from keyplane.reconcile.model import Snapshot
 from keyplane.reconcile.scimtoken import ROTATE_ANNOTATION
 
 
-def test_kopf_annotations_are_not_copied_into_snapshots() -> None:
+def test_only_keyplanes_own_annotations_are_copied_into_snapshots() -> None:
+    """Not Kopf's bookkeeping, nor kubectl's copy of the manifest: every snapshot is kept for the process's life."""
     spec = {"identityProviderRef": {"name": "okta"}}
     body = {
         "kind": "ScimConnection",
@@ -17,11 +18,12 @@ def test_kopf_annotations_are_not_copied_into_snapshots() -> None:
             "kopf.keyplane.dev/scim_connection_changed": '{"started":"2026-01-01T00:00:00Z"}',
             ROTATE_ANNOTATION: "2026-01-01T00:00:00Z",
             "example.com/owner": "team-a",
+            "kubectl.kubernetes.io/last-applied-configuration": json.dumps({"kind": "ScimConnection", "spec": spec}),
         }},
         "spec": spec,
     }
     snap = Snapshot.from_body(body)
-    assert dict(snap.annotations) == {ROTATE_ANNOTATION: "2026-01-01T00:00:00Z", "example.com/owner": "team-a"}
+    assert dict(snap.annotations) == {ROTATE_ANNOTATION: "2026-01-01T00:00:00Z"}
     assert snap.spec == spec and snap.generation == 2
 
 
