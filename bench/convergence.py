@@ -81,6 +81,7 @@ async def _run_keyplane(n: int, docs: list[dict[str, Any]], env: dict[str, str],
             create_s = await create_all(cluster, docs)
             await progress.wait(timeout=timeout)
             elapsed = time.monotonic() - t0
+            op.converged()
             burst.append(True)
             cpu = (op.cpu_seconds() or 0.0) - cpu0
             requests = requests_since(cluster, start_index)
@@ -145,6 +146,7 @@ async def run_floor(n: int, per_kind: dict[str, int], per_bundle: int, timeout: 
             create_s = await create_all(cluster, docs)
             await progress.wait(timeout=timeout)
             elapsed = time.monotonic() - t0
+            op.converged()
             requests = requests_since(cluster, start_index)
             return {"n": n, "seconds": elapsed, "create_s": create_s, "requests": len(requests),
                     "operator_cpu_s": (op.cpu_seconds() or 0.0) - cpu0,

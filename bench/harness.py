@@ -35,6 +35,7 @@ SECRETS = kmock.resource("", "v1", "secrets")
 BUNDLE = "keyplane-identity"
 PLURALS = {"IdentityProvider": "identityproviders", "ScimConnection": "scimconnections", "SSODomain": "ssodomains"}
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 kmock_fastpath.install()
 kmock_fastpath.install_emulator_cache()
@@ -86,11 +87,13 @@ class OperatorProcess:
         self.cluster = cluster
         self.log_path = Path(tempfile.gettempdir()) / f"keyplane-bench-{name}-{os.getpid()}.log"
         args = [sys.executable, "-m", module] + (["run"] if module == "keyplane" else [])
+        self.traced = False  # under bench/tracemem.py: `converged()` has it write a snapshot
         if os.environ.get("BENCH_PROFILE_DIR"):  # cProfile the operator too (see README.md)
             out = Path(os.environ["BENCH_PROFILE_DIR"]) / f"{name}.pstats"
             args = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", module, *args[3:]]
         elif os.environ.get("BENCH_TRACEMALLOC_DIR"):  # where the memory lives (bench/tracemem.py)
             out = Path(os.environ["BENCH_TRACEMALLOC_DIR"]) / f"{name}.tracemalloc"
+            self.traced = True
             args = [sys.executable, "-m", "bench.tracemem", str(out), module, *args[3:]]
         full_env = {**os.environ, "KUBECONFIG": cluster.kubeconfig_path, "KEYPLANE_LIVENESS_ENDPOINT": "",
                     "PYTHONUNBUFFERED": "1", **env}
@@ -122,6 +125,11 @@ class OperatorProcess:
                 raise TimeoutError(f"the operator did not start watching {wanted - seen}; see {self.log_path}")
             await asyncio.sleep(0.1)
 
+    def converged(self) -> None:
+        """Called once the burst has converged: a traced operator writes its snapshot (OUT.SIGUSR1) now."""
+        if self.traced and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+
     def read_peak_rss_mb(self) -> float | None:
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -152,10 +160,19 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace")
 
 
+def as_applied(doc: dict[str, Any]) -> dict[str, Any]:
+    """The object as `kubectl apply` (and Argo CD, client-side) creates it: with a copy of the manifest in the
+    last-applied-configuration annotation, which every watch event and every body then carries."""
+    meta = dict(doc["metadata"])
+    meta["annotations"] = {**(meta.get("annotations") or {}),
+                           LAST_APPLIED: json.dumps(doc, separators=(",", ":"), sort_keys=True)}
+    return {**doc, "metadata": meta}
+
+
 async def create_all(cluster: EmulatedCluster, docs: list[dict[str, Any]], concurrency: int = 16) -> float:
     """Create the objects (as kubectl apply / Argo CD would, several at a time); returns seconds taken."""
     started = time.monotonic()
-    queue = list(reversed(docs))
+    queue = [as_applied(doc) for doc in reversed(docs)]
 
     async def worker() -> None:
         while queue:

@@ -22,10 +22,11 @@ from keyplane.testing import EmulatedCluster
 from keyplane.testing.emulator import requests_intercepted
 
 from . import workload
+from .harness import as_applied
 
 NAMESPACE = "bench-probe"
 PROBES = 10
-SPACING = 5.0
+SPACING = 2.0  # 10 probes within the first ~20 s: all while the N=1000 burst (~25 s) converges
 FIRST_AFTER = 2.0  # seconds after the burst's first create
 IDPS = kmock.resource("keyplane.dev", "v1alpha1", "identityproviders")
 
@@ -116,7 +117,7 @@ async def probe_during(cluster: EmulatedCluster, busy: Callable[[], bool], *, pr
         for i in range(probes):
             doc = probe_manifest(i)
             during[doc["metadata"]["name"]] = busy()
-            await cluster.create(doc)
+            await cluster.create(as_applied(doc))
             created[doc["metadata"]["name"]] = ready.created_at[doc["metadata"]["name"]] = time.monotonic()
             await asyncio.sleep(spacing)
 
