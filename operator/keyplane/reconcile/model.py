@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -14,6 +15,7 @@ KOPF_ANNOTATIONS_PREFIX = "kopf.keyplane.dev/"
 # the indexes for the life of the process, and under `kubectl apply` or Argo CD each object carries a copy of
 # its whole manifest in kubectl.kubernetes.io/last-applied-configuration: an inline metadata document twice.
 KEYPLANE_ANNOTATIONS_PREFIX = "keyplane.dev/"
+SHARED_VALUE_LENGTH = 32  # condition types, reasons, "True", timestamps, names: repeated across objects
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,15 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """Deep-copy Kopf's body views into plain dicts and lists, so snapshots never change under us."""
+    """Deep-copy Kopf's body views into plain dicts and lists, so snapshots never change under us.
+
+    Keys and short values are interned: JSON decoding makes new strings for every event, and the indexes
+    keep a snapshot of every object, so each would keep its own "type", "status", "True", "Ready"...
+    """
     if type(value) is str:  # most values: no ABC checks for them
-        return value
+        return sys.intern(value) if len(value) <= SHARED_VALUE_LENGTH else value
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {sys.intern(str(k)): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
