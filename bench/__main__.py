@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1000, help="the largest N (N=100 always runs; default 1000)")
     parser.add_argument("--shared-n", type=int, default=100, help="IdentityProviders sharing one URL")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
-    parser.add_argument("--kubeconfig", help="run the convergence, floor, idle and restart sections against "
-                        "this cluster instead of the emulator (bench/external.py; namespaces are left behind)")
+    parser.add_argument("--kubeconfig", help="run the convergence, floor, idle, latency and restart sections "
+                        "against this cluster instead of the emulator (bench/external.py; namespaces are left behind)")
     args = parser.parse_args(argv)
     if args.kubeconfig:
         from .external import run_id
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"convergence N={n}: Keyplane, then the floor")
         # After the largest run, a 10 s idle window at production intervals (no acceleration).
         # It also carries the latency probes and the restart (bench/latency.py, bench/restart.py).
-        kwargs = {"idle_window": 10.0, "settle": 3.0, "probes": not args.kubeconfig, "restart": True} \
+        kwargs = {"idle_window": 10.0, "settle": 3.0, "probes": True, "restart": True} \
             if n == sizes[-1] else {}
         row = asyncio.run(convergence(n, **kwargs))
         results["convergence"].append(row)

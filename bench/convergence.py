@@ -65,7 +65,7 @@ async def _run_keyplane(n: int, docs: list[dict[str, Any]], env: dict[str, str],
                         timeout: float, metadata_server: MetadataServer | None, *, probes: bool,
                         restart: bool) -> dict[str, Any]:
     namespaces = sorted({d["metadata"]["namespace"] for d in docs})
-    namespaces += [latency.NAMESPACE] if probes else []
+    namespaces += [latency.namespace()] if probes else []
     namespaces += [restart_section.namespace()] if restart else []
     env = {**env, **(restart_section.URL_ENV if restart else {}), **scope("KEYPLANE_NAMESPACES", namespaces)}
     async with cluster_with_namespaces(namespaces) as cluster:

@@ -109,8 +109,12 @@ class Upstream:
 
     def __init__(self, kubeconfig: str) -> None:
         credentials = load_kubeconfig([kubeconfig])
+        # No connection limit: every watch the operators open holds a connection for its whole life, and
+        # one the operator dropped stays open until its next event (httpx's default 100 filled up with the
+        # restart section's second operator, and requests waited for a free one until they failed).
         self.http = httpx.AsyncClient(base_url=credentials.server, verify=credentials.ssl_context(),
                                       auth=ClusterAuth(credentials), trust_env=False,
+                                      limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
                                       timeout=httpx.Timeout(30.0, read=None))
 
     async def request(self, method: str, path: str, *, json: Any = None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from keyplane.testing import EmulatedCluster
 from keyplane.testing.emulator import requests_intercepted
 
 from . import workload
-from .harness import as_applied
+from .harness import as_applied, place
 
 NAMESPACE = "bench-probe"
 PROBES = 10
@@ -39,9 +39,14 @@ def percentile(samples: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
+def namespace() -> str:
+    """The probes' namespace in this run (renamed per run on a real cluster, `--kubeconfig`)."""
+    return str(place([{"metadata": {"namespace": NAMESPACE}}])[0]["metadata"]["namespace"])
+
+
 def probe_manifest(i: int) -> dict[str, Any]:
     doc = workload.idp_manifest(i, 1, metadata={"inline": workload.inline_metadata()})
-    doc["metadata"] = {"name": f"probe-{i:02d}", "namespace": NAMESPACE}
+    doc["metadata"] = {"name": f"probe-{i:02d}", "namespace": namespace()}
     return doc
 
 
@@ -52,6 +57,7 @@ class ReadyTimes:
 
     def __init__(self, cluster: EmulatedCluster) -> None:
         self.emu = cluster.emulator
+        self.namespace = namespace()
         self.ready_at: dict[str, float] = {}
         self.kopf_first_write_at: dict[str, float] = {}
         # When each of a probe's writes reached the emulator (`time_write`, while the probes run):
@@ -64,10 +70,10 @@ class ReadyTimes:
     async def time_write(self, emu: Any, request: kmock.Request, forward: Any) -> Any:
         """Note when each write of a probe reaches this emulator (`requests_intercepted`), then serve it."""
         if emu is self.emu and request.method.value in ("POST", "PATCH", "PUT") \
-                and f"/namespaces/{NAMESPACE}/" in request.url.path:
+                and f"/namespaces/{self.namespace}/" in request.url.path:
             agent = (request.headers.get("User-Agent") or "").lower()
             what = f"{'kopf' if 'kopf' in agent else 'keyplane'} {request.method.value} " \
-                   f"{request.url.path.split(f'/namespaces/{NAMESPACE}/', 1)[1]}"
+                   f"{request.url.path.split(f'/namespaces/{self.namespace}/', 1)[1]}"
             arrived = time.monotonic()
             for name in list(self.created_at):
                 if f"/{name}" in what:
@@ -79,7 +85,7 @@ class ReadyTimes:
         requests = list(self.emu)
         for request in requests[self._requests_seen:]:
             agent = request.headers.get("User-Agent") or request.headers.get("user-agent") or ""
-            if (request.method.value == "PATCH" and f"/namespaces/{NAMESPACE}/" in request.url.path
+            if (request.method.value == "PATCH" and f"/namespaces/{self.namespace}/" in request.url.path
                     and "kopf" in agent.lower() and request.name):
                 self.kopf_first_write_at.setdefault(str(request.name), now)
         self._requests_seen = len(requests)
@@ -91,7 +97,7 @@ class ReadyTimes:
             self._cursor = events[-1][0]
         for _rv, etype, body, _old in events:
             meta = body["metadata"]
-            if meta["namespace"] != NAMESPACE or etype == "DELETED" or meta["name"] in self.ready_at:
+            if meta["namespace"] != self.namespace or etype == "DELETED" or meta["name"] in self.ready_at:
                 continue
             conds = (body.get("status") or {}).get("conditions") or []
             if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
@@ -141,7 +147,7 @@ async def probe_during(cluster: EmulatedCluster, busy: Callable[[], bool], *, pr
     samples = list(seconds.values())
     mid_burst = [v for name, v in seconds.items() if during.get(name)]
     return {
-        "probes": probes, "namespace": NAMESPACE, "spacing_s": spacing,
+        "probes": probes, "namespace": ready.namespace, "spacing_s": spacing,
         "created_during_burst": sum(during.values()), "ready": len(samples),
         "p50_s": round(percentile(samples, 50), 3) if samples else None,
         "p99_s": round(percentile(samples, 99), 3) if samples else None,
