@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import yaml
 
@@ -32,11 +32,8 @@ from .reconcile.ssodomain import build_claim_book
 from .runtime import Runtime
 from .settings import Settings, fetch_policy
 from .sources.dns import DnsLookupError
-from .sources.metadata_cache import FetchPolicy, FetchResult, SharedMetadataCache
+from .sources.metadata_cache import FetcherOnFirstUse, SharedMetadataCache
 from .sources.objectstore import KubeError
-
-if TYPE_CHECKING:
-    from .sources.fetcher import MetadataFetcher
 
 EXIT_READY, EXIT_NOT_READY, EXIT_UNREADABLE = 0, 1, 2
 
@@ -137,27 +134,6 @@ class _OfflineResolver:
         raise DnsLookupError("not checked by keyplane render")
 
 
-class _FetcherOnFirstUse:
-    """The MetadataFetcher, made when the first metadata URL is fetched: importing httpx and loading the
-    system's CA certificates cost ~0.15 s that a render of inline metadata only never needs."""
-
-    def __init__(self, policy: FetchPolicy) -> None:
-        self._policy = policy
-        self._fetcher: MetadataFetcher | None = None
-
-    async def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None) -> FetchResult:
-        if self._fetcher is None:
-            from .sources.fetcher import MetadataFetcher
-
-            self._fetcher = MetadataFetcher(self._policy)
-        return await self._fetcher.fetch(url, etag=etag, last_modified=last_modified)
-
-    async def aclose(self) -> None:
-        if self._fetcher is not None:
-            await self._fetcher.aclose()
-            self._fetcher = None  # a later pass (a render's second half, see _render_in_two_processes) makes another
-
-
 @dataclass
 class RenderResult:
     outputs: list[dict[str, Any]]
@@ -225,7 +201,7 @@ class _Render:
     store: MemoryStore
     snaps: list[Snapshot]
     runtime: Runtime
-    fetcher: _FetcherOnFirstUse | None
+    fetcher: FetcherOnFirstUse | None
     namespaces: list[str]
 
 
@@ -233,7 +209,7 @@ def _prepare(documents: list[dict[str, Any]], settings: Settings, now: datetime,
              default_namespace: str) -> _Render:
     store = MemoryStore()
     snaps = _load(documents, store, default_namespace)
-    fetcher = None if offline else _FetcherOnFirstUse(fetch_policy(settings))
+    fetcher = None if offline else FetcherOnFirstUse(fetch_policy(settings))
     runtime = _runtime_over(store, snaps, settings, now, SharedMetadataCache(fetcher) if fetcher else None)
     return _Render(store, snaps, runtime, fetcher, sorted({s.namespace for s in snaps}))
 

@@ -53,13 +53,14 @@ async def idp_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
 
 
 def _production_seams(monkeypatch: pytest.MonkeyPatch, server: IdPServer, client_tls: ssl.SSLContext) -> NatToLocal:
-    """Give the operator's fetcher (built at start-up) the resolver, network and trust-anchor seams."""
-    from keyplane.handlers import lifecycle
+    """Give the operator's fetcher (built at the first metadata URL) the resolver, network and trust-anchor
+    seams."""
+    from keyplane.sources import fetcher
 
     nat = NatToLocal(server.port)
-    seams = functools.partial(lifecycle.MetadataFetcher, resolver=public_name_resolver,
+    seams = functools.partial(fetcher.MetadataFetcher, resolver=public_name_resolver,
                               network_backend=nat, ssl_context=client_tls)
-    monkeypatch.setattr(lifecycle, "MetadataFetcher", seams)
+    monkeypatch.setattr(fetcher, "MetadataFetcher", seams)
     return nat
 
 

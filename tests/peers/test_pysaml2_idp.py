@@ -327,14 +327,14 @@ async def test_pysaml2_metadata_by_url_through_the_operator(
     import functools
 
     from integration.idp_server import IdPServer, NatToLocal, public_name_resolver, test_tls
-    from keyplane.handlers import lifecycle
+    from keyplane.sources import fetcher
 
     peer = PySaml2IdP(tmp_path)
     server_tls, client_tls = test_tls()
     server = await IdPServer(tls=server_tls).start()
     nat = NatToLocal(server.port)
-    monkeypatch.setattr(lifecycle, "MetadataFetcher", functools.partial(
-        lifecycle.MetadataFetcher, resolver=public_name_resolver, network_backend=nat, ssl_context=client_tls
+    monkeypatch.setattr(fetcher, "MetadataFetcher", functools.partial(
+        fetcher.MetadataFetcher, resolver=public_name_resolver, network_backend=nat, ssl_context=client_tls
     ))
     try:
         server.put("/metadata", peer.metadata(signed=True))

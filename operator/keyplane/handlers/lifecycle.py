@@ -16,9 +16,8 @@ from ..orchestrator import flush_namespace
 from ..runtime import Runtime
 from ..settings import Settings, fetch_policy
 from ..sources.dns import DnsPythonTxtResolver
-from ..sources.fetcher import MetadataFetcher
 from ..sources.kube import KubeAPI
-from ..sources.metadata_cache import SharedMetadataCache
+from ..sources.metadata_cache import FetcherOnFirstUse, SharedMetadataCache
 from ..sweep import Sweeper
 from ..ticks import TICKS
 from ..writer.debounce import NamespaceWriter
@@ -34,7 +33,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     keyplane: Settings = memo.settings
     configure_kopf(settings, keyplane)
     paused = _pause_state(settings, keyplane)  # first: in HA mode, not knowing it is a reason not to start
-    memo.fetcher = MetadataFetcher(fetch_policy(keyplane))
+    memo.fetcher = FetcherOnFirstUse(fetch_policy(keyplane))  # httpx only once a metadata URL is fetched
     memo.kube = KubeAPI(cluster_credentials(memo))
     runtime = Runtime(
         settings=keyplane,

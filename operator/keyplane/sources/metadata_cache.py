@@ -1,9 +1,10 @@
 """Metadata fetching as the rest of Keyplane sees it: the policy, a fetch's result, the shared cache.
 
 No HTTP client here. The client (httpx, with its address pinning) is `keyplane.sources.fetcher`'s
-`MetadataFetcher`, imported only by what fetches: the operator's start-up, and `keyplane render` when an
-IdentityProvider names a metadata URL. Settings, the runtime and the observe code import this module,
-so the CLI and a render of inline metadata do not pay httpx's import (~0.1 s).
+`MetadataFetcher`, imported only when a metadata URL is first fetched (`FetcherOnFirstUse`, in the
+operator and in `keyplane render`). Settings, the runtime and the observe code import this module, so the
+CLI, a render of inline metadata and an operator whose IdentityProviders all have inline metadata do not
+pay httpx's import (~0.1 s, ~3 MB).
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from keyplane.sources import errors as r
 from keyplane.sources.errors import FetchError
+
+if TYPE_CHECKING:
+    from keyplane.sources.fetcher import MetadataFetcher
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,27 @@ class MetadataSource(Protocol):
 
     async def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None) -> FetchResult:
         ...
+
+
+class FetcherOnFirstUse:
+    """The MetadataFetcher, made when the first metadata URL is fetched: importing httpx (~2.6 MB) and loading
+    the system's CA certificates cost ~0.15 s that inline metadata never needs."""
+
+    def __init__(self, policy: FetchPolicy) -> None:
+        self._policy = policy
+        self._fetcher: MetadataFetcher | None = None
+
+    async def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None) -> FetchResult:
+        if self._fetcher is None:
+            from keyplane.sources.fetcher import MetadataFetcher
+
+            self._fetcher = MetadataFetcher(self._policy)
+        return await self._fetcher.fetch(url, etag=etag, last_modified=last_modified)
+
+    async def aclose(self) -> None:
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
+            self._fetcher = None  # a later pass (a render's second half, see _render_in_two_processes) makes another
 
 
 def safe_url(url: object) -> str:
