@@ -54,6 +54,11 @@ def place(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rename_namespaces(docs, f"kpbench-{EXTERNAL['run']}-{EXTERNAL.get('section', '0')}")
 
 
+def placed_namespace(namespace: str) -> str:
+    """A section's own namespace in this run: as named on the emulator, renamed per run on a real cluster."""
+    return str(place([{"metadata": {"namespace": namespace}}])[0]["metadata"]["namespace"])
+
+
 def new_section() -> None:
     """Each operator run gets fresh namespaces on a real cluster (the previous run's objects stay)."""
     if EXTERNAL:

@@ -22,7 +22,7 @@ from keyplane.testing import EmulatedCluster
 from keyplane.testing.emulator import requests_intercepted
 
 from . import workload
-from .harness import as_applied, place
+from .harness import as_applied, placed_namespace
 
 NAMESPACE = "bench-probe"
 PROBES = 10
@@ -41,7 +41,7 @@ def percentile(samples: list[float], p: float) -> float:
 
 def namespace() -> str:
     """The probes' namespace in this run (renamed per run on a real cluster, `--kubeconfig`)."""
-    return str(place([{"metadata": {"namespace": NAMESPACE}}])[0]["metadata"]["namespace"])
+    return placed_namespace(NAMESPACE)
 
 
 def probe_manifest(i: int) -> dict[str, Any]:

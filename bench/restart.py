@@ -17,7 +17,7 @@ from typing import Any
 from keyplane.testing import EmulatedCluster
 
 from . import workload
-from .harness import OperatorProcess, Progress, create_all, place
+from .harness import OperatorProcess, Progress, create_all, place, placed_namespace
 from .shared_url import MetadataServer
 
 NAMESPACE = "bench-url"
@@ -38,7 +38,7 @@ def url_idps(url: str, count: int = URL_IDPS) -> list[dict[str, Any]]:
 
 def namespace() -> str:
     """This section's namespace in this run (renamed per run on a real cluster)."""
-    return str(place([{"metadata": {"namespace": NAMESPACE}}])[0]["metadata"]["namespace"])
+    return placed_namespace(NAMESPACE)
 
 
 async def restart(cluster: EmulatedCluster, op: OperatorProcess, env: Mapping[str, str], objects: int, *,
