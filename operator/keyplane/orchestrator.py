@@ -28,7 +28,7 @@ from .writer.concurrency import concurrently
 from .writer.events import post_event
 from .writer.rollout import roll_consumers
 from .writer.spmetadata import write_sp_metadata
-from .writer.status import with_written_status, write_statuses
+from .writer.status import plan_status_writes, with_written_status, write_statuses
 
 
 async def observe(runtime: Runtime, snap: Snapshot, *, max_age: timedelta | None = None) -> None:
@@ -114,6 +114,10 @@ async def flush_namespace(runtime: Runtime, namespace: str) -> None:
     snaps = [with_written_status(runtime, s) for s in snaps if (s.kind, s.name) not in held]
     result = reconcile_namespace(runtime.namespace_inputs(namespace, snaps, previous_bundle),
                                  runtime.settings, runtime.clock())
+    status_writes = plan_status_writes(runtime, snaps, result.results)
+    # The writes below wait on the API; while every namespace's pass waits at once (a burst), full
+    # snapshots here would be a second copy of the whole index (the index keeps them packed).
+    snaps = [s.identity() for s in snaps]
     # Configuration first (the ConfigMaps and the bundle Secret, together), then the statuses that report it,
     # while the Deployments that consume a new bundle are rolled.
     written: list[str | None] = []
@@ -123,5 +127,5 @@ async def flush_namespace(runtime: Runtime, namespace: str) -> None:
 
     await concurrently(write_sp_metadata(runtime, namespace, snaps, result.bundle), bundle())
     digest = written[0]
-    await concurrently(write_statuses(runtime, namespace, snaps, result.results),
+    await concurrently(write_statuses(runtime, status_writes),
                        *([roll_consumers(runtime.kube, namespace, digest)] if digest else []))

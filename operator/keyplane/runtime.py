@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .packed import unpacked
 from .reconcile.bundle import BUNDLE_HASH_ANNOTATION, parse_bundle_secret
 from .reconcile.identityprovider import IdPObservation
 from .reconcile.model import Snapshot
@@ -73,7 +74,7 @@ class Runtime:
         for name in ("idp_index", "ssod_index", "scim_index"):
             index = self.indexes.get(name)
             if index is not None and namespace in index:
-                found.extend(index[namespace])
+                found.extend(unpacked(entry) for entry in index[namespace])
         return found
 
     def claim_book(self, scope: str | None = None) -> dict[tuple[str, str], list[Claim]]:

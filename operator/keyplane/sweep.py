@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from .contract import parse_time_or_none
+from .packed import IndexEntry, unpacked
 from .reconcile.model import Snapshot
 from .runtime import Runtime
 
@@ -41,7 +42,7 @@ def slot_of(uid: str, slots: int) -> int:
     return zlib.crc32(uid.encode()) % slots
 
 
-def _created(snap: Snapshot) -> datetime:
+def _created(snap: IndexEntry) -> datetime:
     """When the object was created; an unreadable time counts as long ago (checked at once)."""
     return parse_time_or_none(snap.creation_timestamp) or datetime.min.replace(tzinfo=UTC)
 
@@ -67,10 +68,10 @@ class Sweeper:
         for name in INDEX_OF_KIND.values():
             index = self.rt.indexes.get(name) or {}
             for namespace in list(index.keys()):
-                for snap in list(index.get(namespace) or ()):
-                    if not snap.deleting and slot_of(snap.uid, self.slots) == slot \
-                            and _created(snap) <= created_before:
-                        yield snap
+                for entry in list(index.get(namespace) or ()):
+                    if not entry.deleting and slot_of(entry.uid, self.slots) == slot \
+                            and _created(entry) <= created_before:
+                        yield unpacked(entry)
 
     def standing_down(self) -> bool:
         return self.rt.closing or self.paused()

@@ -17,11 +17,13 @@ import kopf
 from .. import API_GROUP, API_VERSION
 from ..observe.secrets import OWNER_KIND_LABEL, OWNER_NAME_LABEL
 from ..orchestrator import observe
+from ..packed import PackedSnapshot, unpacked
 from ..reconcile.model import KOPF_ANNOTATIONS_PREFIX, Snapshot
 from ..reconcile.ssodomain import claims_of
 from ..runtime import Runtime
 from ..settings import Settings
 from ..sources.objectstore import KubeError
+from ..writer.status import forget_written_status_shown
 from .diffbase import DigestDiffBaseStorage
 
 log = logging.getLogger("keyplane.operator")
@@ -68,19 +70,25 @@ def runtime_of(memo: Any, kwargs: dict[str, Any]) -> Runtime:
 # All handlers are `async def`: Kopf runs a plain function in its thread pool, a hop to a thread and back for
 # every event of every object (a tenth of the operator's CPU in a burst, and a turn of the loop each).
 
+def _indexed(body: kopf.Body, namespace: str | None, memo: Any) -> dict[str, PackedSnapshot]:
+    snap = Snapshot.from_body(body)
+    forget_written_status_shown(memo.runtime, snap)  # the index now holds what this process wrote
+    return {namespace or "default": PackedSnapshot.of(snap)}
+
+
 @kopf.index(*IDP)
-async def idp_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Snapshot]:
-    return {namespace or "default": Snapshot.from_body(body)}
+async def idp_index(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> dict[str, PackedSnapshot]:
+    return _indexed(body, namespace, memo)
 
 
 @kopf.index(*SSOD)
-async def ssod_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Snapshot]:
-    return {namespace or "default": Snapshot.from_body(body)}
+async def ssod_index(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> dict[str, PackedSnapshot]:
+    return _indexed(body, namespace, memo)
 
 
 @kopf.index(*SCIM)
-async def scim_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Snapshot]:
-    return {namespace or "default": Snapshot.from_body(body)}
+async def scim_index(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> dict[str, PackedSnapshot]:
+    return _indexed(body, namespace, memo)
 
 
 @kopf.index(*SSOD)
@@ -135,9 +143,9 @@ async def configmap_changed(
     rt = runtime_of(memo, kwargs)
     idps = rt.indexes.get("idp_index")
     for idp_name in refs[(namespace, name)]:
-        for snap in (idps or {}).get(namespace, []):
-            if snap.name == idp_name:
-                await _observe(rt, snap)
+        for entry in (idps or {}).get(namespace, []):
+            if entry.name == idp_name:
+                await _observe(rt, unpacked(entry))
 
 
 # --- SSODomain ----------------------------------------------------------------------------------------

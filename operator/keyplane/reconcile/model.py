@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Literal
 
 from ..api.kinds import API_GROUP_VERSION
@@ -15,7 +15,7 @@ KOPF_ANNOTATIONS_PREFIX = "kopf.keyplane.dev/"
 # the indexes for the life of the process, and under `kubectl apply` or Argo CD each object carries a copy of
 # its whole manifest in kubectl.kubernetes.io/last-applied-configuration: an inline metadata document twice.
 KEYPLANE_ANNOTATIONS_PREFIX = "keyplane.dev/"
-SHARED_VALUE_LENGTH = 32  # condition types, reasons, "True", timestamps, names: repeated across objects
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,10 @@ class Snapshot:
             deleting=bool(meta.get("deletionTimestamp")),
         )
 
+    def identity(self) -> Snapshot:
+        """The object without its spec and status: what owner references, Events and writes address."""
+        return replace(self, spec=_NOTHING, status=_NOTHING)
+
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.kind, self.namespace, self.name)
@@ -82,15 +86,11 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """Deep-copy Kopf's body views into plain dicts and lists, so snapshots never change under us.
-
-    Keys and short values are interned: JSON decoding makes new strings for every event, and the indexes
-    keep a snapshot of every object, so each would keep its own "type", "status", "True", "Ready"...
-    """
+    """Deep-copy Kopf's body views into plain dicts and lists, so snapshots never change under us."""
     if type(value) is str:  # most values: no ABC checks for them
-        return sys.intern(value) if len(value) <= SHARED_VALUE_LENGTH else value
+        return value
     if isinstance(value, Mapping):
-        return {sys.intern(str(k)): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
