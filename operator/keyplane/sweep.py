@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from .contract import parse_time_or_none
-from .packed import IndexEntry, unpacked
+from .packed import identity_of, unpacked
 from .reconcile.model import Snapshot
 from .runtime import Runtime
 
@@ -42,7 +42,7 @@ def slot_of(uid: str, slots: int) -> int:
     return zlib.crc32(uid.encode()) % slots
 
 
-def _created(snap: IndexEntry) -> datetime:
+def _created(snap: Snapshot) -> datetime:
     """When the object was created; an unreadable time counts as long ago (checked at once)."""
     return parse_time_or_none(snap.creation_timestamp) or datetime.min.replace(tzinfo=UTC)
 
@@ -69,8 +69,9 @@ class Sweeper:
             index = self.rt.indexes.get(name) or {}
             for namespace in list(index.keys()):
                 for entry in list(index.get(namespace) or ()):
-                    if not entry.deleting and slot_of(entry.uid, self.slots) == slot \
-                            and _created(entry) <= created_before:
+                    known = identity_of(entry)
+                    if not known.deleting and slot_of(known.uid, self.slots) == slot \
+                            and _created(known) <= created_before:
                         yield unpacked(entry)
 
     def standing_down(self) -> bool:
@@ -109,7 +110,7 @@ class Sweeper:
 
     def indexed(self, snap: Snapshot) -> bool:
         index = self.rt.indexes.get(INDEX_OF_KIND[snap.kind]) or {}
-        return any(s.uid == snap.uid for s in list(index.get(snap.namespace) or ()))
+        return any(identity_of(s).uid == snap.uid for s in list(index.get(snap.namespace) or ()))
 
     async def run(self) -> None:
         """Forever: one slot per `slot_seconds`, on a fixed schedule (a late wake-up does not shift it)."""

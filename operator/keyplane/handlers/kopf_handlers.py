@@ -17,7 +17,7 @@ import kopf
 from .. import API_GROUP, API_VERSION
 from ..observe.secrets import OWNER_KIND_LABEL, OWNER_NAME_LABEL
 from ..orchestrator import observe
-from ..packed import PackedSnapshot, unpacked
+from ..packed import PackedSnapshot, identity_of, unpacked
 from ..reconcile.model import KOPF_ANNOTATIONS_PREFIX, Snapshot
 from ..reconcile.ssodomain import claims_of
 from ..runtime import Runtime
@@ -144,7 +144,7 @@ async def configmap_changed(
     idps = rt.indexes.get("idp_index")
     for idp_name in refs[(namespace, name)]:
         for entry in (idps or {}).get(namespace, []):
-            if entry.name == idp_name:
+            if identity_of(entry).name == idp_name:
                 await _observe(rt, unpacked(entry))
 
 
