@@ -1,8 +1,9 @@
 """Snapshots as Kopf's indexes keep them: the identity fields as they are, spec and status as one pickle.
 
 The indexes hold a snapshot of every object for the life of the process. As nested dicts, a snapshot costs
-two to four times its data: an SSODomain's status of five conditions (six keys each) took 3.3 KB, pickled
-0.7 KB; at N=1000 of each kind the packed form keeps ~9 MB less (bench/README.md, "Fifth round").
+two to four times its data: an SSODomain with five conditions (six keys each) took 3.3 KB even with its keys
+and short values interned, packed 1.5 KB; at N=1000 of each kind the indexes keep ~7 MB less
+(bench/README.md, "Fifth round").
 A reader unpacks the few it needs (a namespace's pass, a sweep slot): ~3-6 µs each.
 
 The bytes are made here from a snapshot of this process, never read from anywhere else, so unpickling
