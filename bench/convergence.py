@@ -72,6 +72,7 @@ async def _run_keyplane(n: int, docs: list[dict[str, Any]], env: dict[str, str],
         op = OperatorProcess(cluster, "keyplane", env, name=f"keyplane-{n}")
         try:
             startup_s = await op.wait_watching(workload.KINDS.values())
+            ready_rss_mb = op.read_rss_mb()
             start_index = request_count(cluster)
             cpu0 = op.cpu_seconds() or 0.0
             progress = Progress(cluster, docs)
@@ -89,7 +90,7 @@ async def _run_keyplane(n: int, docs: list[dict[str, Any]], env: dict[str, str],
             result: dict[str, Any] = {
                 "n": n, "objects": len(docs), "seconds": elapsed, "create_s": create_s, "startup_s": startup_s,
                 "operator_cpu_s": cpu, "requests": len(requests), "writes": dict(writes),
-                "peak_rss_mb": op.read_peak_rss_mb(),
+                "peak_rss_mb": op.read_peak_rss_mb(), "ready_rss_mb": ready_rss_mb,
             }
             if probing is not None:  # before the idle window: the probes' creates are the bench's own writes
                 result["latency"] = await probing
@@ -139,6 +140,7 @@ async def run_floor(n: int, per_kind: dict[str, int], per_bundle: int, timeout: 
         op = OperatorProcess(cluster, "bench.floor", env, name=f"floor-{n}")
         try:
             await op.wait_watching(workload.KINDS.values())
+            ready_rss_mb = op.read_rss_mb()
             start_index = request_count(cluster)
             cpu0 = op.cpu_seconds() or 0.0
             progress = Progress(cluster, docs, floor=True)
@@ -150,7 +152,8 @@ async def run_floor(n: int, per_kind: dict[str, int], per_bundle: int, timeout: 
             requests = requests_since(cluster, start_index)
             return {"n": n, "seconds": elapsed, "create_s": create_s, "requests": len(requests),
                     "operator_cpu_s": (op.cpu_seconds() or 0.0) - cpu0,
-                    "writes": dict(classify_writes(requests)), "peak_rss_mb": op.read_peak_rss_mb()}
+                    "writes": dict(classify_writes(requests)), "peak_rss_mb": op.read_peak_rss_mb(),
+                    "ready_rss_mb": ready_rss_mb}
         finally:
             await op.stop()
 

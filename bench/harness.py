@@ -142,6 +142,15 @@ class OperatorProcess:
                     self.peak_rss_mb = int(line.split()[1]) / 1024
         return self.peak_rss_mb
 
+    def read_rss_mb(self) -> float | None:
+        """Resident memory now (VmRSS): read once the operator watches, before any object, it is what the
+        process costs before it handles anything (its imports and Kopf's start-up)."""
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return None
+
     def cpu_seconds(self) -> float | None:
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
