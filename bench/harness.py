@@ -136,18 +136,19 @@ class OperatorProcess:
             self.proc.send_signal(signal.SIGUSR1)
 
     def read_peak_rss_mb(self) -> float | None:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    self.peak_rss_mb = int(line.split()[1]) / 1024
+        self.peak_rss_mb = self._status_mb("VmHWM") or self.peak_rss_mb  # the last value once it has exited
         return self.peak_rss_mb
 
     def read_rss_mb(self) -> float | None:
         """Resident memory now (VmRSS): read once the operator watches, before any object, it is what the
         process costs before it handles anything (its imports and Kopf's start-up)."""
+        return self._status_mb("VmRSS")
+
+    def _status_mb(self, field: str) -> float | None:
+        """A memory line of /proc/<pid>/status in MB; None once the process is gone."""
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
         return None
 
