@@ -1,4 +1,5 @@
-"""Snapshots as Kopf's indexes keep them: the identity fields as they are, spec and status as one pickle.
+"""Snapshots as Kopf's indexes keep them: the identity as a Snapshot without spec and status, those two
+as one pickle.
 
 The indexes hold a snapshot of every object for the life of the process. As nested dicts, a snapshot costs
 two to four times its data: an SSODomain with five conditions (six keys each) took 3.3 KB even with its keys

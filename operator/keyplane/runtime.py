@@ -135,12 +135,12 @@ class Runtime:
 
     def observed(self, snap: Snapshot) -> None:
         """Record which object (uid) the observation under its name belongs to."""
-        self.observed_uids[(snap.kind, snap.namespace, snap.name)] = snap.uid
+        self.observed_uids[snap.key] = snap.uid
 
     def forget(self, snap: Snapshot) -> None:
         """Drop a deleted object's observations, unless a re-created namesake already replaced them
         (the old object's DELETED event may arrive after the new object's first observation)."""
-        key3 = (snap.kind, snap.namespace, snap.name)
+        key3 = snap.key
         if self.observed_uids.get(key3, snap.uid) != snap.uid:
             return
         self.observed_uids.pop(key3, None)

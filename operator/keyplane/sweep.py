@@ -82,7 +82,7 @@ class Sweeper:
         if self.standing_down():
             return
         for snap in self.due(slot):
-            key = (snap.kind, snap.namespace, snap.name)
+            key = snap.key
             tick = self.ticks.get(snap.kind)
             if tick is None or key in self._running:  # the previous check of this object is still running
                 continue
@@ -102,7 +102,7 @@ class Sweeper:
             log.exception("%s %s/%s: the periodic check failed; retrying on the next tick",
                           snap.kind, snap.namespace, snap.name)
         finally:
-            self._running.pop((snap.kind, snap.namespace, snap.name), None)
+            self._running.pop(snap.key, None)
         if not self.indexed(snap):
             # Deleted while its check ran (no finalizer waits for a sweep): drop what the check recorded,
             # or a re-created namesake would start from the old object's observations.

@@ -33,7 +33,7 @@ def plan_status_writes(
     plans = []
     for (kind, name), outcome in results.items():
         snap = by_key[(kind, name)]
-        written = runtime.written_status.get((kind, snap.namespace, name))
+        written = runtime.written_status.get(snap.key)
         changed = outcome.status != dict(snap.status) and outcome.status != written
         plans.append(StatusWrite(target=snap.identity(), status=outcome.status, events=outcome.events,
                                  patch=merge_patch_between(snap.status, outcome.status) if changed else None))
@@ -52,7 +52,7 @@ async def write_statuses(runtime: Runtime, plans: list[StatusWrite]) -> None:
                 if exc.status == 404:
                     continue  # deleted meanwhile
                 raise
-            runtime.written_status[(snap.kind, snap.namespace, snap.name)] = plan.status
+            runtime.written_status[snap.key] = plan.status
         if runtime.post_events:
             for event in plan.events:
                 await post_event(kube, snap, event, runtime.clock())
@@ -62,7 +62,7 @@ def with_written_status(runtime: Runtime, snap: Snapshot) -> Snapshot:
     """The snapshot as of this process's own last status write (the index may not have caught up)."""
     if forget_written_status_shown(runtime, snap):
         return snap
-    written = runtime.written_status.get((snap.kind, snap.namespace, snap.name))
+    written = runtime.written_status.get(snap.key)
     return snap if written is None else replace(snap, status=written)
 
 
@@ -72,9 +72,8 @@ def forget_written_status_shown(runtime: Runtime, snap: Snapshot) -> bool:
     Called as the index receives each object, not only at the next pass: after a burst there is no next
     pass, and 3000 objects kept ~5 MB of statuses twice.
     """
-    key = (snap.kind, snap.namespace, snap.name)
-    written = runtime.written_status.get(key)
+    written = runtime.written_status.get(snap.key)
     if written is None or written != snap.status:
         return False
-    del runtime.written_status[key]
+    del runtime.written_status[snap.key]
     return True
