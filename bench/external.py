@@ -147,16 +147,22 @@ class RecordingProxy:
         body = await request.read()
         self.requests.append(record(request.method, request.path, request.query_string, request.headers, body))
         headers = {k: v for k, v in request.headers.items()
-                   if k.lower() in {"content-type", "accept", "user-agent"}}
+                   if k.lower() in {"content-type", "accept", "user-agent", "accept-encoding"}}
+        # The bytes are relayed as they come: ask for what the operator asked for (a real API server gzips
+        # large responses), and pass the encoding on with them.
+        headers.setdefault("Accept-Encoding", "identity")
         client = self.api.http
         upstream = client.build_request(request.method, request.path_qs, content=body, headers=headers)
         response = await client.send(upstream, stream=True)
         try:
             out = aiohttp.web.StreamResponse(status=response.status_code)
             out.content_type = response.headers.get("content-type", "application/json").split(";")[0]
-            await out.prepare(request)
-            # A watch ends when either side goes away (the operator stopped, the bench finished).
+            if "content-encoding" in response.headers:
+                out.headers["Content-Encoding"] = response.headers["content-encoding"]
+            # A watch ends when either side goes away (the operator stopped, the bench finished), at times
+            # before its headers went out (seen against a real API server).
             with contextlib.suppress(httpx.HTTPError, ConnectionResetError):
+                await out.prepare(request)
                 async for chunk in response.aiter_raw():
                     await out.write(chunk)
                 await out.write_eof()

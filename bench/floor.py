@@ -18,6 +18,7 @@ import json
 import logging
 import os
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -76,9 +77,13 @@ async def _handle(kind: str, body: kopf.Body, event_type: str | None) -> None:
     for i in range(max(WRITES.get(kind, 1), 1) - 1):
         async with _inflight:
             await kube.patch_status(f"{GROUP}/{VERSION}", plural, ns, name, {"floorWrite": i})
+    # A whole condition, as the CRD's schema requires (a real API server refuses one without
+    # lastTransitionTime with 422; the emulator does not validate).
+    ready = {"type": "Ready", "status": "True", "reason": "Floor", "message": "",
+             "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "observedGeneration": body["metadata"].get("generation", 1)}
     async with _inflight:
-        await kube.patch_status(f"{GROUP}/{VERSION}", plural, ns, name,
-                                {"conditions": [{"type": "Ready", "status": "True", "reason": "Floor", "message": ""}]})
+        await kube.patch_status(f"{GROUP}/{VERSION}", plural, ns, name, {"conditions": [ready]})
     _done[ns] += 1
     if _done[ns] == EXPECTED.get(ns, -1):
         await _bundle(ns)
