@@ -159,6 +159,10 @@ def print_table(r: dict[str, Any]) -> None:
                      f"creates took {kp['create_s']:.1f} / {fl['create_s']:.1f} s"))
         rows.append(("  operator CPU", f"{kp['operator_cpu_s']:.1f} s", f"{fl['operator_cpu_s']:.1f} s",
                      f"API requests {kp['requests']} / {fl['requests']}"))
+        if kp.get("api_latency") and fl.get("api_latency"):  # a real API server's answers, timed by the proxy
+            kl, fll = kp["api_latency"], fl["api_latency"]
+            rows.append(("  API server answered in (p50 / p99)", f"{kl['p50_s']:.3f} / {kl['p99_s']:.3f} s",
+                         f"{fll['p50_s']:.3f} / {fll['p99_s']:.3f} s", "the operator's requests, watches left out"))
     idle = r["idle"]
     rows.append((f"idle modifying requests (N={idle['n']})", str(idle["modifying_requests"]), "",
                  f"{idle['window_s']:g} s, ~{idle['timer_ticks_per_object']} timer ticks/object "

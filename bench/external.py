@@ -20,6 +20,7 @@ import json
 import os
 import secrets
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,7 @@ class RecordedRequest:
     resource: Resource | None
     name: str | None
     action: Any
+    seconds: float | None = None  # until the API server's response headers (what `api_latency` reads)
 
 
 def parse_path(path: str) -> tuple[Resource | None, str | None]:
@@ -145,7 +147,8 @@ class RecordingProxy:
 
     async def _relay(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         body = await request.read()
-        self.requests.append(record(request.method, request.path, request.query_string, request.headers, body))
+        recorded = record(request.method, request.path, request.query_string, request.headers, body)
+        self.requests.append(recorded)
         headers = {k: v for k, v in request.headers.items()
                    if k.lower() in {"content-type", "accept", "user-agent", "accept-encoding"}}
         # The bytes are relayed as they come: ask for what the operator asked for (a real API server gzips
@@ -153,7 +156,9 @@ class RecordingProxy:
         headers.setdefault("Accept-Encoding", "identity")
         client = self.api.http
         upstream = client.build_request(request.method, request.path_qs, content=body, headers=headers)
+        started = time.monotonic()
         response = await client.send(upstream, stream=True)
+        recorded.seconds = time.monotonic() - started
         try:
             out = aiohttp.web.StreamResponse(status=response.status_code)
             out.content_type = response.headers.get("content-type", "application/json").split(";")[0]
