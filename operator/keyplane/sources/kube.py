@@ -41,7 +41,7 @@ class KubeAPI:
         self.credentials = credentials
         # Called with (method, HTTP status or None when no answer came) after every request (metrics).
         self.on_response: Callable[[str, int | None], None] | None = None
-        # Requests beyond the pool wait here, admitted round-robin across namespaces (sources/fairness.py):
+        # Requests beyond the pool wait here; the namespace with the fewest waiting goes first (sources/fairness.py):
         # one namespace's burst cannot make another namespace's few writes wait behind all of it.
         self._gate = FairGate(MAX_CONNECTIONS)
         self._timeout = aiohttp.ClientTimeout(total=timeout)

@@ -1,4 +1,5 @@
-"""Round-robin admission across namespaces (sources/fairness.py): a burst in one namespace cannot starve another."""
+"""Admission across namespaces (sources/fairness.py): fewest waiting first, so a burst in one namespace cannot
+make another's few requests wait behind it."""
 
 from __future__ import annotations
 
@@ -6,33 +7,45 @@ import asyncio
 
 import pytest
 
-from keyplane.sources.fairness import FairGate, RoundRobin
+from keyplane.sources.fairness import FairGate, FairQueue
 
 
-def test_round_robin_alternates_keys_and_keeps_fifo_within_a_key() -> None:
-    queue: RoundRobin[str] = RoundRobin()
+def test_the_key_with_fewest_waiting_goes_first_and_each_key_stays_fifo() -> None:
+    queue: FairQueue[str] = FairQueue()
     for i in range(4):
         queue.push("burst", f"b{i}")
     queue.push("probe", "p0")
     queue.push("other", "o0")
     queue.push("probe", "p1")
     order = [queue.pop() for _ in range(len(queue))]
-    assert order == ["b0", "p0", "o0", "b1", "p1", "b2", "b3"]
+    assert order == ["o0", "p0", "p1", "b0", "b1", "b2", "b3"]
     assert not queue
 
 
+def test_among_keys_with_as_many_waiting_the_first_in_turn_goes_and_then_has_fewer() -> None:
+    queue: FairQueue[str] = FairQueue()
+    for i in range(3):
+        queue.push("a", f"a{i}")
+        queue.push("b", f"b{i}")
+    queue.push("c", "c0")
+    # Two bursts as large: the one served first has fewer left, so it finishes first (shortest first);
+    # the other waits for it, not for anything queued after it.
+    assert [queue.pop() for _ in range(4)] == ["c0", "a0", "a1", "a2"]
+    queue.push("c", "c1")  # a namespace's next request, arriving while "b" still waits
+    assert [queue.pop() for _ in range(len(queue))] == ["c1", "b0", "b1", "b2"]
+
+
 def test_a_key_that_empties_rejoins_at_the_end() -> None:
-    queue: RoundRobin[str] = RoundRobin()
+    queue: FairQueue[str] = FairQueue()
     queue.push("a", "a0")
     queue.push("b", "b0")
-    queue.push("b", "b1")
-    assert queue.pop() == "a0"
-    queue.push("a", "a1")  # "a" had left the rotation: it queues behind "b"
-    assert [queue.pop() for _ in range(3)] == ["b0", "a1", "b1"]
+    assert queue.pop() == "a0"  # as many waiting: the first in turn
+    queue.push("a", "a1")  # "a" had left the rotation: among equals it now comes after "b"
+    assert [queue.pop() for _ in range(2)] == ["b0", "a1"]
 
 
 def test_remove_and_empty_pop() -> None:
-    queue: RoundRobin[str] = RoundRobin()
+    queue: FairQueue[str] = FairQueue()
     queue.push("a", "a0")
     assert queue.remove("a", "a0") and not queue.remove("a", "a0") and not queue
     with pytest.raises(IndexError):
@@ -58,7 +71,7 @@ async def test_gate_admits_a_late_namespace_before_the_rest_of_a_burst() -> None
     assert admitted == ["b0"] and gate.in_flight == 1
     release.set()
     await asyncio.gather(first, *tasks)
-    assert admitted[:3] == ["b0", "b1", "p0"]  # FIFO would have put p0 last
+    assert admitted[:3] == ["b0", "p0", "b1"]  # FIFO would have put p0 last, round-robin after b1
     assert gate.in_flight == 0
 
 
