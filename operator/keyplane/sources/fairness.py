@@ -4,12 +4,13 @@ The operator keeps at most a pool's worth of requests in flight (`KubeAPI`). Und
 thousands of objects in a few namespaces, the requests queued behind that limit are hundreds deep;
 served first-come-first-served, one IdentityProvider applied in another namespace would wait for the
 whole burst's queue before each of its own writes. Served round-robin it waited for one turn of every busy
-namespace before each of them: on a real API server under a burst, half a second a request, and its way to
-Ready is several requests in a row (its pass's ConfigMap, bundle, status), so 4-11 s. Served fewest-waiting
-first, a namespace with one or two requests waiting goes before those with hundreds, and namespaces with
-as many waiting take turns. The burst still gets all the capacity nobody else wants; it waits at most for
-what the smaller namespaces have queued, and each namespace's writer sends one pass at a time, so that is
-bounded.
+namespace before each of them: on a real API server under a burst, about half a second a request, and its
+way to Ready is several requests in a row (its pass's ConfigMap and bundle, then its status): p99 11-15 s.
+Served fewest-waiting first (p99 7-10 s there), a namespace with one or two requests waiting goes before
+those with hundreds; among namespaces with as many, the next in turn, which then has fewer, so of two equal
+backlogs one drains before the other (shortest first). The burst still gets all the capacity nobody else
+wants; it waits at most for what the smaller namespaces have queued, and each namespace's writer sends one
+pass at a time, so that is bounded.
 """
 
 from __future__ import annotations
