@@ -18,7 +18,6 @@ from . import restart as restart_section
 from .harness import (
     OperatorProcess,
     Progress,
-    api_latency,
     classify_writes,
     cluster_with_namespaces,
     create_all,
@@ -92,7 +91,7 @@ async def _run_keyplane(n: int, docs: list[dict[str, Any]], env: dict[str, str],
                 "n": n, "objects": len(docs), "seconds": elapsed, "create_s": create_s, "startup_s": startup_s,
                 "operator_cpu_s": cpu, "requests": len(requests), "writes": dict(writes),
                 "peak_rss_mb": op.read_peak_rss_mb(), "ready_rss_mb": ready_rss_mb,
-                "api_latency": api_latency(requests),
+                "api_latency": latency.api_latency(requests),
             }
             if probing is not None:  # before the idle window: the probes' creates are the bench's own writes
                 result["latency"] = await probing
@@ -155,7 +154,7 @@ async def run_floor(n: int, per_kind: dict[str, int], per_bundle: int, timeout: 
             return {"n": n, "seconds": elapsed, "create_s": create_s, "requests": len(requests),
                     "operator_cpu_s": (op.cpu_seconds() or 0.0) - cpu0,
                     "writes": dict(classify_writes(requests)), "peak_rss_mb": op.read_peak_rss_mb(),
-                    "ready_rss_mb": ready_rss_mb, "api_latency": api_latency(requests)}
+                    "ready_rss_mb": ready_rss_mb, "api_latency": latency.api_latency(requests)}
         finally:
             await op.stop()
 

@@ -149,8 +149,8 @@ class RecordingProxy:
         body = await request.read()
         recorded = record(request.method, request.path, request.query_string, request.headers, body)
         self.requests.append(recorded)
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower() in {"content-type", "accept", "user-agent", "accept-encoding"}}
+        headers = httpx.Headers({k: v for k, v in request.headers.items()
+                                 if k.lower() in {"content-type", "accept", "user-agent", "accept-encoding"}})
         # The bytes are relayed as they come: ask for what the operator asked for (a real API server gzips
         # large responses), and pass the encoding on with them.
         headers.setdefault("Accept-Encoding", "identity")
@@ -204,7 +204,7 @@ class RequestView(list[RecordedRequest]):
 class ExternalCluster:
     """The subset of EmulatedCluster the convergence, floor, idle and restart sections use."""
 
-    def __init__(self, kubeconfig: str, run: str, namespaces: Iterable[str] = ()) -> None:
+    def __init__(self, kubeconfig: str, run: str, namespaces: Iterable[str]) -> None:
         self.source_kubeconfig = kubeconfig
         self.run = run
         self.namespaces = sorted(namespaces)

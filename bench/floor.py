@@ -78,7 +78,8 @@ async def _handle(kind: str, body: kopf.Body, event_type: str | None) -> None:
         async with _inflight:
             await kube.patch_status(f"{GROUP}/{VERSION}", plural, ns, name, {"floorWrite": i})
     # A whole condition, as the CRD's schema requires (a real API server refuses one without
-    # lastTransitionTime with 422; the emulator does not validate).
+    # lastTransitionTime with 422; the emulator does not validate). The time is formatted here, not with
+    # keyplane.contract.rfc3339: importing that module loads python3-saml and xmlsec into the floor.
     ready = {"type": "Ready", "status": "True", "reason": "Floor", "message": "",
              "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
              "observedGeneration": body["metadata"].get("generation", 1)}

@@ -304,16 +304,5 @@ def requests_since(cluster: EmulatedCluster, index: int) -> list[kmock.Request]:
     return list(cluster.emulator)[index:]
 
 
-def api_latency(requests: Iterable[Any]) -> dict[str, Any] | None:
-    """p50/p99 seconds until the API server answered the operator's requests (watches left out); only a
-    real API server's are timed (bench/external.py), the emulator answers in the operator's own turn."""
-    timed = sorted(r.seconds for r in requests
-                   if getattr(r, "seconds", None) is not None and r.action != kmock.action.WATCH)
-    if not timed:
-        return None
-    return {"requests": len(timed), "p50_s": round(timed[len(timed) // 2], 3),
-            "p99_s": round(timed[min(len(timed) - 1, int(len(timed) * 0.99))], 3), "max_s": round(timed[-1], 3)}
-
-
 def request_count(cluster: EmulatedCluster) -> int:
     return len(list(cluster.emulator))

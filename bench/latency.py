@@ -39,6 +39,17 @@ def percentile(samples: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
+def api_latency(requests: list[Any]) -> dict[str, Any] | None:
+    """p50/p99 seconds until the API server answered the operator's requests (watches left out); only a
+    real API server's are timed (bench/external.py), the emulator answers in the operator's own turn."""
+    timed = [r.seconds for r in requests
+             if getattr(r, "seconds", None) is not None and r.action != kmock.action.WATCH]
+    if not timed:
+        return None
+    return {"requests": len(timed), "p50_s": round(percentile(timed, 50), 3),
+            "p99_s": round(percentile(timed, 99), 3), "max_s": round(max(timed), 3)}
+
+
 def namespace() -> str:
     """The probes' namespace in this run (renamed per run on a real cluster, `--kubeconfig`)."""
     return placed_namespace(NAMESPACE)
