@@ -54,6 +54,7 @@ class Runtime:
     written_status: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     bundles: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # namespace -> bundle now in the Secret
     bundle_hashes: dict[str, str | None] = field(default_factory=dict)
+    bundle_sizes: dict[str, int] = field(default_factory=dict)  # namespace -> bytes of the bundle in the Secret
     sp_metadata: dict[Key, str] = field(default_factory=dict)  # (namespace, IdP) -> sha256 of the settings written
     indexes: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
     observed_uids: dict[tuple[str, str, str], str] = field(default_factory=dict)
@@ -128,7 +129,7 @@ class Runtime:
         from .metrics import OperatorState
 
         objects = [with_written_status(self, s) for ns in self.namespaces() for s in self.snapshots(ns)]
-        return OperatorState(objects, dict(self.idp_observations), dict(self.tokens))
+        return OperatorState(objects, dict(self.idp_observations), dict(self.tokens), dict(self.bundle_sizes))
 
     def namespaces(self) -> set[str]:
         return {ns for name in ("idp_index", "ssod_index", "scim_index") for ns in (self.indexes.get(name) or {})}

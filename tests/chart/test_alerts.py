@@ -21,7 +21,8 @@ from .conftest import CHART, NAMESPACE, REPO, Render, container_env, find, workl
 
 ALERT_TESTS = Path(__file__).with_name("alerts_test.yaml")
 ALERTS = {"KeyplaneIdPCertificateExpiringSoon", "KeyplaneIdPCertificateExpiring", "KeyplaneIdPMetadataStale",
-          "KeyplaneScimTokenRotationOverdue", "KeyplaneObjectNotReady", "KeyplaneOperatorDown"}
+          "KeyplaneScimTokenRotationOverdue", "KeyplaneObjectNotReady", "KeyplaneBundleNearSecretLimit",
+          "KeyplaneOperatorDown"}
 MONITORING = {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
                           "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}}}
 

@@ -84,6 +84,7 @@ async def test_metrics_endpoint_exports_every_objects_state(
             "keyplane_scimconnection_token_rotation_timestamp_seconds": "gauge",
             "keyplane_scimconnection_previous_token_expiry_timestamp_seconds": "gauge",
             "keyplane_ssodomain_domains": "gauge",
+            "keyplane_bundle_bytes": "gauge",
         }
         for sample in all_samples({k: v for k, v in families.items() if k.startswith("keyplane_")}):
             assert set(sample.labels) <= ALLOWED_LABELS, sample
@@ -131,6 +132,9 @@ async def test_metrics_endpoint_exports_every_objects_state(
 
         # Operator series: the bundle was created, status patches answered 200, flushes were timed.
         assert value(families, "keyplane_bundle_writes", "keyplane_bundle_writes_total", operation="create") == 1
+        secret = await cluster.get("v1", "Secret", NS, "keyplane-identity")
+        assert value(families, "keyplane_bundle_bytes", namespace=NS) == \
+            len(base64.b64decode(secret["data"]["identity.json"]))
         assert value(families, "keyplane_api_requests", "keyplane_api_requests_total", verb="patch",
                      code="200") >= 3
         assert value(families, "keyplane_namespace_reconcile_duration_seconds",

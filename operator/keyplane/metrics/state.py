@@ -22,6 +22,7 @@ from ..api.identityprovider import IdentityProviderSpec
 from ..api.kinds import KINDS
 from ..api.scimconnection import ScimConnectionSpec
 from ..observe.identityprovider import refresh_interval
+from ..reconcile.bundlefit import SECRET_DATA_MAX_BYTES
 from ..reconcile.conditions import READY, STALLED
 from ..reconcile.identityprovider import IdPObservation
 from ..reconcile.model import Snapshot
@@ -40,6 +41,7 @@ class OperatorState:
     objects: Sequence[Snapshot] = ()
     identity_providers: Mapping[Key, IdPObservation] = field(default_factory=dict)
     tokens: Mapping[Key, TokenState | None] = field(default_factory=dict)
+    bundle_sizes: Mapping[str, int] = field(default_factory=dict)  # namespace -> bytes of its bundle Secret
 
 
 def _timestamp(moment: datetime) -> float:
@@ -94,6 +96,8 @@ class StateCollector(Collector):
                 _scim_connection(families, snap, state.tokens.get(key))
             elif snap.kind == "SSODomain":
                 _sso_domain(families, snap)
+        for namespace, size in sorted(state.bundle_sizes.items()):
+            families["bundle"].add_metric([namespace], float(size))
         for kind in KINDS:
             for phase in ("Ready", "Stalled", "Reconciling"):
                 families["objects"].add_metric([kind.kind, phase], float(by_kind[(kind.kind, phase)]))
@@ -136,6 +140,11 @@ class StateCollector(Collector):
             "overlap": GaugeMetricFamily(
                 "keyplane_scimconnection_previous_token_expiry_timestamp_seconds",
                 "When the previous SCIM token stops working (absent outside a rotation overlap).", labels=nn),
+            "bundle": GaugeMetricFamily(
+                "keyplane_bundle_bytes",
+                f"Size of the namespace's identity bundle in its Secret (the API server refuses more than "
+                f"{SECRET_DATA_MAX_BYTES} bytes; changes that would pass it report BundleTooLarge).",
+                labels=["namespace"]),
             "domains": GaugeMetricFamily(
                 "keyplane_ssodomain_domains", "Domains of an SSODomain by verification state.",
                 labels=[*nn, "verified"]),

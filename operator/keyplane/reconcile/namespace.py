@@ -13,14 +13,16 @@ from datetime import datetime
 from typing import Any
 
 from ..settings import Settings
-from .bundle import build_bundle, serialize_bundle
-from .conditions import READY, is_true
+from .bundlefit import SECRET_DATA_MAX_BYTES, fit_bundle
+from .conditions import READY, RECONCILING, STALLED, Check, Outcome, Phase, is_true
 from .identityprovider import IdPObservation, base_url, reconcile_identity_provider
 from .model import KindResult, Snapshot
+from .result import finish
 from .scimconnection import reconcile_scim_connection
 from .scimtoken import TokenState
 from .ssodomain import ClaimBook, DnsObservation, IdPState, reconcile_sso_domain
 
+BUNDLE_TOO_LARGE = "BundleTooLarge"
 IDENTITY_PROVIDER = "IdentityProvider"
 SSO_DOMAIN = "SSODomain"
 SCIM_CONNECTION = "ScimConnection"
@@ -83,8 +85,40 @@ def reconcile_namespace(inputs: NamespaceInputs, settings: Settings, now: dateti
 
     if not live:
         return NamespaceResult(results, None, None)
-    bundle = build_bundle(settings.roles, idp_entries, domain_entries, scim_entries)
-    return NamespaceResult(results, bundle, serialize_bundle(bundle))
+    fit = fit_bundle(
+        settings.roles,
+        {"identityProviders": idp_entries, "domains": domain_entries, "scim": scim_entries},
+        inputs.previous_bundle,
+        {key: _entry_keys(key, result.entry) for key, result in results.items()},
+        limit=SECRET_DATA_MAX_BYTES,
+    )
+    for snap in (o for o in live if (o.kind, o.name) in fit.refused):
+        results[(snap.kind, snap.name)] = _left_out(snap, results[(snap.kind, snap.name)], fit.wanted_bytes, now)
+    return NamespaceResult(results, fit.bundle, fit.data)
+
+
+def _entry_keys(key: tuple[str, str], entry: Any) -> list[str]:
+    """An object's keys in its bundle section: an SSODomain's entry is a table of its domains."""
+    kind, name = key
+    if entry is None:
+        return []
+    return list(entry) if kind == SSO_DOMAIN else [name]
+
+
+def _left_out(snap: Snapshot, result: KindResult, wanted_bytes: int, now: datetime) -> KindResult:
+    """The result of an object whose change did not fit in the bundle: its kind-specific conditions as
+    reconciled, every other status field as it was (what the bundle still serves), and Stalled."""
+    status = {k: v for k, v in snap.status.items() if k not in ("conditions", "observedGeneration")}
+    checks = [Check(c["type"], c["status"] == "True", c["reason"], c.get("message", ""))
+              for c in result.status.get("conditions") or [] if c["type"] not in (READY, RECONCILING, STALLED)]
+    message = (
+        f"Not applied: with every change, namespace {snap.namespace}'s identity bundle would be "
+        f"{wanted_bytes / 2**20:.2f} MiB, over the {SECRET_DATA_MAX_BYTES / 2**20:.2f} MiB a Kubernetes Secret "
+        "can hold, so this object's change is left out of it (the bundle keeps its previous entry, if any). "
+        "Move some IdentityProviders, with their SSODomains and ScimConnections, to another namespace, or "
+        "delete ones no longer used."
+    )
+    return finish(snap, status, checks, Outcome(Phase.STALLED, BUNDLE_TOO_LARGE, message), None, now)
 
 
 def _identity_providers(

@@ -26,6 +26,8 @@ that adds the API-server semantics Kopf 1.45 relies on and plain kmock 0.8 lacks
   with the synthetic ADDED/DELETED events a real server sends when an object
   starts or stops matching; ``timeoutSeconds`` on watches;
 * PUT (replace) on objects; a ``default`` namespace (and ``kube-system``);
+* a Secret whose data is over 1 MiB (``MaxSecretSize``, all keys together) answers 422, with the
+  message a kube-apiserver gives; request bodies are read up to the API server's 3 MiB;
 * with an ``authorizer`` (:class:`keyplane.testing.rbac.Authorizer`): bearer-token authentication
   (401 without a valid token) and RBAC authorization of every request (403), and TokenRequest
   (``POST .../serviceaccounts/<name>/token``) issuing tokens of existing ServiceAccounts
@@ -37,6 +39,7 @@ objects put into ``emu.objects[...]`` directly get no metadata and emit no event
 from __future__ import annotations
 
 import asyncio
+import base64
 import bisect
 import contextlib
 import copy
@@ -79,6 +82,23 @@ def _now() -> str:
 
 def _error(status: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
     return kmock.KubernetesError(status=status, reason=reason, message=message, details=details or {})
+
+
+# k8s.io/apiserver: the default of kube-apiserver's --max-request-body-bytes.
+MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
+# k8s.io/kubernetes/pkg/apis/core: MaxSecretSize, the sum of a Secret's decoded data values.
+MAX_SECRET_SIZE = 1024 * 1024
+
+
+def _check_secret_size(res: kmock.resource, name: str, body: Mapping[str, Any]) -> None:
+    if res.group or res.plural != 'secrets':
+        return
+    size = sum(len(base64.b64decode(value)) for value in (body.get('data') or {}).values() if isinstance(value, str))
+    size += sum(len(value.encode()) for value in (body.get('stringData') or {}).values() if isinstance(value, str))
+    if size > MAX_SECRET_SIZE:
+        message = f'Too long: must have at most {MAX_SECRET_SIZE} bytes'
+        raise _error(422, 'Invalid', f'Secret "{name}" is invalid: data: {message}', name=name, kind='Secret',
+                     causes=[{'reason': 'FieldValueTooLong', 'message': message, 'field': 'data'}])
 
 
 def _spec_part(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,6 +195,11 @@ class KeyplaneEmulator(kmock.KubernetesEmulator):
                 verbs={'create', 'delete', 'get', 'list', 'patch', 'update', 'watch'})
         for name in ('default', 'kube-system'):
             self.create_object(NAMESPACES, {'metadata': {'name': name}, 'status': {'phase': 'Active'}})
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # A kube-apiserver reads request bodies up to 3 MiB (maxRequestBodyBytes); aiohttp's default of
+        # 1 MiB would answer 413 to a Secret the API server accepts or refuses with its own 422.
+        return await super().__call__(raw_request.clone(client_max_size=MAX_REQUEST_BODY_BYTES))
 
     # -- public helpers -------------------------------------------------------------------------------
 
@@ -355,6 +380,7 @@ class KeyplaneEmulator(kmock.KubernetesEmulator):
                 if self._get((res, namespace, name)) is None:
                     break
         key: Key = (res, namespace, name)
+        _check_secret_size(res, name, body)
         if self._get(key) is not None:
             raise _error(409, 'AlreadyExists', f'{self._qualified(res)} "{name}" already exists',
                          name=name, group=res.group, kind=res.plural)
@@ -418,6 +444,7 @@ class KeyplaneEmulator(kmock.KubernetesEmulator):
             if field in old_meta:
                 meta[field] = old_meta[field]
         result.update(apiVersion=old['apiVersion'], kind=old['kind'], metadata=meta)
+        _check_secret_size(res, key[2], result)
         if result == old:
             return old  # a no-op write: no new resourceVersion, no event
         if _spec_part(result) != _spec_part(old):

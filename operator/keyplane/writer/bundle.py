@@ -28,6 +28,7 @@ async def write_bundle(
             log.info("namespace %s: no Keyplane objects left, bundle Secret %s deleted", namespace, name)
         runtime.bundles[namespace] = None
         runtime.bundle_hashes[namespace] = None
+        runtime.bundle_sizes.pop(namespace, None)
         return None
     digest = bundle_sha256(data)
     if digest == runtime.bundle_hashes.get(namespace):
@@ -36,6 +37,7 @@ async def write_bundle(
         current = await kube.get("v1", "secrets", namespace, name)
         annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
         if annotations.get(BUNDLE_HASH_ANNOTATION) == digest:
+            runtime.bundle_sizes[namespace] = len(data)
             return None
         runtime.bundle_hashes[namespace] = digest if current is not None else None
     owners = [s.owner_reference(controller=False) for s in sorted(snaps, key=lambda s: (s.kind, s.name))
@@ -55,6 +57,7 @@ async def write_bundle(
     runtime.count_bundle_write(operation)
     runtime.bundles[namespace] = bundle
     runtime.bundle_hashes[namespace] = digest
+    runtime.bundle_sizes[namespace] = len(data)
     log.info("namespace %s: bundle Secret %s written (sha256 %s)", namespace, name, digest[:12])
     return digest
 

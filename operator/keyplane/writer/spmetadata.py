@@ -76,7 +76,7 @@ async def write_sp_metadata(
         runtime.sp_metadata[(namespace, name)] = digest
     for ns, name in [key for key in runtime.sp_metadata if key[0] == namespace and key[1] not in wanted]:
         await kube.delete("v1", "configmaps", ns, sp_metadata_configmap_name(name))
-        del runtime.sp_metadata[(ns, name)]
+        runtime.sp_metadata.pop((ns, name), None)  # the ConfigMap watch may have dropped it during the delete
 
 
 def created_since_start(runtime: Runtime, owner: Snapshot) -> bool:

@@ -7,9 +7,11 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from keyplane_op_helpers import (
     NOW,
     NS,
+    cond,
     cstate,
     domain_snap,
     idp_metadata,
@@ -20,16 +22,19 @@ from keyplane_op_helpers import (
     saml_spec,
     scim_snap,
     settings,
+    with_status,
 )
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from keyplane.oidc.discovery import OIDCProviderMetadata
+from keyplane.reconcile import namespace as namespace_module
 from keyplane.reconcile.bundle import (
     BUNDLE_HASH_ANNOTATION,
     BUNDLE_KEY,
     bundle_secret,
     bundle_sha256,
     parse_bundle_secret,
+    serialize_bundle,
 )
 from keyplane.reconcile.identityprovider import IdPObservation
 from keyplane.reconcile.namespace import NamespaceInputs, NamespaceResult, reconcile_namespace
@@ -222,3 +227,48 @@ def test_bundle_secret_manifest_and_parse_round_trip() -> None:
     assert parse_bundle_secret({"data": {BUNDLE_KEY: base64.b64encode(b"{not json").decode()}}) is None
     assert parse_bundle_secret({"stringData": {BUNDLE_KEY: '{"apiVersion": "other/v1"}'}}) is None
     assert parse_bundle_secret(None) is None
+
+
+def served_world() -> tuple[list[Any], dict[str, IdPObservation], dict[str, Any]]:
+    """world() after its pass was written: every status stored and its bundle in the Secret."""
+    snaps, observations = world()
+    first = run(snaps, observations)
+    assert first.bundle is not None
+    return [with_status(s, first.results[(s.kind, s.name)].status) for s in snaps], observations, first.bundle
+
+
+def test_a_new_tenant_over_the_secret_limit_is_stalled_and_the_served_ones_stay_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    snaps, observations, served = served_world()
+    monkeypatch.setattr(namespace_module, "SECRET_DATA_MAX_BYTES", len(serialize_bundle(served)) + 200)
+    newcorp = idp_snap("newcorp")
+    result = run([*snaps, newcorp, domain_snap("newcorp", ["newcorp.example"], "newcorp")],
+                 {**observations, "newcorp": ready_observation(newcorp)}, served)
+    assert result.bundle == served  # nothing of the new tenant fits
+    for kind in ("IdentityProvider", "SSODomain"):
+        status = result.results[(kind, "newcorp")].status
+        assert cstate(status, "Ready") == ("False", "BundleTooLarge")
+        assert cstate(status, "Stalled") == ("True", "BundleTooLarge")
+        assert f"namespace {NS}'s identity bundle" in cond(status, "Ready")["message"]
+        assert "to another namespace" in cond(status, "Ready")["message"]
+        assert [(e.type, e.reason) for e in result.results[(kind, "newcorp")].events
+                if e.reason == "BundleTooLarge"] == [("Warning", "BundleTooLarge")]
+    others = [r for (kind, name), r in result.results.items() if name != "newcorp"]
+    assert others and all(cstate(r.status, "Ready") == ("True", "Ready") for r in others)
+
+
+def test_a_change_left_out_keeps_the_status_of_what_is_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    snaps, observations, served = served_world()
+    monkeypatch.setattr(namespace_module, "SECRET_DATA_MAX_BYTES", len(serialize_bundle(served)) + 200)
+    before = next(s for s in snaps if (s.kind, s.name) == ("ScimConnection", "okta"))
+    bindings = [{"group": f"team-{i:03d}", "role": "Member"} for i in range(40)]
+    changed = scim_snap("okta", {**before.spec, "groupBindings": bindings}, generation=2, status=before.status)
+    result = run([changed if s is before else s for s in snaps], observations, served)
+    assert result.bundle == served
+    status = result.results[("ScimConnection", "okta")].status
+    assert cstate(status, "Ready") == ("False", "BundleTooLarge")
+    assert status["observedGeneration"] == 2
+    kept = {k: v for k, v in before.status.items() if k not in ("conditions", "observedGeneration")}
+    assert kept and {k: status[k] for k in kept} == kept
+

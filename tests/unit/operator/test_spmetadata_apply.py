@@ -11,7 +11,7 @@ from keyplane.reconcile.model import Snapshot
 from keyplane.render import MemoryStore
 from keyplane.runtime import Runtime
 from keyplane.settings import Settings
-from keyplane.writer.spmetadata import _apply, created_since_start, sp_metadata_configmap
+from keyplane.writer.spmetadata import _apply, created_since_start, sp_metadata_configmap, write_sp_metadata
 
 NS = "team-a"
 
@@ -68,3 +68,17 @@ async def test_a_configmap_left_by_an_earlier_object_of_that_name_is_adopted() -
     assert store.calls == ["create", "get", "patch"]
     current = await store.get("v1", "configmaps", NS, manifest["metadata"]["name"])
     assert current is not None and current["data"] == manifest["data"]
+
+
+async def test_a_configmap_whose_deletion_the_watch_reports_first_does_not_fail_the_pass() -> None:
+    # Deleting many IdPs at once (seen on a real API server): while the pass awaits one ConfigMap's DELETE,
+    # the ConfigMap watch's DELETED event already dropped it from what the runtime remembers.
+    class WatchFirstStore(MemoryStore):
+        async def delete(self, api_version: str, plural: str, namespace: str, name: str) -> None:
+            await super().delete(api_version, plural, namespace, name)
+            runtime.sp_metadata.pop((namespace, name.removesuffix("-sp-metadata")), None)
+
+    runtime = Runtime(settings=Settings(), kube=WatchFirstStore(), cache=None, resolver=None)  # type: ignore[arg-type]
+    runtime.sp_metadata[(NS, "gone")] = "digest"
+    await write_sp_metadata(runtime, NS, [], {"identityProviders": {}})
+    assert runtime.sp_metadata == {}

@@ -1,5 +1,6 @@
 """The emulated API server's semantics, checked over HTTP as a client (kubectl, Kopf) sees them."""
 import asyncio
+import base64
 import json
 import re
 from collections.abc import AsyncIterator
@@ -309,3 +310,25 @@ async def test_requests_intercepted_answers_or_forwards_for_the_block_only(clust
     during = list(seen)
     assert (await cluster.create(widget('w1')))['metadata']['name'] == 'w1'  # the block is over
     assert seen == during
+
+
+async def test_a_secret_over_one_mebibyte_is_refused_as_a_kube_apiserver_refuses_it(cluster: EmulatedCluster) -> None:
+    # The limit and the answer as kube-apiserver v1.24 gave them (a Secret of 1048576 bytes is created,
+    # 1048577 bytes in one key, or 600000 in each of two, answer this 422).
+    def secret(name: str, **sizes: int) -> dict[str, Any]:
+        data = {key: base64.b64encode(b'x' * size).decode() for key, size in sizes.items()}
+        return {'apiVersion': 'v1', 'kind': 'Secret', 'metadata': {'name': name}, 'data': data}
+
+    await cluster.create(secret('full', a=1024 * 1024))
+    for refused in (secret('over', a=1024 * 1024 + 1), secret('two', a=600_000, b=600_000)):
+        with pytest.raises(ApiError) as err:
+            await cluster.create(refused)
+        assert err.value.status == 422 and err.value.body['reason'] == 'Invalid'
+        assert err.value.body['message'] == (f'Secret "{refused["metadata"]["name"]}" is invalid: '
+                                             'data: Too long: must have at most 1048576 bytes')
+        assert await cluster.get('v1', 'Secret', 'default', refused['metadata']['name']) is None
+    with pytest.raises(ApiError) as err:
+        await cluster.patch('v1', 'Secret', 'default', 'full', {'data': {'b': base64.b64encode(b'xx').decode()}})
+    assert err.value.status == 422
+    kept = await cluster.get('v1', 'Secret', 'default', 'full')
+    assert kept is not None and set(kept['data']) == {'a'}
