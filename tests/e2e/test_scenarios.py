@@ -1,6 +1,7 @@
 """The integration scenarios, collected again here to run against the real cluster of tests/e2e/conftest.py."""
 
 from integration.test_domains_and_bundle import (  # noqa: F401
+    test_a_full_bundle_leaves_a_new_tenant_out_until_there_is_room,
     test_consumer_deployment_rolls_once_per_bundle_change,
     test_deleting_an_idp_cascades_and_the_last_object_removes_the_bundle,
     test_dns_verification_pending_then_verified,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from keyplane.reconcile import namespace as namespace_module
 from keyplane.reconcile.ssodomain import challenge_value
 
-from .builders import API, NS, bundle_of, condition, is_ready, namespace, saml_idp, scim, sso_domain
+from .builders import API, NS, bundle_of, condition, decode, is_ready, namespace, saml_idp, scim, sso_domain
 
 
 async def _get(cluster: Any, kind: str, name: str) -> dict[str, Any]:
@@ -257,3 +258,47 @@ async def test_a_burst_of_changes_gives_a_handful_of_bundle_writes(cluster: Any,
             and (r.name or ((r.data or {}).get("metadata") or {}).get("name")) == "keyplane-identity"
         ]
         assert 1 <= len(bundle_writes) <= 5, bundle_writes
+
+
+async def test_a_full_bundle_leaves_a_new_tenant_out_until_there_is_room(
+    cluster: Any, keyplane_operator: Any, monkeypatch: Any
+) -> None:
+    """The 1 MiB a Secret holds takes a few hundred tenants to reach (test_render_bundle_limit.py does, with
+    `keyplane render`); here the limit is lowered to just past two tenants, so the whole operator loop
+    runs on three: the third is left out with BundleTooLarge, and comes in once a deletion makes room."""
+    await cluster.apply(namespace())
+    for name in ("alpha", "bravo"):
+        await cluster.apply(saml_idp(name))
+        await cluster.apply(sso_domain(name, [f"{name}.example"], name))
+    async with keyplane_operator():
+        for name in ("alpha", "bravo"):
+            await cluster.wait_for(lambda n=name: _reason(cluster, "SSODomain", n, "Ready"), timeout=15)
+        secret = await cluster.get("v1", "Secret", NS, "keyplane-identity")
+        served = len(decode(secret, "identity.json").encode())
+        monkeypatch.setattr(namespace_module, "SECRET_DATA_MAX_BYTES", served + 500)  # less than a tenant
+
+        await cluster.apply(saml_idp("charlie"))
+        await cluster.apply(sso_domain("charlie", ["charlie.example"], "charlie"))
+        idp = await cluster.wait_for(lambda: _reason(cluster, "IdentityProvider", "charlie", "BundleTooLarge"),
+                                     timeout=15)
+        assert condition(idp, "Stalled")["status"] == "True"
+        assert "to another namespace" in condition(idp)["message"]
+        await cluster.wait_for(lambda: _reason(cluster, "SSODomain", "charlie", "BundleTooLarge"), timeout=15)
+        bundle = await _bundle(cluster)
+        assert bundle is not None and set(bundle["identityProviders"]) == {"alpha", "bravo"}
+        assert set(bundle["domains"]) == {"alpha.example", "bravo.example"}
+
+        async def warned() -> bool:  # Events follow the statuses
+            events = await cluster.list("v1", "Event", NS)
+            return {(e["involvedObject"]["kind"], e["involvedObject"]["name"], e["type"])
+                    for e in events if e["reason"] == "BundleTooLarge"} == {
+                ("IdentityProvider", "charlie", "Warning"), ("SSODomain", "charlie", "Warning")}
+
+        await cluster.wait_for(warned, timeout=10)
+
+        await cluster.delete(API, "SSODomain", NS, "alpha")
+        await cluster.delete(API, "IdentityProvider", NS, "alpha")
+        await cluster.wait_for(lambda: _reason(cluster, "SSODomain", "charlie", "Ready"), timeout=15)
+        bundle = await _bundle(cluster)
+        assert bundle is not None and set(bundle["identityProviders"]) == {"bravo", "charlie"}
+        assert set(bundle["domains"]) == {"bravo.example", "charlie.example"}
