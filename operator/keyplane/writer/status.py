@@ -41,7 +41,10 @@ def plan_status_writes(
 
 
 async def write_statuses(runtime: Runtime, plans: list[StatusWrite]) -> None:
+    """Every status first, then the Events: a status is what `kubectl wait` and Argo CD wait for, and in a
+    pass over many objects each Event posted between two statuses would hold back all that follow."""
     kube = runtime.kube
+    announce: list[StatusWrite] = []
     for plan in plans:
         snap = plan.target
         if plan.patch is not None:
@@ -53,9 +56,11 @@ async def write_statuses(runtime: Runtime, plans: list[StatusWrite]) -> None:
                     continue  # deleted meanwhile
                 raise
             runtime.written_status[snap.key] = plan.status
-        if runtime.post_events:
+        announce.append(plan)
+    if runtime.post_events:
+        for plan in announce:
             for event in plan.events:
-                await post_event(kube, snap, event, runtime.clock())
+                await post_event(kube, plan.target, event, runtime.clock())
 
 
 def with_written_status(runtime: Runtime, snap: Snapshot) -> Snapshot:
