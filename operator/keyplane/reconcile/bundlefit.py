@@ -59,6 +59,7 @@ def fit_bundle(
     last = {s: dict(((previous or {}).get(s)) or {}) for s in SECTIONS}
     # Removals first: an entry the wanted bundle no longer has goes, whatever else does not fit.
     kept = {s: {k: v for k, v in last[s].items() if k in wanted[s]} for s in SECTIONS}
+
     def order(obj: ObjectKey) -> tuple[bool, str, int, str]:
         kind, name = obj
         section = SECTION_OF_KIND[kind]

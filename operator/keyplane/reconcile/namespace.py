@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from ..settings import Settings
-from .bundlefit import SECRET_DATA_MAX_BYTES, fit_bundle
+from .bundlefit import DOMAINS, IDENTITY_PROVIDERS, SCIM, SECRET_DATA_MAX_BYTES, fit_bundle
 from .conditions import READY, RECONCILING, STALLED, Check, Outcome, Phase, is_true
 from .identityprovider import IdPObservation, base_url, reconcile_identity_provider
 from .model import KindResult, Snapshot
@@ -87,7 +87,7 @@ def reconcile_namespace(inputs: NamespaceInputs, settings: Settings, now: dateti
         return NamespaceResult(results, None, None)
     fit = fit_bundle(
         settings.roles,
-        {"identityProviders": idp_entries, "domains": domain_entries, "scim": scim_entries},
+        {IDENTITY_PROVIDERS: idp_entries, DOMAINS: domain_entries, SCIM: scim_entries},
         inputs.previous_bundle,
         {key: _entry_keys(key, result.entry) for key, result in results.items()},
         limit=SECRET_DATA_MAX_BYTES,
