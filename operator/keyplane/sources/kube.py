@@ -32,6 +32,8 @@ from .objectstore import namespace_of as namespace_of
 from .objectstore import resource_path as resource_path
 
 MAX_CONNECTIONS = 20
+# Connections beyond the pool for a namespace with no request in flight (sources/fairness.py, FairGate).
+QUIET_NAMESPACE_RESERVE = 4
 
 
 class KubeAPI:
@@ -43,7 +45,7 @@ class KubeAPI:
         self.on_response: Callable[[str, int | None], None] | None = None
         # Requests beyond the pool wait here; the namespace with the fewest waiting goes first (sources/fairness.py):
         # one namespace's burst cannot make another namespace's few writes wait behind all of it.
-        self._gate = FairGate(MAX_CONNECTIONS)
+        self._gate = FairGate(MAX_CONNECTIONS, QUIET_NAMESPACE_RESERVE)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -57,7 +59,8 @@ class KubeAPI:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 # A bounded pool: a burst of writes queues (in the gate) instead of opening connections.
-                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=self.credentials.ssl_context()),
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS + QUIET_NAMESPACE_RESERVE,
+                                               ssl=self.credentials.ssl_context()),
                 timeout=self._timeout,
                 trust_env=False,  # as Kopf's session: the API server directly, whatever HTTPS_PROXY says
                 headers={"User-Agent": f"keyplane/{__version__}", "Accept": "application/json"},

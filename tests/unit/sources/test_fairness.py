@@ -120,6 +120,46 @@ async def test_a_slot_granted_to_a_cancelled_waiter_is_handed_on() -> None:
     assert order == ["c"] and gate.in_flight == 0
 
 
+async def test_a_quiet_namespace_takes_a_reserve_slot_at_once_and_a_busy_one_cannot() -> None:
+    gate = FairGate(2, reserve=1)
+    release = asyncio.Event()
+    admitted: list[str] = []
+
+    async def request(key: str, label: str) -> None:
+        async with gate.slot(key):
+            admitted.append(label)
+            await release.wait()
+
+    burst = [asyncio.create_task(request("burst", f"b{i}")) for i in range(5)]
+    await asyncio.sleep(0)
+    assert admitted == ["b0", "b1"]  # the pool is full; the burst, with requests in flight, queues
+    assert gate.in_reserve == 0
+    probe = [asyncio.create_task(request("probe", "p0")), asyncio.create_task(request("probe", "p1"))]
+    await asyncio.sleep(0)
+    # p0 finds the pool full and a queue ahead of it, and goes out on the reserve; p1, with p0 in flight,
+    # waits in line (at its head: fewest waiting), as does a second quiet namespace once the reserve is taken.
+    assert admitted == ["b0", "b1", "p0"] and gate.in_reserve == 1
+    other = asyncio.create_task(request("other", "o0"))
+    await asyncio.sleep(0)
+    assert admitted == ["b0", "b1", "p0"]
+    release.set()
+    await asyncio.gather(*burst, *probe, other)
+    assert admitted.index("p1") < admitted.index("b2") and admitted.index("o0") < admitted.index("b2")
+    assert gate.in_flight == 0 and gate.in_reserve == 0
+
+
+async def test_the_reserve_is_taken_again_once_freed() -> None:
+    gate = FairGate(1, reserve=1)
+    hold = gate.slot("busy")
+    await hold.__aenter__()
+    for _ in range(3):  # one quiet request after another: each goes out on the reserve
+        async with gate.slot("quiet"):
+            assert gate.in_reserve == 1 and gate.in_flight == 1
+    assert gate.in_reserve == 0
+    await hold.__aexit__(None, None, None)
+    assert gate.in_flight == 0
+
+
 def test_requests_are_keyed_by_the_namespace_of_their_path() -> None:
     from keyplane.sources.kube import namespace_of, resource_path
 
