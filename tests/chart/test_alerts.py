@@ -120,7 +120,7 @@ def test_dashboard_queries_use_exported_series(render: Render) -> None:
     assert {"keyplane_objects", "keyplane_identityprovider_certificate_not_after_timestamp_seconds",
             "keyplane_identityprovider_metadata_last_success_timestamp_seconds",
             "keyplane_scimconnection_token_rotation_timestamp_seconds", "keyplane_api_requests_total",
-            "keyplane_app_logins_total", "keyplane_app_scim_requests_total"} <= on_dashboard
+            "keyplane_app_logins_total", "keyplane_app_scim_requests_total", "keyplane_bundle_bytes"} <= on_dashboard
     (configmap,) = [c for c in find(render(MONITORING), "ConfigMap") if c["metadata"]["name"].endswith("dashboard")]
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(configmap["data"]["keyplane.json"]) == dashboard
