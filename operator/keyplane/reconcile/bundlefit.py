@@ -73,12 +73,18 @@ def fit_bundle(
          if any(wanted[SECTION_OF_KIND[obj[0]]].get(k) != last[SECTION_OF_KIND[obj[0]]].get(k) for k in keys)),
         key=order,
     )
-    admitted = _admit(roles, wanted, kept, changes, contributions, limit)
-    # None: the estimate was off; admit no change at all rather than write too much.
-    fitted, refused = admitted if admitted is not None else (kept, frozenset(changes))
+    fitted, refused = _admit(roles, wanted, kept, changes, contributions, limit)
+    bundle, written = _finished(roles, fitted)
+    if len(written) > limit:  # the estimate was off: admit no change at all rather than write too much
+        refused = frozenset(changes)
+        bundle, written = _finished(roles, kept)
+    return BundleFit(bundle, written, len(data), refused)
+
+
+def _finished(roles: tuple[str, ...], fitted: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], bytes]:
     _drop_dangling_domains(fitted)
     bundle = build_bundle(roles, *(fitted[s] for s in SECTIONS))
-    return BundleFit(bundle, serialize_bundle(bundle), len(data), refused)
+    return bundle, serialize_bundle(bundle)
 
 
 def _admit(
@@ -88,9 +94,8 @@ def _admit(
     changes: list[ObjectKey],
     contributions: Mapping[ObjectKey, Iterable[str]],
     limit: int,
-) -> tuple[dict[str, dict[str, Any]], frozenset[ObjectKey]] | None:
-    """Admit changes in order while the estimated size stays within the limit; None when the result,
-    measured, does not fit after all."""
+) -> tuple[dict[str, dict[str, Any]], frozenset[ObjectKey]]:
+    """Admit changes in order while the estimated size stays within the limit (`fit_bundle` measures it)."""
     fitted = {s: dict(kept[s]) for s in SECTIONS}
     size = len(serialize_bundle(build_bundle(roles, *(fitted[s] for s in SECTIONS))))
     refused: set[ObjectKey] = set()
@@ -109,8 +114,7 @@ def _admit(
             continue
         fitted[section].update(entries)
         size += cost
-    measured = len(serialize_bundle(build_bundle(roles, *(fitted[s] for s in SECTIONS))))
-    return (fitted, frozenset(refused)) if measured <= limit else None
+    return fitted, frozenset(refused)
 
 
 def _provider(kind: str, name: str, entries: list[Any]) -> str:
