@@ -264,8 +264,9 @@ async def test_a_full_bundle_leaves_a_new_tenant_out_until_there_is_room(
     cluster: Any, keyplane_operator: Any, monkeypatch: Any
 ) -> None:
     """The 1 MiB a Secret holds takes a few hundred tenants to reach (test_render_bundle_limit.py does, with
-    `keyplane render`); here the limit is lowered to just past two tenants, so the whole operator loop
-    runs on three: the third is left out with BundleTooLarge, and comes in once a deletion makes room."""
+    `keyplane render`); here the limit for new entries is lowered to just past two tenants, so the whole
+    operator loop runs on three (a third would fit in the headroom kept for changes to served entries):
+    the third is left out with BundleTooLarge, and comes in once a deletion makes room."""
     await cluster.apply(namespace())
     for name in ("alpha", "bravo"):
         await cluster.apply(saml_idp(name))
@@ -275,7 +276,9 @@ async def test_a_full_bundle_leaves_a_new_tenant_out_until_there_is_room(
             await cluster.wait_for(lambda n=name: _reason(cluster, "SSODomain", n, "Ready"), timeout=15)
         secret = await cluster.get("v1", "Secret", NS, "keyplane-identity")
         served = len(decode(secret, "identity.json").encode())
-        monkeypatch.setattr(namespace_module, "SECRET_DATA_MAX_BYTES", served + 500)  # less than a tenant
+        # New entries may take 500 bytes more (less than a tenant); the Secret holds the headroom more.
+        monkeypatch.setattr(namespace_module, "UPDATE_HEADROOM_BYTES", 8192)
+        monkeypatch.setattr(namespace_module, "SECRET_DATA_MAX_BYTES", served + 500 + 8192)
 
         await cluster.apply(saml_idp("charlie"))
         await cluster.apply(sso_domain("charlie", ["charlie.example"], "charlie"))

@@ -11,6 +11,9 @@ and be retried forever, and no status would say why. Instead the pass writes the
   entries, each while it fits; grouped by IdentityProvider (by name: the IdP, then its SSODomains, then its
   ScimConnections), so the choice is the same at every pass, the bundle holds whole tenants rather than
   IdPs without their domains, and a domain never routes to an IdP that was left out;
+- new entries stop `UPDATE_HEADROOM_BYTES` short of the limit, so that changes to entries already served
+  (a rotated SCIM token, whose new value is already in its token Secret; an IdP's certificate rollover) still
+  fit in a namespace that new tenants have filled;
 - an object whose change is left out keeps its last entry (if any) and reports `BundleTooLarge`.
 """
 
@@ -25,6 +28,8 @@ from .bundle import build_bundle, serialize_bundle
 
 # The API server's limit on the data of one Secret (k8s.io/kubernetes/pkg/apis/core: MaxSecretSize).
 SECRET_DATA_MAX_BYTES = 1024 * 1024
+# Kept free of new entries for changes to served ones: ~20 certificate rollovers or ~200 token rotations.
+UPDATE_HEADROOM_BYTES = 32 * 1024
 
 IDENTITY_PROVIDERS, DOMAINS, SCIM = "identityProviders", "domains", "scim"
 SECTIONS = (IDENTITY_PROVIDERS, DOMAINS, SCIM)
@@ -49,12 +54,14 @@ def fit_bundle(
     contributions: Mapping[ObjectKey, Iterable[str]],
     *,
     limit: int = SECRET_DATA_MAX_BYTES,
+    headroom: int = 0,
 ) -> BundleFit:
     """The bundle to write, given the one every object asks for (`wanted`, by section) and the one last
-    written; `contributions` are each object's keys in its section of `wanted`."""
+    written; `contributions` are each object's keys in its section of `wanted`. The bundle never passes
+    `limit`, and new entries never take it past `limit - headroom`."""
     whole = build_bundle(roles, *(wanted[s] for s in SECTIONS))
     data = serialize_bundle(whole)
-    if len(data) <= limit:
+    if len(data) <= limit - headroom:
         return BundleFit(whole, data, len(data), frozenset())
     last = {s: dict(((previous or {}).get(s)) or {}) for s in SECTIONS}
     # Removals first: an entry the wanted bundle no longer has goes, whatever else does not fit.
@@ -73,9 +80,11 @@ def fit_bundle(
          if any(wanted[SECTION_OF_KIND[obj[0]]].get(k) != last[SECTION_OF_KIND[obj[0]]].get(k) for k in keys)),
         key=order,
     )
-    fitted, refused = _admit(roles, wanted, kept, changes, contributions, limit)
+    fitted, refused = _admit(roles, wanted, kept, changes, contributions, limit, headroom)
     bundle, written = _finished(roles, fitted)
-    if len(written) > limit:  # the estimate was off: admit no change at all rather than write too much
+    added = any(k not in last[s] for s in SECTIONS for k in fitted[s])
+    if len(written) > limit - (headroom if added else 0):
+        # The estimate was off: admit no change at all rather than write too much.
         refused = frozenset(changes)
         bundle, written = _finished(roles, kept)
     return BundleFit(bundle, written, len(data), refused)
@@ -94,8 +103,10 @@ def _admit(
     changes: list[ObjectKey],
     contributions: Mapping[ObjectKey, Iterable[str]],
     limit: int,
+    headroom: int,
 ) -> tuple[dict[str, dict[str, Any]], frozenset[ObjectKey]]:
-    """Admit changes in order while the estimated size stays within the limit (`fit_bundle` measures it)."""
+    """Admit changes in order while the estimated size stays within the limit, less the headroom for an
+    addition (`fit_bundle` measures it)."""
     fitted = {s: dict(kept[s]) for s in SECTIONS}
     size = len(serialize_bundle(build_bundle(roles, *(fitted[s] for s in SECTIONS))))
     refused: set[ObjectKey] = set()
@@ -109,7 +120,10 @@ def _admit(
             continue
         cost = sum(_entry_bytes(section, k, v) - _entry_bytes(section, k, fitted[section].get(k))
                    for k, v in entries.items())
-        if size + cost > limit:
+        if not fitted[section] and entries:
+            cost += _EMPTY_SECTION_OPENING
+        addition = any(k not in fitted[section] for k in keys)
+        if size + cost > limit - (headroom if addition else 0):
             refused.add((kind, name))
             continue
         fitted[section].update(entries)
@@ -122,6 +136,11 @@ def _provider(kind: str, name: str, entries: list[Any]) -> str:
     if SECTION_OF_KIND[kind] == IDENTITY_PROVIDERS:
         return name
     return next((str(e["identityProvider"]) for e in entries if isinstance(e, dict) and e.get("identityProvider")), "")
+
+
+# An empty section is `{}`; its first entry puts the braces on lines of their own ("{\n" ... "\n  }"),
+# two bytes more than the separator `_entry_bytes` counts.
+_EMPTY_SECTION_OPENING = 2
 
 
 def _entry_bytes(section: str, key: str, entry: Any) -> int:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from ..settings import Settings
-from .bundlefit import DOMAINS, IDENTITY_PROVIDERS, SCIM, SECRET_DATA_MAX_BYTES, fit_bundle
+from .bundlefit import DOMAINS, IDENTITY_PROVIDERS, SCIM, SECRET_DATA_MAX_BYTES, UPDATE_HEADROOM_BYTES, fit_bundle
 from .conditions import READY, RECONCILING, STALLED, Check, Outcome, Phase, is_true
 from .identityprovider import IdPObservation, base_url, reconcile_identity_provider
 from .model import KindResult, Snapshot
@@ -91,6 +91,7 @@ def reconcile_namespace(inputs: NamespaceInputs, settings: Settings, now: dateti
         inputs.previous_bundle,
         {key: _entry_keys(key, result.entry) for key, result in results.items()},
         limit=SECRET_DATA_MAX_BYTES,
+        headroom=UPDATE_HEADROOM_BYTES,
     )
     for snap in (o for o in live if (o.kind, o.name) in fit.refused):
         results[(snap.kind, snap.name)] = _left_out(snap, results[(snap.kind, snap.name)], fit.wanted_bytes, now)
@@ -113,8 +114,9 @@ def _left_out(snap: Snapshot, result: KindResult, wanted_bytes: int, now: dateti
               for c in result.status.get("conditions") or [] if c["type"] not in (READY, RECONCILING, STALLED)]
     message = (
         f"Not applied: with every change, namespace {snap.namespace}'s identity bundle would be "
-        f"{wanted_bytes / 2**20:.2f} MiB, over the {SECRET_DATA_MAX_BYTES / 2**20:.2f} MiB a Kubernetes Secret "
-        "can hold, so this object's change is left out of it (the bundle keeps its previous entry, if any). "
+        f"{wanted_bytes / 2**20:.2f} MiB. A Kubernetes Secret holds {SECRET_DATA_MAX_BYTES / 2**20:.2f} MiB, and "
+        f"new entries stop {UPDATE_HEADROOM_BYTES // 1024} KiB short of that, kept for changes to the entries it "
+        "serves; so this object's change is left out of it (the bundle keeps its previous entry, if any). "
         "Move some IdentityProviders, with their SSODomains and ScimConnections, to another namespace, or "
         "delete ones no longer used."
     )

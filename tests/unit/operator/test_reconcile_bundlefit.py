@@ -143,21 +143,73 @@ def test_when_the_estimate_is_off_no_change_is_admitted(monkeypatch: pytest.Monk
                            for name in ("b", "c")}
 
 
+def test_the_size_of_each_admitted_change_is_counted_to_the_byte() -> None:
+    """One byte short of a whole tenant in an empty bundle: its IdP and domain come in, its SCIM entry does not.
+    (An estimate that is short by a byte would admit the SCIM entry and then, once measured, nothing.)"""
+    wanted, contributions = tenants("a", "b")
+    fit = fit_bundle(ROLES, wanted, None, contributions, limit=size_of(tenants("a")[0]) - 1)
+    assert set(fit.bundle["identityProviders"]) == {"a"} and set(fit.bundle["domains"]) == {"a.example"}
+    assert fit.refused == {("ScimConnection", "a")} | {(kind, "b") for kind in bundlefit.SECTION_OF_KIND}
+
+
+def test_new_tenants_stop_the_headroom_short_of_the_limit() -> None:
+    wanted, contributions = tenants("a", "b", "c")
+    tenant = size_of(wanted) - size_of(tenants("a", "b")[0])
+    headroom = 2 * tenant
+    limit = size_of(wanted) + tenant  # the whole fits under the limit; under limit - headroom, only a and b
+    fit = fit_bundle(ROLES, wanted, None, contributions, limit=limit, headroom=headroom)
+    assert len(fit.data) <= limit - headroom
+    assert set(fit.bundle["identityProviders"]) == {"a", "b"}
+    assert {name for _, name in fit.refused} == {"c"}
+
+
+def test_a_served_entry_may_change_into_the_headroom() -> None:
+    """A rotated SCIM token (already in its token Secret) and a certificate rollover fit in a namespace that
+    new tenants have filled up to the limit less the headroom; a new tenant does not."""
+    before, _ = tenants("a", "b")
+    wanted, contributions = tenants("a", "b", "new")
+    wanted["scim"]["a"] = scim("a", token="t2")
+    wanted["scim"]["a"]["tokenSha256"].append("t1")
+    wanted["identityProviders"]["b"] = idp("b", size=600, version=2)
+    headroom = 1000
+    fit = fit_bundle(ROLES, wanted, as_previous(before), contributions, limit=size_of(before) + headroom,
+                     headroom=headroom)
+    assert fit.bundle["scim"]["a"]["tokenSha256"] == ["t2", "t1"]
+    assert fit.bundle["identityProviders"]["b"] == idp("b", size=600, version=2)
+    assert "new" not in fit.bundle["identityProviders"]
+    assert {name for _, name in fit.refused} == {"new"}
+
+
+def test_when_the_estimate_is_off_no_new_entry_goes_into_the_headroom(monkeypatch: pytest.MonkeyPatch) -> None:
+    before, _ = tenants("a")
+    wanted, contributions = tenants("a", "b")
+    monkeypatch.setattr(bundlefit, "_entry_bytes", lambda *_: 0)  # every change looks free
+    headroom = size_of(wanted) - size_of(before)
+    fit = fit_bundle(ROLES, wanted, as_previous(before), contributions, limit=size_of(wanted), headroom=headroom)
+    assert set(fit.bundle["identityProviders"]) == {"a"}
+    assert {name for _, name in fit.refused} == {"b"}
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     sizes=st.lists(st.integers(min_value=0, max_value=3000), min_size=1, max_size=12),
     served=st.integers(min_value=0, max_value=12),
     slack=st.integers(min_value=0, max_value=6000),
+    headroom=st.integers(min_value=0, max_value=3000),
 )
-def test_the_bundle_written_fits_and_holds_no_refused_change(sizes: list[int], served: int, slack: int) -> None:
+def test_the_bundle_written_fits_and_holds_no_refused_change(
+    sizes: list[int], served: int, slack: int, headroom: int
+) -> None:
     names = [f"t{i:02d}" for i in range(len(sizes))]
     before, _ = tenants(*names[:served])
     wanted, contributions = tenants(*names)
     for name, size in zip(names, sizes, strict=True):
         wanted["identityProviders"][name] = idp(name, size, version=2)
     limit = size_of(before) + slack
-    fit = fit_bundle(ROLES, wanted, as_previous(before), contributions, limit=limit)
+    fit = fit_bundle(ROLES, wanted, as_previous(before), contributions, limit=limit, headroom=headroom)
     assert len(fit.data) <= limit
+    if set(fit.bundle["identityProviders"]) - set(before["identityProviders"]):  # a new tenant came in
+        assert len(fit.data) <= limit - headroom
     for kind, name in contributions:
         section = bundlefit.SECTION_OF_KIND[kind]
         for key in contributions[(kind, name)]:

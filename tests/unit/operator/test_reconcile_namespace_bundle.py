@@ -98,8 +98,9 @@ def run(
     previous: dict[str, Any] | None = None,
     *,
     now: Any = NOW,
+    tokens: dict[str, TokenState] | None = None,
 ) -> NamespaceResult:
-    tokens = {s.name: TOKEN for s in snaps if s.kind == "ScimConnection"}
+    tokens = {s.name: TOKEN for s in snaps if s.kind == "ScimConnection"} | (tokens or {})
     inputs = NamespaceInputs(
         NS,
         snaps,
@@ -272,3 +273,27 @@ def test_a_change_left_out_keeps_the_status_of_what_is_served(monkeypatch: pytes
     kept = {k: v for k, v in before.status.items() if k not in ("conditions", "observedGeneration")}
     assert kept and {k: status[k] for k in kept} == kept
 
+
+
+def test_a_token_rotation_is_served_in_a_namespace_that_new_tenants_have_filled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rotated token is in its Secret before the pass (the IdP admin may paste it at once), so the bundle
+    must take the new hash: new entries stop short of the limit to leave that room."""
+    snaps, observations, served = served_world()
+    # The bundle is at the additions limit, with room under the Secret's for a whole new tenant.
+    monkeypatch.setattr(namespace_module, "SECRET_DATA_MAX_BYTES", len(serialize_bundle(served)) + 20 * 1024)
+    monkeypatch.setattr(namespace_module, "UPDATE_HEADROOM_BYTES", 20 * 1024)
+    rotated = TokenState(token_sha256("scim-token-value-rotated-0987654321"), NOW,
+                         TOKEN.current_sha256, NOW + timedelta(days=1))
+    newcorp = idp_snap("newcorp")
+    result = run([*snaps, newcorp], {**observations, "newcorp": ready_observation(newcorp)}, served,
+                 tokens={"okta": rotated})
+    assert result.bundle is not None
+    assert [h["sha256"] for h in result.bundle["scim"]["okta"]["tokenHashes"]] == [
+        rotated.current_sha256, TOKEN.current_sha256]
+    assert cstate(result.results[("ScimConnection", "okta")].status, "Ready") == ("True", "Ready")
+    assert "newcorp" not in result.bundle["identityProviders"]  # it would have fit in the headroom
+    status = result.results[("IdentityProvider", "newcorp")].status
+    assert cstate(status, "Ready") == ("False", "BundleTooLarge")
+    assert "new entries stop 20 KiB short of that" in cond(status, "Ready")["message"]
