@@ -118,7 +118,7 @@ def _admit(
         if section != IDENTITY_PROVIDERS and provider not in fitted[IDENTITY_PROVIDERS]:
             refused.add((kind, name))  # its IdentityProvider was left out: routing to it would break the bundle
             continue
-        cost = sum(_entry_bytes(section, k, v) - _entry_bytes(section, k, fitted[section].get(k))
+        cost = sum(_entry_bytes(k, v) - _entry_bytes(k, fitted[section].get(k))
                    for k, v in entries.items())
         if not fitted[section] and entries:
             cost += _EMPTY_SECTION_OPENING
@@ -143,12 +143,13 @@ def _provider(kind: str, name: str, entries: list[Any]) -> str:
 _EMPTY_SECTION_OPENING = 2
 
 
-def _entry_bytes(section: str, key: str, entry: Any) -> int:
-    """What one entry adds to the serialized bundle: its text at its depth, plus the separator."""
+def _entry_bytes(key: str, entry: Any) -> int:
+    """What one entry adds to the serialized bundle: its text at its depth (a section's entries are all at
+    the same one), plus the separator."""
     if entry is None:
         return 0
-    alone = json.dumps({section: {key: entry}}, sort_keys=True, indent=2, ensure_ascii=False).encode()
-    empty_section = len(f'{{\n  "{section}": {{\n'.encode()) + len(b"\n  }\n}")
+    alone = json.dumps({"section": {key: entry}}, sort_keys=True, indent=2, ensure_ascii=False).encode()
+    empty_section = len(b'{\n  "section": {\n') + len(b"\n  }\n}")
     return len(alone) - empty_section + len(b",\n")
 
 

@@ -59,6 +59,7 @@ def test_a_bundle_that_fits_is_written_whole() -> None:
     fit = fit_bundle(ROLES, wanted, None, contributions, limit=size_of(wanted))
     assert fit.refused == frozenset()
     assert fit.data == serialize_bundle(build_bundle(ROLES, *wanted.values()))
+    assert fit.wanted_bytes == len(fit.data)
 
 
 def test_over_the_limit_whole_tenants_are_admitted_in_name_order_and_the_rest_refused() -> None:
@@ -150,6 +151,31 @@ def test_the_size_of_each_admitted_change_is_counted_to_the_byte() -> None:
     fit = fit_bundle(ROLES, wanted, None, contributions, limit=size_of(tenants("a")[0]) - 1)
     assert set(fit.bundle["identityProviders"]) == {"a"} and set(fit.bundle["domains"]) == {"a.example"}
     assert fit.refused == {("ScimConnection", "a")} | {(kind, "b") for kind in bundlefit.SECTION_OF_KIND}
+
+
+@pytest.mark.parametrize("headroom", [0, 300])
+def test_a_change_to_a_served_entry_is_counted_to_the_byte(headroom: int) -> None:
+    """Up to the limit itself, whatever the headroom, with text that takes more bytes than characters. One
+    byte short, a's change (first in order) is left out and b's smaller one still comes in: a count short
+    by a byte would take both, and once measured, neither."""
+    before, _ = tenants("a", "b")
+    wanted, contributions = tenants("a", "b", "c")
+    wanted["identityProviders"]["a"] = {**idp("a", size=300, version=2), "displayName": "Zürich Ärzte ✓"}
+    wanted["scim"]["b"] = scim("b", token="t2")
+    with_changes = tenants("a", "b")[0]
+    with_changes["identityProviders"]["a"] = wanted["identityProviders"]["a"]
+    with_changes["scim"]["b"] = wanted["scim"]["b"]
+    new_tenant = {(kind, "c") for kind in bundlefit.SECTION_OF_KIND}
+    served = fit_bundle(ROLES, wanted, as_previous(before), contributions, limit=size_of(with_changes),
+                        headroom=headroom)
+    assert served.bundle["identityProviders"]["a"] == wanted["identityProviders"]["a"]
+    assert served.bundle["scim"]["b"] == scim("b", token="t2")
+    assert served.refused == new_tenant
+    short = fit_bundle(ROLES, wanted, as_previous(before), contributions, limit=size_of(with_changes) - 1,
+                       headroom=headroom)
+    assert short.bundle["identityProviders"]["a"] == idp("a")
+    assert short.bundle["scim"]["b"] == scim("b", token="t2")
+    assert short.refused == {("IdentityProvider", "a")} | new_tenant
 
 
 def test_new_tenants_stop_the_headroom_short_of_the_limit() -> None:

@@ -160,6 +160,29 @@ async def test_the_reserve_is_taken_again_once_freed() -> None:
     assert gate.in_flight == 0
 
 
+async def test_the_reserve_holds_as_many_quiet_namespaces_as_its_slots_and_no_more() -> None:
+    gate = FairGate(1, reserve=2)
+    hold = gate.slot("busy")
+    await hold.__aenter__()
+    quiet = [gate.slot(f"quiet-{i}") for i in range(2)]
+    for slot in quiet:
+        await slot.__aenter__()
+    assert gate.in_reserve == 2
+    third = asyncio.create_task(gate.slot("quiet-2").__aenter__())
+    await asyncio.sleep(0)
+    assert not third.done()  # both reserve slots are taken: it waits in line
+    await quiet[0].__aexit__(None, None, None)
+    await hold.__aexit__(None, None, None)
+    await third  # the busy namespace's slot passes to it
+    assert gate.in_flight == 1 and gate.in_reserve == 1
+
+
+@pytest.mark.parametrize(("capacity", "reserve"), [(0, 0), (1, -1)])
+def test_a_gate_needs_a_slot_and_no_negative_reserve(capacity: int, reserve: int) -> None:
+    with pytest.raises(ValueError, match="capacity must be at least 1 and reserve at least 0"):
+        FairGate(capacity, reserve=reserve)
+
+
 def test_requests_are_keyed_by_the_namespace_of_their_path() -> None:
     from keyplane.sources.kube import namespace_of, resource_path
 
