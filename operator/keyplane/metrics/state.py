@@ -22,7 +22,7 @@ from ..api.identityprovider import IdentityProviderSpec
 from ..api.kinds import KINDS
 from ..api.scimconnection import ScimConnectionSpec
 from ..observe.identityprovider import refresh_interval
-from ..reconcile.bundlefit import SECRET_DATA_MAX_BYTES
+from ..reconcile.bundlefit import SECRET_DATA_MAX_BYTES, UPDATE_HEADROOM_BYTES
 from ..reconcile.conditions import READY, STALLED
 from ..reconcile.identityprovider import IdPObservation
 from ..reconcile.model import Snapshot
@@ -143,7 +143,8 @@ class StateCollector(Collector):
             "bundle": GaugeMetricFamily(
                 "keyplane_bundle_bytes",
                 f"Size of the namespace's identity bundle in its Secret (the API server refuses more than "
-                f"{SECRET_DATA_MAX_BYTES} bytes; changes that would pass it report BundleTooLarge).",
+                f"{SECRET_DATA_MAX_BYTES} bytes; new entries stop {UPDATE_HEADROOM_BYTES} bytes short of that, "
+                "and objects left out report BundleTooLarge).",
                 labels=["namespace"]),
             "domains": GaugeMetricFamily(
                 "keyplane_ssodomain_domains", "Domains of an SSODomain by verification state.",
