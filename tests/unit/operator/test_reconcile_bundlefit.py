@@ -178,6 +178,15 @@ def test_a_change_to_a_served_entry_is_counted_to_the_byte(headroom: int) -> Non
     assert short.refused == {("IdentityProvider", "a")} | new_tenant
 
 
+def test_a_bundle_already_past_the_additions_limit_is_kept_whole() -> None:
+    """Written before the headroom existed (or filled by changes to served entries): nothing served goes,
+    and nobody is told BundleTooLarge for an entry that is served."""
+    before, contributions = tenants("a", "b")
+    fit = fit_bundle(ROLES, before, as_previous(before), contributions, limit=size_of(before) + 10, headroom=500)
+    assert fit.refused == frozenset()
+    assert fit.bundle == as_previous(before)
+
+
 def test_new_tenants_stop_the_headroom_short_of_the_limit() -> None:
     wanted, contributions = tenants("a", "b", "c")
     tenant = size_of(wanted) - size_of(tenants("a", "b")[0])
