@@ -74,7 +74,7 @@ def reconcile_namespace(inputs: NamespaceInputs, settings: Settings, now: dateti
         domain_entries.update(result.entry or {})
 
     scim_entries: dict[str, dict[str, Any]] = {}
-    previous_scim = (inputs.previous_bundle or {}).get("scim") or {}
+    previous_scim = (inputs.previous_bundle or {}).get(SCIM) or {}
     for snap in (o for o in live if o.kind == SCIM_CONNECTION):
         result = reconcile_scim_connection(
             snap, inputs.tokens.get(snap.name), idp_state(snap), previous_scim.get(snap.name), settings, now
@@ -128,7 +128,7 @@ def _identity_providers(
     results: dict[tuple[str, str], KindResult],
 ) -> tuple[dict[str, dict[str, Any]], dict[str, IdPState]]:
     """Reconcile the IdPs first: (bundle entries, the state their dependants follow)."""
-    previous = (inputs.previous_bundle or {}).get("identityProviders") or {}
+    previous = (inputs.previous_bundle or {}).get(IDENTITY_PROVIDERS) or {}
     entries: dict[str, dict[str, Any]] = {}
     states: dict[str, IdPState] = {}
     for snap in (o for o in live if o.kind == IDENTITY_PROVIDER):
